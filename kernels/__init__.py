@@ -1,0 +1,1 @@
+"""Triton kernels beside their torch references (installed as ``workbench.kernels``)."""

@@ -1,0 +1,105 @@
+"""The ``Model`` protocol every backend implements, and the constraint hook of decoding.
+
+Backends: the local Llama-family runtime (``{local: PATH}`` and the built-in ``default``
+tiny model) and the OpenAI-compatible client (``{openai: {...}}``). The executor's llm
+node sees only this protocol.
+
+Constrained decoding plugs in through ``Constraint``: before each sampling step the
+backend asks the constraint's state for the allowed tokens (a packed int32 bitset, bit
+``t % 32`` of word ``t // 32`` set when token ``t`` is allowed, the format llguidance and
+XGrammar share) and tells it which token was chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "Constraint",
+    "ConstraintState",
+    "Generation",
+    "GenerationRequest",
+    "Model",
+    "TokenEvent",
+]
+
+
+@runtime_checkable
+class ConstraintState(Protocol):
+    """The per-request state of a constraint while one sequence decodes."""
+
+    def allowed_tokens(self) -> Any:
+        """Packed int32 bitmask over the vocabulary for the next token, or ``None`` for all."""
+        ...
+
+    def advance(self, token_id: int) -> None:
+        """Record the token the sampler chose."""
+        ...
+
+    def is_finished(self) -> bool:
+        """True once the constraint accepts the text so far and allows nothing more."""
+        ...
+
+
+@runtime_checkable
+class Constraint(Protocol):
+    """A token-level constraint (type grammar, rails); builds one state per sequence."""
+
+    def start(self, tokenizer: Any) -> ConstraintState:
+        """A fresh state for one sequence decoded with ``tokenizer``."""
+        ...
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: a prompt or chat messages plus sampling and stopping settings."""
+
+    prompt: str | None = None
+    messages: list[dict[str, str]] | None = None
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: Sequence[str] = ()
+    response_schema: dict[str, Any] | None = None  # JSON Schema the text must satisfy
+    constraint: Constraint | None = None
+
+
+@dataclass
+class Generation:
+    """What a model produced for one request."""
+
+    text: str
+    finish_reason: str  # "stop" | "length" | "constraint"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] | None = None
+
+
+@dataclass
+class TokenEvent:
+    """One streamed token: its id, its text piece and (at the end) the finish reason."""
+
+    token_id: int
+    text: str
+    logprob: float | None = None
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A text generator. ``generate`` batches requests; ``stream`` yields tokens as they come."""
+
+    name: str
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Generate for every request (one batch where the backend can)."""
+        ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+        """Yield tokens of one request as they are decoded."""
+        ...
