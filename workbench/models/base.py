@@ -66,6 +66,7 @@ class GenerationRequest:
     stop: Sequence[str] = ()
     response_schema: dict[str, Any] | None = None  # JSON Schema the text must satisfy
     constraint: Constraint | None = None
+    logprobs: bool = False  # fill Generation.logprobs / TokenEvent.logprob (log-softmax of raw logits)
 
 
 @dataclass

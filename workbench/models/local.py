@@ -1,0 +1,254 @@
+"""``LocalModel``: the ``Model`` protocol over the in-process Llama-family runtime.
+
+    model = LocalModel.from_pretrained("path/to/checkpoint")          # or resolve_model("default")
+    [gen] = await model.generate([GenerationRequest(prompt="Hi", max_tokens=16)])
+    async for event in model.stream(GenerationRequest(messages=[{"role": "user", "content": "Hi"}])):
+        print(event.text, end="")
+
+Concurrency: every ``generate``/``stream`` call puts its requests on one queue; a single
+worker thread takes whatever is waiting (up to ``max_batch`` requests), runs it as one batch,
+and hands results back to each caller's event loop. So concurrent callers batch together,
+the event loop never blocks on torch, and the model is only ever touched by one thread.
+Requests that arrive while a batch runs wait for the next one (static batching).
+
+Importing this module registers two backends for ``model:`` specs (DESIGN §4): ``local``
+(value: a checkpoint directory, or ``{path, dtype, device}``) and ``default`` (the built-in
+tiny checkpoint in ``workbench/models/tiny/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workbench.errors import ModelUnavailable, UsageError
+from workbench.models.base import Generation, GenerationRequest, TokenEvent
+from workbench.models.config import ModelConfig, ModelLoadError, load_config
+from workbench.models.engine import Engine, Job
+from workbench.models.llama import Transformer, fuse_checkpoint
+from workbench.models.registry import register_backend
+from workbench.models.tokenizer import Tokenizer
+from workbench.models.weights import load_weights, weight_files
+
+__all__ = ["DEFAULT_MODEL_DIR", "LocalModel", "resolve_dtype"]
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "tiny"
+
+_DTYPE_NAMES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}  # fmt: skip
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, config: ModelConfig, device: torch.device) -> torch.dtype:
+    """The compute dtype: explicit, else the checkpoint's on CUDA and float32 on CPU (fast there)."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPE_NAMES.values():
+            raise UsageError(f"dtype {dtype} is not supported; use float32, bfloat16 or float16")
+        return dtype
+    if dtype is None or dtype == "auto":
+        return config.checkpoint_dtype if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPE_NAMES:
+        raise UsageError(f"dtype {dtype!r} is not one of {', '.join(sorted(_DTYPE_NAMES))}")
+    return _DTYPE_NAMES[dtype]
+
+
+@dataclass
+class _Pending:
+    """A job plus where its result goes (a future, or a stream's event queue)."""
+
+    job: Job
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future | None = None
+    events: asyncio.Queue | None = None
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
+    # a closed loop (RuntimeError) means nobody is waiting any more
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _set_result(future: asyncio.Future, value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+class LocalModel:
+    """A Hugging Face-format Llama-family checkpoint running in this process."""
+
+    def __init__(self, transformer: Transformer, tokenizer: Tokenizer, *, name: str, max_batch: int = 16,
+                 compile: bool = False) -> None:  # fmt: skip
+        self.name = name
+        self.tokenizer = tokenizer
+        self.transformer = transformer
+        self.config = transformer.config
+        self.max_batch = max_batch
+        self.engine = Engine(transformer, tokenizer, compile=compile)
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one batch at a time on the model
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        *,
+        name: str | None = None,
+        compile: bool | None = None,
+        max_batch: int = 16,
+    ) -> LocalModel:
+        """Load a checkpoint directory (config.json, safetensors, tokenizer.json).
+
+        ``dtype``: float32/bfloat16/float16 (default: float32 on CPU, the checkpoint's on CUDA).
+        ``device``: default CUDA when available. ``compile``: torch.compile the decode step with
+        CUDA graphs (default on CUDA only; it costs a compile per batch size and helps small models).
+        """
+        directory = Path(path).expanduser()
+        if not directory.is_dir():
+            raise ModelLoadError(f"{directory} is not a directory: {{local: PATH}} names a checkpoint folder")
+        config = load_config(directory)
+        dev = (
+            torch.device(device)
+            if device is not None
+            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ModelUnavailable(f"device {dev} was asked for but CUDA is not available here")
+        compute = resolve_dtype(dtype, config, dev)
+        tokenizer = Tokenizer.from_directory(directory, eos_token_ids=config.eos_token_ids)
+        weights = load_weights(directory, config, compute, dev)
+        with torch.device("meta"):
+            transformer = Transformer(config)
+        # assign=True adopts the loaded tensors instead of copying into meta placeholders
+        transformer.load_state_dict(fuse_checkpoint(config, weights), strict=True, assign=True)
+        if config.tie_word_embeddings:
+            transformer.lm_head.weight = transformer.embed_tokens.weight
+        transformer.eval()
+        use_compile = dev.type == "cuda" if compile is None else compile
+        name = name or directory.name
+        return cls(transformer, tokenizer, name=name, max_batch=max_batch, compile=use_compile)
+
+    # ---- the Model protocol -------------------------------------------------------------
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Generate for every request; concurrent calls share batches. Bad requests raise before any work."""
+        loop = asyncio.get_running_loop()
+        jobs = [Job(request=r, prompt_ids=self.engine.encode_request(r)) for r in requests]
+        pending = [_Pending(job, loop, future=loop.create_future()) for job in jobs]
+        for p in pending:
+            self._submit(p)
+        try:
+            return list(await asyncio.gather(*(p.future for p in pending)))
+        except asyncio.CancelledError:
+            for job in jobs:
+                job.cancelled = True
+            raise
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+        """Yield ``TokenEvent``s as tokens decode; the last one carries ``finish_reason``.
+
+        A finish without a token of its own (EOS is not text; ``max_tokens=0``) has ``token_id``
+        of the EOS token or -1. Leaving the loop early cancels the request.
+        """
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        job = Job(request=request, prompt_ids=self.engine.encode_request(request))
+        job.on_event = lambda event: _deliver(loop, events.put_nowait, event)
+        self._submit(_Pending(job, loop, events=events))
+        try:
+            while True:
+                item = await events.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            job.cancelled = True
+
+    def generate_sync(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Blocking generate in the calling thread, as one batch (scripts, benchmarks)."""
+        jobs = [Job(request=r, prompt_ids=self.engine.encode_request(r)) for r in requests]
+        with self._run_lock:  # keeps the worker out while we use the model
+            return self.engine.run(jobs)
+
+    # ---- the worker ---------------------------------------------------------------------
+    def _submit(self, pending: _Pending) -> None:
+        with self._start_lock:
+            if self._worker is None or not self._worker.is_alive():
+                thread_name = f"workbench-model-{self.name}"
+                self._worker = threading.Thread(target=self._work, name=thread_name, daemon=True)
+                self._worker.start()
+        self._queue.put(pending)
+
+    def _work(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            batch = [p for p in batch if not p.job.cancelled]
+            if not batch:
+                continue
+            try:
+                with self._run_lock:
+                    results = self.engine.run([p.job for p in batch])
+            except BaseException as exc:  # e.g. CUDA out of memory: fail this batch, keep serving
+                if isinstance(exc, torch.OutOfMemoryError):
+                    exc = ModelUnavailable(f"out of memory running a batch of {len(batch)}: {exc}")
+                for p in batch:
+                    if p.future is not None:
+                        _deliver(p.loop, _set_exception, p.future, exc)
+                    if p.events is not None:
+                        _deliver(p.loop, p.events.put_nowait, exc)
+                continue
+            for p, result in zip(batch, results):
+                if p.future is not None:
+                    _deliver(p.loop, _set_result, p.future, result)
+
+
+def _load_local(value: Any) -> LocalModel:
+    """Loader for ``{local: PATH}`` or ``{local: {path: PATH, dtype: ..., device: ...}}``."""
+    if isinstance(value, Mapping):
+        options = dict(value)
+        if "path" not in options:
+            raise UsageError(f"{{local: ...}} needs a path, got {value!r}")
+        return LocalModel.from_pretrained(options.pop("path"), **options)
+    if not isinstance(value, (str, Path)):
+        raise UsageError(f"{{local: PATH}} needs a checkpoint directory path, got {value!r}")
+    return LocalModel.from_pretrained(value)
+
+
+def _load_default(_value: Any = None) -> LocalModel:
+    """Loader for ``model: default``: the tiny checkpoint shipped in the package."""
+    try:
+        weight_files(DEFAULT_MODEL_DIR)
+    except ModelLoadError:
+        raise ModelUnavailable(
+            f"the built-in tiny model is not in this installation ({DEFAULT_MODEL_DIR} has no weights); "
+            "train it with the repository's tiny-model training script, or use {local: PATH} / {openai: ...}"
+        ) from None
+    return LocalModel.from_pretrained(DEFAULT_MODEL_DIR, name="default")
+
+
+register_backend("local", _load_local)
+register_backend("default", _load_default)
