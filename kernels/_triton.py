@@ -1,0 +1,138 @@
+"""Optional Triton: import it if present, and launch kernels compiled or interpreted.
+
+Kernels are ordinary module-level ``@jit`` functions (``triton.jit`` when Triton is installed,
+a no-op otherwise, so ``import workbench.kernels`` works without Triton and the public
+functions fall back to their torch references).
+
+Why :func:`launch` takes an ``interpret`` flag: ``@triton.jit`` decides at *decoration* time
+whether a function is compiled or interpreted (``TRITON_INTERPRET`` /
+``triton.knobs.runtime.interpret``), and Triton's own library (``tl.sum``, ``tl.max``,
+``tl.cdiv``...) is decorated when ``triton.language`` is first imported. A process that
+imported Triton without the flag (any test suite that touched a model first) would be stuck
+with compiled kernels and fail on a CPU with "0 active drivers". So an interpreted launch
+swaps every ``JITFunction`` in ``triton.language`` and in the kernel's own module for an
+``InterpretedFunction`` of the same Python function, runs the grid, and swaps them back. The
+same kernel object therefore runs compiled on CUDA tensors and interpreted on CPU tensors, in
+one process, whatever the environment said at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from workbench.errors import UsageError
+
+try:  # Triton is optional: CPU users run the torch references only.
+    import triton
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    HAS_TRITON = True
+except ImportError:  # pragma: no cover - exercised on machines without triton
+    triton = None  # type: ignore[assignment]
+    tl = None  # type: ignore[assignment]
+    HAS_TRITON = False
+
+__all__ = [
+    "HAS_TRITON",
+    "jit",
+    "launch",
+    "next_power_of_2",
+    "require_triton",
+    "tl",
+    "triton",
+    "wants_interpreter",
+]
+
+# The swap below is process-global; serialise interpreted launches.
+_LOCK = threading.RLock()
+_INTERPRETED: dict[Any, Any] = {}
+
+
+def jit(fn: Any = None, **kwargs: Any) -> Any:
+    """``triton.jit`` when Triton is installed; otherwise leave the function undecorated."""
+    if not HAS_TRITON:
+        return fn if fn is not None else (lambda f: f)
+    return triton.jit(fn, **kwargs) if fn is not None else triton.jit(**kwargs)
+
+
+def require_triton() -> None:
+    """Raise a clear :class:`UsageError` when a Triton launcher is called without Triton."""
+    if not HAS_TRITON:
+        raise UsageError(
+            "Triton is not installed: install the 'gpu' extra (pip install triton) or call the "
+            "torch reference in workbench.kernels.reference instead."
+        )
+
+
+def _interpreted(fn: Any) -> Any:
+    """The ``InterpretedFunction`` twin of a ``JITFunction`` (itself if already interpreted)."""
+    if not isinstance(fn, JITFunction):
+        return fn
+    twin = _INTERPRETED.get(fn.fn)
+    if twin is None:
+        twin = _INTERPRETED[fn.fn] = InterpretedFunction(fn.fn)
+    return twin
+
+
+@contextlib.contextmanager
+def _interpreter_scope(extra: ModuleType) -> Iterator[None]:
+    """Make every jitted function reachable from a kernel interpreted, then put them back."""
+    modules = [tl, tl.core, tl.standard, tl.math, tl.random, extra]
+    runtime = triton.knobs.runtime
+    swapped: list[tuple[ModuleType, str, Any]] = []
+    with _LOCK:
+        before = runtime.interpret
+        runtime.interpret = True
+        try:
+            for mod in modules:
+                for name, value in list(vars(mod).items()):
+                    if isinstance(value, JITFunction):
+                        swapped.append((mod, name, value))
+                        setattr(mod, name, _interpreted(value))
+            yield
+        finally:
+            for mod, name, value in reversed(swapped):
+                setattr(mod, name, value)
+            runtime.interpret = before
+
+
+def launch(kernel: Any, grid: tuple[int, ...], interpret: bool, *args: Any, **kwargs: Any) -> None:
+    """``kernel[grid](*args, **kwargs)``: compiled, or under the Triton interpreter."""
+    require_triton()
+    if not interpret:
+        kernel[grid](*args, **kwargs)
+        return
+    with _interpreter_scope(sys.modules[kernel.fn.__module__]):
+        _interpreted(kernel)[grid](*args, **kwargs)
+
+
+def wants_interpreter(*tensors: torch.Tensor) -> bool:
+    """True when the tensors live on the CPU (run under the interpreter), False on CUDA.
+
+    Mixed devices are a caller bug: Triton would read host memory from the GPU or vice versa.
+    Every launcher calls this first, so it also reports a missing Triton.
+    """
+    require_triton()
+    devices = {t.device.type for t in tensors}
+    if len(devices) != 1:
+        raise UsageError(f"kernel inputs live on different devices: {sorted(devices)}")
+    kind = devices.pop()
+    if kind == "cuda":
+        return False
+    if kind == "cpu":
+        return True
+    raise UsageError(f"Triton kernels run on CUDA tensors (or CPU under the interpreter), not {kind!r}")
+
+
+def next_power_of_2(n: int) -> int:
+    """Smallest power of two >= n (``tl.arange`` only takes power-of-two extents)."""
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
