@@ -15,7 +15,7 @@ def _packages() -> list[str]:
     for installed, folder in ROOTS.items():
         if installed == "workbench":
             continue
-        found += [installed + p[len(folder):] for p in find_packages(include=[folder, folder + ".*"])]
+        found += [installed + p[len(folder) :] for p in find_packages(include=[folder, folder + ".*"])]
     return sorted(set(found))
 
 

@@ -63,8 +63,9 @@ class FlowError(WorkbenchError):
 class FlowSyntaxError(FlowError):
     """Unreadable flow text; the message starts with ``file:line:column``."""
 
-    def __init__(self, message: str, *, source: str = "<flow>", line: int | None = None,
-                 column: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, source: str = "<flow>", line: int | None = None, column: int | None = None
+    ) -> None:
         self.source, self.line, self.column = source, line, column
         where = source if line is None else f"{source}:{line}:{column or 1}"
         super().__init__(f"{where}: {message}")

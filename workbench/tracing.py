@@ -72,8 +72,14 @@ class Span:
 class Tracer(Protocol):
     """What a trace sink implements. Every method must be cheap and must not raise."""
 
-    def start_span(self, name: str, *, parent: Span | None = None, kind: str = "INTERNAL",
-                   attributes: dict[str, Any] | None = None) -> Span:
+    def start_span(
+        self,
+        name: str,
+        *,
+        parent: Span | None = None,
+        kind: str = "INTERNAL",
+        attributes: dict[str, Any] | None = None,
+    ) -> Span:
         """Open a span; a ``parent`` of ``None`` starts a new trace."""
         ...
 
@@ -93,8 +99,14 @@ class Tracer(Protocol):
 class _BaseTracer:
     """Span bookkeeping shared by the in-process tracers; subclasses override ``_export``."""
 
-    def start_span(self, name: str, *, parent: Span | None = None, kind: str = "INTERNAL",
-                   attributes: dict[str, Any] | None = None) -> Span:
+    def start_span(
+        self,
+        name: str,
+        *,
+        parent: Span | None = None,
+        kind: str = "INTERNAL",
+        attributes: dict[str, Any] | None = None,
+    ) -> Span:
         return Span(
             name=name,
             trace_id=parent.trace_id if parent is not None else new_trace_id(),

@@ -314,7 +314,9 @@ class List(Type):
         if not isinstance(self.item, Type):
             raise TypeSpecError(f"list item must be a type, got {_short(self.item)}")
         if self.max_items is not None and (not _is_int(self.max_items) or self.max_items < 0):
-            raise TypeSpecError(f"list max_items must be a non-negative integer, got {_short(self.max_items)}")
+            raise TypeSpecError(
+                f"list max_items must be a non-negative integer, got {_short(self.max_items)}"
+            )
 
     def validate(self, value: Any, path: str = "value") -> Any:
         if not isinstance(value, list | tuple):
@@ -351,8 +353,9 @@ class Record(Type):
     fields: tuple[tuple[str, Type], ...] = ()
     kind: str = field(default="record", init=False, repr=False, compare=False)
 
-    def __init__(self, name: str | None = None, /, _fields: Mapping[str, Type] | None = None,
-                 **fields: Type) -> None:
+    def __init__(
+        self, name: str | None = None, /, _fields: Mapping[str, Type] | None = None, **fields: Type
+    ) -> None:
         items = list((_fields or {}).items()) + list(fields.items())
         if not items:
             raise TypeSpecError("a record needs at least one field")
@@ -446,7 +449,7 @@ def parse_type(spec: Any, named: Mapping[str, Type] | None = None, where: str = 
         raise TypeSpecError(f"{where}: unknown type name {spec!r} (known: {', '.join(known)})")
     if isinstance(spec, Mapping) and spec:
         keys = set(spec)
-        if len(keys) == 1 and keys <= _CONSTRUCTOR_KEYS - {"list"} or (
+        if (len(keys) == 1 and keys <= _CONSTRUCTOR_KEYS - {"list"}) or (
             "list" in keys and keys <= {"list", "max_items"}
         ):
             return _parse_constructor(spec, named, where)
@@ -466,7 +469,7 @@ def _parse_constructor(spec: Mapping[str, Any], named: Mapping[str, Type], where
             return List(parse_type(spec["list"], named, f"{where}.list"), max_items=max_items)
         except TypeError as exc:  # pragma: no cover - defensive
             raise TypeSpecError(f"{where}: {exc}") from None
-    (key, arg), = spec.items()
+    ((key, arg),) = spec.items()
     if key == "enum":
         if not isinstance(arg, list):
             raise TypeSpecError(f"{where}: enum takes a list of strings, got {_short(arg)}")
@@ -504,7 +507,7 @@ def parse_named_types(specs: Mapping[str, Any], where: str = "types") -> dict[st
         if name in resolved:
             return resolved[name]
         if name in visiting:
-            cycle = " -> ".join(visiting[visiting.index(name):] + [name])
+            cycle = " -> ".join([*visiting[visiting.index(name) :], name])
             raise TypeSpecError(f"{where}: recursive type definition {cycle}")
         visiting.append(name)
         for ref in _referenced_names(specs[name]):

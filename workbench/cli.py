@@ -1,0 +1,315 @@
+"""The ``workbench`` command (DESIGN §6).
+
+    workbench run FLOW [-i k=v]... [--inputs FILE] [--model SPEC] [--db PATH] [--json]
+    workbench check FLOW [--json] [--explain RAIL]
+    workbench traces list|show|query|export ...      (from workbench.traces)
+    workbench serve-model MODEL [--port]             (from workbench.models.server)
+
+Exit codes: 0 ok; 1 the run failed (a rail blocked, a node failed) or the check found
+errors; 2 a bad flow, bad input or bad usage. Errors print one paragraph, no traceback
+unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workbench import __version__
+from workbench.errors import UsageError, WorkbenchError
+from workbench.types import Str
+
+__all__ = ["main"]
+
+# Modules that add subcommands of their own through ``register(subparsers)``.
+PLUGIN_COMMANDS = ("workbench.traces.cli", "workbench.models.server")
+
+
+def _flow_path(text: str) -> Path:
+    """A flow file path, or the name of a shipped example flow (``trader``)."""
+    from workbench.examples import flow_path, list_flows
+
+    path = Path(text)
+    if path.exists() or "/" in text or text.endswith((".yaml", ".yml", ".json")):
+        return path
+    if text in list_flows():
+        return flow_path(text)
+    raise UsageError(
+        f"no flow file '{text}' (and no example flow of that name; examples: {', '.join(list_flows())})"
+    )
+
+
+def _load(text: str) -> Any:
+    from workbench.flow import load
+
+    return load(_flow_path(text))
+
+
+def _parse_inputs(flow: Any, pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if inputs_file:
+        try:
+            data = yaml.safe_load(Path(inputs_file).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--inputs {inputs_file}: cannot read a mapping of inputs: {exc}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"--inputs {inputs_file}: expected a mapping of input name to value")
+        values.update(data)
+    for pair in pairs:
+        name, eq, raw = pair.partition("=")
+        if not eq or not name:
+            raise UsageError(f"-i expects name=value, got {pair!r}")
+        typ = flow.inputs.get(name)
+        if isinstance(typ, Str):
+            values[name] = raw  # strings are taken literally: -i ticker=123 is the text "123"
+            continue
+        try:
+            values[name] = json.loads(raw)
+        except ValueError:
+            values[name] = raw
+    return values
+
+
+def _model_spec(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text == "default":
+        return "default"
+    if Path(text).is_dir():
+        return {"local": text}
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError:
+        spec = None
+    if isinstance(spec, dict):
+        return spec
+    raise UsageError(
+        f"--model {text!r}: expected 'default', a checkpoint directory, or a mapping such as "
+        "'{openai: {base_url: http://127.0.0.1:8000/v1, model: NAME}}'"
+    )
+
+
+def _open_tracer(args: argparse.Namespace) -> Any:
+    if args.no_trace:
+        return None
+    try:
+        from workbench.traces import tracer_for
+    except ImportError:
+        return None
+    return tracer_for(args.db)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``workbench run``: run a flow once and print its outputs."""
+    from workbench.runtime import Executor
+
+    flow = _load(args.flow)
+    inputs = _parse_inputs(flow, args.input, args.inputs)
+    tracer = _open_tracer(args)
+    try:
+        executor = Executor(flow, tracer=tracer, trust=args.trust, model=_model_spec(args.model))
+        result = executor.run(inputs)
+    finally:
+        if tracer is not None:
+            tracer.close()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str))
+    else:
+        _print_run(result, args)
+    if result.error is not None and args.debug and result.error.__cause__ is not None:
+        traceback.print_exception(result.error.__cause__, file=sys.stderr)
+    return 0 if result.status == "ok" else 1
+
+
+def _print_run(result: Any, args: argparse.Namespace) -> None:
+    if result.status == "ok":
+        print(json.dumps(result.outputs, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(f"error: {result.error}", file=sys.stderr)
+    failed = [r for r in result.rails if r.verdict == "fail"]
+    if result.rails:
+        print(
+            f"rails: {len(result.rails) - len(failed)} passed, {len(failed)} failed"
+            + "".join(f"\n  - {r.name} on {r.port} ({r.enforce})" for r in failed),
+            file=sys.stderr,
+        )
+    where = "" if args.no_trace else f" (traces: {args.db or '.workbench/traces.duckdb'})"
+    print(f"run {result.run_id}: {result.status} in {result.seconds * 1000:.1f} ms{where}", file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``workbench check``: validate a flow and verify its rails."""
+    from workbench.errors import FlowSyntaxError
+    from workbench.flow import problems
+
+    try:
+        flow = _load(args.flow)
+    except FlowSyntaxError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "errors": [str(exc)], "rails": []}, indent=2))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    errors = problems(flow)
+    rails: list[dict[str, Any]] = []
+    explain = None
+    if not errors:
+        report = _verify(flow, args.explain)
+        errors, rails, explain = report["errors"], report["rails"], report.get("explain")
+    ok = not errors and not any(r["status"] == "conflict" for r in rails)
+    if args.json:
+        print(
+            json.dumps(
+                {"ok": ok, "errors": errors, "rails": rails}, indent=2, ensure_ascii=False, default=str
+            )
+        )
+    else:
+        _print_check(flow, errors, rails, explain)
+    return 0 if ok else 1
+
+
+def _verify(flow: Any, explain: str | None) -> dict[str, Any]:
+    """Rail verification through the flow layer's verifier when present, else compile-only."""
+    try:
+        from workbench.flow.verify import check_report
+    except ImportError:
+        check_report = None
+    if check_report is not None:
+        return check_report(flow, explain=explain)
+    from workbench.runtime.enforce import RailEnforcer
+
+    try:
+        RailEnforcer(flow)
+    except WorkbenchError as exc:
+        return {"errors": [str(exc)], "rails": []}
+    return {
+        "errors": [],
+        "rails": [
+            {
+                "name": r.name,
+                "port": str(r.on),
+                "status": "enforced",
+                "counterexample": None,
+                "conflict_with": [],
+                "reason": "static verification is not available in this build",
+            }
+            for r in flow.rails.values()
+        ],
+    }
+
+
+def _print_check(flow: Any, errors: list[str], rails: list[dict[str, Any]], explain: str | None) -> None:
+    for error in errors:
+        print(f"error: {error}")
+    for rail in rails:
+        line = f"{rail['status']:>11}  {rail['name']} on {rail['port']}"
+        if rail.get("counterexample"):
+            line += f"\n             counterexample: {json.dumps(rail['counterexample'], default=str)}"
+        if rail.get("conflict_with"):
+            line += f"\n             conflicts with: {', '.join(rail['conflict_with'])}"
+        if rail.get("reason"):
+            line += f"\n             {rail['reason']}"
+        print(line)
+    if explain:
+        print(explain)
+    if not errors:
+        print(
+            f"flow '{flow.name}': {len(flow.nodes)} nodes, {len(flow.wires)} wires, "
+            f"{len(rails)} rails checked"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``workbench`` command."""
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Agent Workbench: typed agent flows, Z3-checked rails, local models, DuckDB traces.",
+    )
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run a flow once and print its outputs",
+        description="Run a flow once. Exit 0 ok, 1 run failed, 2 bad flow or usage.",
+    )
+    run.add_argument("flow", help="a *.flow.yaml file or the name of an example flow (trader, triage)")
+    run.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an input value (JSON, or plain text for str inputs); repeatable",
+    )
+    run.add_argument("--inputs", metavar="FILE", help="a JSON or YAML file mapping input names to values")
+    run.add_argument(
+        "--model",
+        metavar="SPEC",
+        help="override every llm node's model: default, a checkpoint "
+        "directory, or a mapping like '{openai: {...}}'",
+    )
+    run.add_argument("--db", metavar="PATH", help="trace database (default .workbench/traces.duckdb)")
+    run.add_argument("--no-trace", action="store_true", help="record no traces")
+    run.add_argument("--trust", action="store_true", help="allow tools from outside the workbench package")
+    run.add_argument("--json", action="store_true", help='print {"run_id", "status", "outputs", "rails"}')
+    run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    run.set_defaults(handler=cmd_run)
+
+    check = sub.add_parser(
+        "check",
+        help="validate a flow and verify its rails with Z3",
+        description="Check types, wiring and rails. Exit 0 no errors, 1 errors or conflicts, 2 unreadable.",
+    )
+    check.add_argument("flow", help="a *.flow.yaml file or the name of an example flow")
+    check.add_argument("--json", action="store_true", help='print {"ok", "errors", "rails"}')
+    check.add_argument("--explain", metavar="RAIL", help="print a rail's SMT-LIB, hypotheses and verdict")
+    check.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    check.set_defaults(handler=cmd_check)
+
+    for module in PLUGIN_COMMANDS:
+        try:
+            importlib.import_module(module).register(sub)
+        except ImportError:
+            continue  # an optional part that is not installed
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``workbench`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except WorkbenchError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"internal error: {type(exc).__name__}: {exc} (this is a bug; --debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,438 @@
+"""Reading and writing ``*.flow.yaml`` (and ``*.flow.json``) files, DESIGN §4.
+
+Loading keeps the line and column of every mapping key so that problems point into the
+file (``trader.flow.yaml:14:5: ...``). Saving writes a stable key order, so load -> save
+-> load is the identity and diffs stay small. Comments are not kept: a saved file loses
+the comments of the file it was loaded from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workbench.errors import FlowError, FlowSyntaxError, TypeSpecError, WorkbenchError
+from workbench.flow.kinds import KINDS
+from workbench.flow.model import ENFORCE_MODES, Flow, Node, PortRef, RailSpec, Wire
+from workbench.types import Type, parse_named_types, parse_type
+
+__all__ = ["dump", "dumps", "flow_hash", "load", "loads", "save"]
+
+TOP_KEYS = (
+    "flow",
+    "version",
+    "description",
+    "use",
+    "types",
+    "constants",
+    "models",
+    "inputs",
+    "outputs",
+    "nodes",
+    "wires",
+    "rails",
+)
+NODE_COMMON = ("kind", "inputs", "outputs", "guarantees", "timeout", "retries")
+RAIL_KEYS = ("on", "check", "enforce", "max_attempts")
+MAX_FLOW_BYTES = 8 * 1024 * 1024
+
+
+class _Located(dict):
+    """A mapping that remembers where each key was written: ``marks[key] = (line, column)``."""
+
+    marks: dict[Any, tuple[int, int]]
+    start: tuple[int, int]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that records key positions and refuses duplicate keys."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> _Located:
+    loader.flatten_mapping(node)
+    out = _Located()
+    out.marks = {}
+    out.start = (node.start_mark.line + 1, node.start_mark.column + 1)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
+        if key in out:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.marks[key] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _yaml12_booleans(cls: type) -> None:
+    """Only ``true``/``false`` are booleans (YAML 1.2): a rail's ``on:`` key must stay a string."""
+    bool_tag = "tag:yaml.org,2002:bool"
+    cls.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != bool_tag]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    cls.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+_yaml12_booleans(_Loader)
+
+
+class _Reader:
+    """Turns the located YAML tree into a ``Flow``, raising errors that point into the file."""
+
+    def __init__(self, source: str, base_dir: Path | None) -> None:
+        self.source = source
+        self.base_dir = base_dir
+
+    def fail(self, where: Any, key: Any, message: str) -> FlowSyntaxError:
+        line = col = None
+        if isinstance(where, _Located):
+            line, col = where.marks.get(key, where.start)
+        return FlowSyntaxError(message, source=self.source, line=line, column=col)
+
+    def mapping(self, parent: Any, key: str, *, required: bool = False) -> Mapping[str, Any]:
+        value = parent.get(key) if isinstance(parent, Mapping) else None
+        if value is None:
+            if required:
+                raise self.fail(parent, key, f"'{key}' is required")
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(parent, key, f"'{key}' must be a mapping, got {type(value).__name__}")
+        return value
+
+    def types(
+        self, parent: Mapping[str, Any], key: str, named: Mapping[str, Type], what: str
+    ) -> dict[str, Type]:
+        ports = self.mapping(parent, key)
+        out = {}
+        for name, spec in ports.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise self.fail(ports, name, f"{what} name {name!r} is not an identifier")
+            try:
+                out[name] = parse_type(spec, named, f"{what} '{name}'")
+            except TypeSpecError as exc:
+                raise self.fail(ports, name, str(exc)) from None
+        return out
+
+    def read(self, data: Any) -> Flow:
+        if not isinstance(data, Mapping):
+            raise FlowSyntaxError(
+                "a flow file must be a mapping with 'flow:', 'nodes:' and 'wires:'",
+                source=self.source,
+                line=1,
+                column=1,
+            )
+        for key in data:
+            if key not in TOP_KEYS:
+                raise self.fail(data, key, f"unknown top-level key {key!r} (allowed: {', '.join(TOP_KEYS)})")
+        name = data.get("flow")
+        if not isinstance(name, str) or not name.strip():
+            raise self.fail(data, "flow", "'flow:' must give the flow's name")
+        version = data.get("version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version != 1:
+            raise self.fail(
+                data, "version", f"unsupported flow file version {version!r} (this reads version 1)"
+            )
+        description = data.get("description")
+        if description is not None and not isinstance(description, str):
+            raise self.fail(data, "description", "'description' must be a string")
+        try:
+            named = parse_named_types(self.mapping(data, "types"))
+        except TypeSpecError as exc:
+            raise self.fail(data, "types", str(exc)) from None
+        use = data.get("use") or []
+        if not isinstance(use, list) or not all(isinstance(u, str) for u in use):
+            raise self.fail(data, "use", "'use' must be a list of rail pack names")
+        flow = Flow(
+            name=name,
+            inputs=self.types(data, "inputs", named, "input"),
+            outputs=self.types(data, "outputs", named, "output"),
+            types=named,
+            constants=dict(self.mapping(data, "constants")),
+            models=dict(self.mapping(data, "models")),
+            use=list(use),
+            version=version,
+            description=description,
+        )
+        nodes = self.mapping(data, "nodes")
+        for node_name, spec in nodes.items():
+            flow.nodes[node_name] = self.node(nodes, node_name, spec, named)
+        flow.wires = self.wires(data)
+        rails = self.mapping(data, "rails")
+        for rail_name, spec in rails.items():
+            flow.rails[rail_name] = self.rail(rails, rail_name, spec)
+        return flow
+
+    def node(self, parent: Mapping[str, Any], name: Any, spec: Any, named: Mapping[str, Type]) -> Node:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise self.fail(parent, name, f"node name {name!r} is not an identifier")
+        if not isinstance(spec, Mapping):
+            raise self.fail(parent, name, f"node '{name}' must be a mapping with 'kind:'")
+        kind = spec.get("kind")
+        if not isinstance(kind, str):
+            raise self.fail(spec, "kind", f"node '{name}' needs 'kind:' (one of {', '.join(sorted(KINDS))})")
+        config = {k: v for k, v in spec.items() if k not in NODE_COMMON}
+        if kind == "flow" and "flow" in config:
+            config["flow"] = self.subflow(spec, config["flow"])
+        guarantees = spec.get("guarantees") or []
+        if not isinstance(guarantees, list):
+            raise self.fail(
+                spec, "guarantees", f"node '{name}': guarantees must be a list of rail expressions"
+            )
+        return Node(
+            name=name,
+            kind=kind,
+            inputs=self.types(spec, "inputs", named, f"node '{name}' input"),
+            outputs=self.types(spec, "outputs", named, f"node '{name}' output"),
+            config=config,
+            guarantees=list(guarantees),
+            timeout=spec.get("timeout"),
+            retries=spec.get("retries", 0),
+        )
+
+    def subflow(self, spec: Mapping[str, Any], value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return _Reader(f"{self.source} (inline flow)", self.base_dir).read(value)
+        if isinstance(value, str):
+            path = Path(value)
+            if not path.is_absolute() and self.base_dir is not None:
+                path = self.base_dir / path
+            inner = load(path)
+            inner.origin = value  # saved back as this path, not inline
+            return inner
+        raise self.fail(spec, "flow", "a flow node's 'flow' must be a file path or an inline flow mapping")
+
+    def wires(self, data: Mapping[str, Any]) -> list[Wire]:
+        texts = data.get("wires") or []
+        if not isinstance(texts, list):
+            raise self.fail(data, "wires", "'wires' must be a list of 'source -> target' strings")
+        out = []
+        for text in texts:
+            try:
+                out.append(Wire.parse(text))
+            except FlowError as exc:
+                raise self.fail(data, "wires", str(exc)) from None
+        return out
+
+    def rail(self, parent: Mapping[str, Any], name: Any, spec: Any) -> RailSpec:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise self.fail(parent, name, f"rail name {name!r} is not an identifier")
+        if isinstance(spec, str):  # shorthand is not allowed: 'on' is always needed
+            raise self.fail(parent, name, f"rail '{name}' must be a mapping with 'on:' and 'check:'")
+        if not isinstance(spec, Mapping):
+            raise self.fail(parent, name, f"rail '{name}' must be a mapping with 'on:' and 'check:'")
+        for key in spec:
+            if key not in RAIL_KEYS:
+                raise self.fail(
+                    spec, key, f"rail '{name}': unknown key {key!r} (allowed: {', '.join(RAIL_KEYS)})"
+                )
+        for key in ("on", "check"):
+            if not isinstance(spec.get(key), str):
+                raise self.fail(spec, key, f"rail '{name}': '{key}' must be a string")
+        enforce = spec.get("enforce", "block")
+        if enforce not in ENFORCE_MODES:
+            raise self.fail(
+                spec, "enforce", f"rail '{name}': enforce must be one of {', '.join(ENFORCE_MODES)}"
+            )
+        attempts = spec.get("max_attempts")
+        if attempts is not None and (
+            not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1
+        ):
+            raise self.fail(spec, "max_attempts", f"rail '{name}': max_attempts must be a positive integer")
+        try:
+            return RailSpec(name, PortRef.parse(spec["on"]), spec["check"], enforce, attempts)
+        except FlowError as exc:
+            raise self.fail(spec, "on", str(exc)) from None
+
+
+def loads(text: str | bytes, source: str = "<flow>", base_dir: Path | None = None) -> Flow:
+    """Parse flow text (YAML or JSON). Raises ``FlowError`` subclasses, never anything else."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FlowSyntaxError(f"the file is not UTF-8 text (byte {exc.start})", source=source) from None
+    if len(text) > MAX_FLOW_BYTES:
+        raise FlowSyntaxError(f"the file is larger than {MAX_FLOW_BYTES // 1024 // 1024} MiB", source=source)
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise FlowSyntaxError(
+            problem or "invalid YAML",
+            source=source,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from None
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
+        raise FlowSyntaxError(f"invalid YAML: {exc}", source=source) from None
+    try:
+        return _Reader(source, base_dir).read(data)
+    except WorkbenchError:
+        raise
+    except RecursionError:
+        raise FlowSyntaxError("the file is nested too deeply", source=source) from None
+
+
+def load(path: str | Path) -> Flow:
+    """Load a ``*.flow.yaml`` or ``*.flow.json`` file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FlowSyntaxError("no such file", source=str(path)) from None
+    except OSError as exc:
+        raise FlowSyntaxError(f"cannot read the file: {exc.strerror}", source=str(path)) from None
+    return loads(data, source=str(path), base_dir=path.parent)
+
+
+# -- saving -------------------------------------------------------------------------------
+
+
+def dump(flow: Flow) -> dict[str, Any]:
+    """The flow as plain data in the canonical key order of DESIGN §4."""
+    out: dict[str, Any] = {"flow": flow.name, "version": flow.version}
+    if flow.description is not None:
+        out["description"] = flow.description
+    if flow.use:
+        out["use"] = list(flow.use)
+    if flow.types:
+        out["types"] = {name: typ.to_spec(expand=True) for name, typ in flow.types.items()}
+    if flow.constants:
+        out["constants"] = dict(flow.constants)
+    if flow.models:
+        out["models"] = dict(flow.models)
+    out["inputs"] = {k: t.to_spec() for k, t in flow.inputs.items()}
+    out["outputs"] = {k: t.to_spec() for k, t in flow.outputs.items()}
+    out["nodes"] = {name: _dump_node(node) for name, node in flow.nodes.items()}
+    out["wires"] = [str(w) for w in flow.wires]
+    if flow.rails:
+        out["rails"] = {name: _dump_rail(r) for name, r in flow.rails.items()}
+    return out
+
+
+def _dump_node(node: Node) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": node.kind}
+    spec = KINDS.get(node.kind)
+    order = list(spec.keys) if spec else []
+    for key in order + sorted(k for k in node.config if k not in order):
+        if key in node.config:
+            value = node.config[key]
+            if isinstance(value, Flow):
+                value = value.origin or dump(value)
+            out[key] = value
+    out["inputs"] = {k: t.to_spec() for k, t in node.inputs.items()}
+    out["outputs"] = {k: t.to_spec() for k, t in node.outputs.items()}
+    if node.guarantees:
+        out["guarantees"] = list(node.guarantees)
+    if node.timeout is not None:
+        out["timeout"] = node.timeout
+    if node.retries:
+        out["retries"] = node.retries
+    return out
+
+
+def _dump_rail(rail: RailSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"on": str(rail.on), "check": rail.check}
+    if rail.enforce != "block":
+        out["enforce"] = rail.enforce
+    if rail.max_attempts is not None:
+        out["max_attempts"] = rail.max_attempts
+    return out
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes leaf values in flow style (``{a: 1}``) with YAML 1.2 booleans."""
+
+
+_yaml12_booleans(_Dumper)
+_Dumper.add_representer(_Located, lambda d, v: d.represent_dict(v))
+
+BLOCK_SECTIONS = ("types", "constants", "models", "rails")
+
+
+def _inline(value: Any) -> str:
+    text = yaml.dump(
+        value, Dumper=_Dumper, default_flow_style=True, width=1 << 30, allow_unicode=True, sort_keys=False
+    )
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def _block_ok(text: str) -> bool:
+    """Multi-line text that a ``|`` block scalar reproduces exactly."""
+    if "\n" not in text.rstrip("\n") or text.endswith("\n\n") or text[0] in " \t\n":
+        return False
+    lines = text.removesuffix("\n").split("\n")
+    return all(line == line.rstrip() and line.isprintable() for line in lines)
+
+
+def _emit(key: str, value: Any, indent: int, lines: list[str]) -> None:
+    """One ``key: value`` line, or a block scalar for multi-line text."""
+    pad = " " * indent
+    if isinstance(value, str) and _block_ok(value):
+        chomp = "" if value.endswith("\n") else "-"
+        lines.append(f"{pad}{_inline(key)}: |{chomp}")
+        lines += [f"{pad}  {line}" if line else "" for line in value.removesuffix("\n").split("\n")]
+    else:
+        lines.append(f"{pad}{_inline(key)}: {_inline(value)}")
+
+
+def _emit_flow(data: dict[str, Any], indent: int, lines: list[str]) -> None:
+    pad = " " * indent
+    for key, value in data.items():
+        if key in BLOCK_SECTIONS:
+            lines.append(f"{pad}{key}:")
+            for name, item in value.items():
+                _emit(name, item, indent + 2, lines)
+        elif key == "nodes":
+            lines.append(f"{pad}nodes:")
+            for name, node in value.items():
+                lines.append(f"{pad}  {name}:")
+                for node_key, item in node.items():
+                    if node_key == "flow" and isinstance(item, dict):
+                        lines.append(f"{pad}    flow:")
+                        _emit_flow(item, indent + 6, lines)
+                    else:
+                        _emit(node_key, item, indent + 4, lines)
+        elif key == "wires":
+            lines.append(f"{pad}wires:")
+            lines += [f"{pad}  - {_inline(w)}" for w in value]
+        else:
+            _emit(key, value, indent, lines)
+
+
+def dumps(flow: Flow, fmt: str = "yaml") -> str:
+    """The flow file text (``fmt`` is ``yaml`` or ``json``) in the canonical layout."""
+    data = dump(flow)
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    lines: list[str] = []
+    _emit_flow(data, 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+def save(flow: Flow, path: str | Path) -> Path:
+    """Write the flow to ``path`` (JSON when it ends in ``.json``); returns the path."""
+    path = Path(path)
+    path.write_text(dumps(flow, "json" if path.suffix == ".json" else "yaml"), encoding="utf-8")
+    return path
+
+
+def flow_hash(flow: Flow) -> str:
+    """SHA-256 of the canonical JSON form: equal flows hash equal, whatever their formatting."""
+    canonical = json.dumps(dump(flow), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,19 @@
+"""The executor: asyncio dataflow over a flow, with types and rails enforced at ports."""
+
+from workbench.runtime.enforce import RailRecord
+from workbench.runtime.executor import Executor, RunResult, arun, run
+from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner, register_runner
+from workbench.runtime.tools import returns
+
+__all__ = [
+    "RUNNERS",
+    "SKIPPED",
+    "Executor",
+    "RailRecord",
+    "RunResult",
+    "Runner",
+    "arun",
+    "register_runner",
+    "returns",
+    "run",
+]

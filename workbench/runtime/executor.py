@@ -1,0 +1,567 @@
+"""The executor: runs a flow as asyncio dataflow, enforcing types and rails at ports.
+
+Planning (once per ``Executor``) validates the flow, resolves tools under the trust
+rule, compiles rails and conditions, and works out each node's dependencies. A run
+then only moves values: a node starts as soon as its inputs exist; synchronous tools
+and routers run inline on the event loop (no task, no thread: the cheap path), while
+llm nodes, async tools, blocking tools and sub-flows run as tasks, so independent
+branches overlap. The first failure cancels everything still running.
+
+Loops: a ``loop`` node runs as one step of its surrounding region; inside, its body (the
+nodes between ``item`` and ``next``) runs once per iteration on a fresh copy of the
+values, until ``until`` holds on ``next``, the bound is reached, or ``next`` is skipped.
+
+Every value is validated against the type of the port it arrives at, so type bounds
+hold wherever static verification assumes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.errors import (
+    NodeError,
+    NodeTimeout,
+    RailViolation,
+    RunError,
+    UsageError,
+    ValueValidationError,
+    WorkbenchError,
+)
+from workbench.flow.graph import analyse
+from workbench.flow.io import flow_hash
+from workbench.flow.model import Flow, Node, PortRef
+from workbench.flow.validate import validate
+from workbench.runtime.conditions import compile_condition
+from workbench.runtime.enforce import CompiledRail, RailEnforcer, RailRecord
+from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner
+from workbench.tracing import NoopTracer, Span, Tracer
+from workbench.types import Type
+
+__all__ = ["Executor", "RunResult", "arun", "run"]
+
+Key = tuple[str | None, str]  # (node or None for the flow, port)
+
+
+@dataclass
+class RunResult:
+    """What one run produced. ``status`` is ``ok``, ``failed`` or ``cancelled``."""
+
+    run_id: str
+    flow: str
+    status: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    rails: list[RailRecord] = field(default_factory=list)
+    error: WorkbenchError | None = None
+    skipped_outputs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` shape of ``workbench run`` (DESIGN §6)."""
+        out: dict[str, Any] = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "outputs": self.outputs,
+            "rails": [r.to_json() for r in self.rails],
+        }
+        if self.error is not None:
+            out["error"] = str(self.error)
+        if self.skipped_outputs:
+            out["skipped_outputs"] = self.skipped_outputs
+        return out
+
+    def raise_for_status(self) -> RunResult:
+        """Re-raise the run's error if it failed; returns ``self`` otherwise."""
+        if self.error is not None:
+            raise self.error
+        return self
+
+
+@dataclass
+class _Plan:
+    """Everything needed to run one node, worked out once."""
+
+    node: Node
+    runner: Runner | None  # None for loops, which the executor runs itself
+    sources: list[tuple[str, Key]]
+    checks: dict[str, Type]  # inputs whose type is narrower than their source's
+    input_rails: dict[str, list[CompiledRail]]
+    output_rails: list[CompiledRail]
+    until: Any = None
+    next_source: Key | None = None
+
+
+@dataclass
+class _Run:
+    """State of one run: values on ports, rail records, the tracer and the root span."""
+
+    values: dict[Key, Any]
+    flow_inputs: dict[str, Any]
+    records: list[RailRecord]
+    root: Span
+
+
+class Executor:
+    """Plans a flow once and runs it many times: ``await Executor(flow).arun(inputs)``."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        *,
+        tracer: Tracer | None = None,
+        trust: bool = False,
+        model: Any = None,
+        rails: bool = True,
+    ) -> None:
+        validate(flow)
+        self.flow = flow
+        self.tracer: Tracer = tracer or NoopTracer()
+        self.options = {"tracer": self.tracer, "trust": trust, "model": model}
+        self.graph = analyse(flow)
+        self.enforcer = RailEnforcer(flow) if rails and (flow.rails or _has_guarantees(flow)) else None
+        self.hash = flow_hash(flow)
+        incoming = flow.incoming()
+        self.plans = {name: self._plan(node, incoming) for name, node in flow.nodes.items()}
+        nested = set().union(*self.graph.loop_bodies.values()) if self.graph.loop_bodies else set()
+        self.top_region = [n for n in self.graph.order if n not in nested]
+        self._regions: dict[str, tuple[list[str], dict[str, set[str]]]] = {}
+        self.output_sources = {p: _key(incoming[PortRef(None, p)].source) for p in flow.outputs}
+
+    # -- planning -------------------------------------------------------------------------
+
+    def _plan(self, node: Node, incoming: Mapping[PortRef, Any]) -> _Plan:
+        sources, checks = [], {}
+        for port, typ in node.inputs.items():
+            if node.kind == "loop" and port == "next":
+                continue  # the back edge: read by the loop after each iteration, not before
+            wire = incoming[PortRef(node.name, port)]
+            sources.append((port, _key(wire.source)))
+            if self.flow.source_type(wire.source) != typ:
+                checks[port] = typ
+        runner = None
+        until = next_source = None
+        if node.kind == "loop":
+            next_source = _key(incoming[PortRef(node.name, "next")].source)
+            if node.config.get("until"):
+                scope = {**self.flow.inputs, "next": node.inputs["next"]}
+                until = compile_condition(
+                    node.config["until"], scope, self.flow.constants, f"{node.name}.until"
+                )
+        else:
+            cls = RUNNERS.get(node.kind)
+            if cls is None:
+                raise UsageError(f"node '{node.name}': no runner is registered for kind '{node.kind}'")
+            runner = cls(node, self.flow, self.options)
+        enforcer = self.enforcer
+        input_rails = {}
+        output_rails: list[CompiledRail] = []
+        if enforcer is not None:
+            for port in node.inputs:
+                if enforcer.has_rails(PortRef(node.name, port)):
+                    input_rails[port] = enforcer.by_port[PortRef(node.name, port)]
+            for port in node.outputs:
+                output_rails += enforcer.by_port.get(PortRef(node.name, port), [])
+            output_rails += enforcer.guarantees.get(node.name, [])
+        return _Plan(node, runner, sources, checks, input_rails, output_rails, until, next_source)
+
+    def _region(self, loop: str | None) -> tuple[list[str], dict[str, set[str]]]:
+        """The nodes one level inside ``loop`` (or the top level) and their dependencies."""
+        key = loop or ""
+        if key not in self._regions:
+            bodies = self.graph.loop_bodies
+            if loop is None:
+                members = self.top_region
+            else:
+                inner = (
+                    set().union(*(bodies[m] for m in bodies[loop] if m in bodies)) if bodies[loop] else set()
+                )
+                members = [n for n in self.graph.order if n in bodies[loop] and n not in inner]
+            member_set = set(members)
+            deps = {}
+            for name in members:
+                needs = set(self.graph.preds[name])
+                for inner_node in bodies.get(name, ()):  # a loop waits for what its body reads
+                    needs |= self.graph.preds[inner_node]
+                deps[name] = (needs & member_set) - {name}
+            self._regions[key] = (members, deps)
+        return self._regions[key]
+
+    # -- running --------------------------------------------------------------------------
+
+    async def arun(self, inputs: Mapping[str, Any], *, parent: Span | None = None) -> RunResult:
+        """Run the flow once. Bad inputs raise ``ValueValidationError``; failures are in the result."""
+        flow_inputs = self._validate_inputs(inputs)
+        run_id = uuid.uuid4().hex
+        root = self.tracer.start_span(
+            f"invoke_flow {self.flow.name}",
+            parent=parent,
+            attributes={
+                "openinference.span.kind": "CHAIN",
+                "workbench.run.id": run_id,
+                "workbench.flow.name": self.flow.name,
+                "workbench.flow.hash": self.hash,
+                "workbench.run.inputs": _json(flow_inputs),
+            },
+        )
+        state = _Run({(None, k): v for k, v in flow_inputs.items()}, flow_inputs, [], root)
+        start = time.perf_counter()
+        result = RunResult(run_id, self.flow.name, "ok", rails=state.records)
+        try:
+            await self._run_region(None, state.values, state, root)
+            result.outputs, result.skipped_outputs = self._collect_outputs(state)
+        except asyncio.CancelledError:
+            result.status, result.error = (
+                "cancelled",
+                RunError(f"run of flow '{self.flow.name}' was cancelled"),
+            )
+            self._end_root(root, result, start)
+            raise
+        except WorkbenchError as exc:
+            result.status, result.error = "failed", exc
+        except Exception as exc:  # a bug of ours or of a runner: still report, never hang
+            result.status = "failed"
+            result.error = RunError(f"internal error in flow '{self.flow.name}': {type(exc).__name__}: {exc}")
+            result.error.__cause__ = exc
+        self._end_root(root, result, start)
+        return result
+
+    def _end_root(self, root: Span, result: RunResult, start: float) -> None:
+        result.seconds = time.perf_counter() - start
+        root.attributes["workbench.run.status"] = result.status
+        root.attributes["workbench.run.outputs"] = _json(result.outputs)
+        status = "OK" if result.status == "ok" else "ERROR"
+        self.tracer.end_span(root, status=status, message=str(result.error) if result.error else None)
+
+    def _validate_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(inputs, Mapping):
+            raise UsageError(f"inputs must be a mapping of name to value, got {type(inputs).__name__}")
+        unknown = [k for k in inputs if k not in self.flow.inputs]
+        if unknown:
+            raise ValueValidationError(
+                unknown[0],
+                f"flow '{self.flow.name}' has no input of that name "
+                f"(inputs: {', '.join(self.flow.inputs) or 'none'})",
+            )
+        values = {}
+        for name, typ in self.flow.inputs.items():
+            if name not in inputs:
+                raise ValueValidationError(name, f"missing input (expected {typ.describe()})")
+            values[name] = typ.validate(inputs[name], name)
+        if self.enforcer is not None:
+            records: list[RailRecord] = []
+            for name in self.flow.inputs:
+                rails = self.enforcer.by_port.get(PortRef(None, name))
+                if rails:
+                    failures = self.enforcer.check(rails, values, name, self.tracer, None, records)
+                    self.enforcer.raise_blocking(failures, ("block", "repair", "decode"))
+        return values
+
+    def _collect_outputs(self, state: _Run) -> tuple[dict[str, Any], list[str]]:
+        outputs, skipped = {}, []
+        for port, key in self.output_sources.items():
+            value = state.values[key]
+            if value is SKIPPED:
+                skipped.append(port)
+                continue
+            outputs[port] = self.flow.outputs[port].validate(value, port)
+        if self.enforcer is not None:
+            env = {**state.flow_inputs, **outputs}
+            for port in outputs:
+                rails = self.enforcer.by_port.get(PortRef(None, port))
+                if rails:
+                    failures = self.enforcer.check(rails, env, port, self.tracer, state.root, state.records)
+                    self.enforcer.raise_blocking(failures, ("block", "repair", "decode"))
+        return outputs, skipped
+
+    async def _run_region(self, loop: str | None, values: dict[Key, Any], state: _Run, parent: Span) -> None:
+        members, deps = self._region(loop)
+        remaining = {n: len(deps[n]) for n in members}
+        waiting: dict[str, list[str]] = {n: [] for n in members}
+        for name in members:
+            for dep in deps[name]:
+                waiting[dep].append(name)
+        ready = deque(n for n in members if remaining[n] == 0)
+        running: dict[asyncio.Task[None], str] = {}
+
+        def finished(name: str) -> None:
+            for nxt in waiting[name]:
+                remaining[nxt] -= 1
+                if remaining[nxt] == 0:
+                    ready.append(nxt)
+
+        try:
+            while ready or running:
+                while ready:
+                    name = ready.popleft()
+                    plan = self.plans[name]
+                    if plan.runner is not None and plan.runner.inline:
+                        self._run_inline(plan, values, state, parent)
+                        finished(name)
+                    else:
+                        task = asyncio.ensure_future(self._run_task(plan, values, state, parent))
+                        running[task] = name
+                if running:
+                    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        name = running.pop(task)
+                        task.result()  # re-raises the node's error
+                        finished(name)
+        finally:
+            if running:
+                for task in running:
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+
+    def _gather(self, plan: _Plan, values: dict[Key, Any]) -> dict[str, Any] | None:
+        inputs = {}
+        for port, key in plan.sources:
+            value = values[key]
+            if value is SKIPPED:
+                return None
+            inputs[port] = value
+        for port, typ in plan.checks.items():
+            inputs[port] = typ.validate(inputs[port], f"{plan.node.name}.{port}")
+        return inputs
+
+    def _skip(self, plan: _Plan, values: dict[Key, Any]) -> None:
+        for port in plan.node.outputs:
+            values[(plan.node.name, port)] = SKIPPED
+
+    def _start(self, plan: _Plan, parent: Span) -> Span:
+        runner = plan.runner
+        attrs = runner.attributes() if runner else {"openinference.span.kind": "CHAIN"}
+        attrs["workbench.node.name"] = plan.node.name
+        attrs["workbench.node.kind"] = plan.node.kind
+        name = runner.span_name() if runner else f"loop {plan.node.name}"
+        return self.tracer.start_span(name, parent=parent, attributes=attrs)
+
+    def _env(
+        self, plan: _Plan, inputs: dict[str, Any], outputs: dict[str, Any], state: _Run
+    ) -> dict[str, Any]:
+        return {**state.flow_inputs, **inputs, **outputs}
+
+    def _check_inputs(self, plan: _Plan, inputs: dict[str, Any], state: _Run, span: Span) -> None:
+        env = self._env(plan, inputs, {}, state)
+        for port, rails in plan.input_rails.items():
+            failures = self.enforcer.check(
+                rails,
+                env,
+                f"{plan.node.name}.{port}",
+                self.tracer,
+                span,  # type: ignore[union-attr]
+                state.records,
+            )
+            RailEnforcer.raise_blocking(failures, ("block", "repair", "decode"))
+
+    def _check_outputs(
+        self, plan: _Plan, raw: Any, inputs: dict[str, Any], state: _Run, span: Span
+    ) -> tuple[dict[str, Any], list[tuple[CompiledRail, RailRecord]]]:
+        node = plan.node
+        if not isinstance(raw, Mapping):
+            hint = (
+                f" (wrap a single result with @workbench.returns('{next(iter(node.outputs))}'))"
+                if len(node.outputs) == 1
+                else ""
+            )
+            raise NodeError(
+                node.name,
+                f"returned {type(raw).__name__}, expected a dict with keys {list(node.outputs)}{hint}",
+            )
+        outputs = {}
+        for port, typ in node.outputs.items():
+            if port not in raw:
+                raise NodeError(node.name, f"returned no value for output '{port}'")
+            value = raw[port]
+            outputs[port] = value if value is SKIPPED else typ.validate(value, f"{node.name}.{port}")
+        extra = [k for k in raw if k not in node.outputs]
+        if extra:
+            raise NodeError(
+                node.name, f"returned '{extra[0]}', which is not one of its outputs {list(node.outputs)}"
+            )
+        failures: list[tuple[CompiledRail, RailRecord]] = []
+        if plan.output_rails and not any(v is SKIPPED for v in outputs.values()):
+            env = self._env(plan, inputs, outputs, state)
+            port = f"{node.name}.{next(iter(node.outputs))}" if len(node.outputs) == 1 else node.name
+            failures = self.enforcer.check(
+                plan.output_rails,
+                env,
+                port,
+                self.tracer,
+                span,  # type: ignore[union-attr]
+                state.records,
+            )
+        return outputs, failures
+
+    def _store(self, plan: _Plan, outputs: dict[str, Any], values: dict[Key, Any]) -> None:
+        name = plan.node.name
+        for port, value in outputs.items():
+            values[(name, port)] = value
+
+    def _run_inline(self, plan: _Plan, values: dict[Key, Any], state: _Run, parent: Span) -> None:
+        inputs = self._gather(plan, values)
+        if inputs is None:
+            return self._skip(plan, values)
+        span = self._start(plan, parent)
+        try:
+            if plan.input_rails:
+                self._check_inputs(plan, inputs, state, span)
+            raw = self._call_with_retries(plan, inputs, span, state)
+            outputs, failures = self._check_outputs(plan, raw, inputs, state, span)
+            RailEnforcer.raise_blocking(failures, ("block", "repair", "decode"))
+        except WorkbenchError as exc:
+            self.tracer.end_span(span, status="ERROR", message=str(exc))
+            raise
+        self.tracer.end_span(span)
+        self._store(plan, outputs, values)
+        return None
+
+    def _call_with_retries(self, plan: _Plan, inputs: dict[str, Any], span: Span, state: _Run) -> Any:
+        attempts = plan.node.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return plan.runner.run_sync(inputs, span, state.flow_inputs)  # type: ignore[union-attr]
+            except WorkbenchError:
+                raise
+            except Exception as exc:
+                if attempt == attempts:
+                    raise NodeError(plan.node.name, _cause(exc, attempts)) from exc
+                self.tracer.add_event(span, "retry", {"workbench.node.attempt": attempt, "error": repr(exc)})
+        raise AssertionError("unreachable")
+
+    async def _run_task(self, plan: _Plan, values: dict[Key, Any], state: _Run, parent: Span) -> None:
+        inputs = self._gather(plan, values)
+        if inputs is None:
+            return self._skip(plan, values)
+        span = self._start(plan, parent)
+        try:
+            if plan.input_rails:
+                self._check_inputs(plan, inputs, state, span)
+            if plan.runner is None:
+                outputs = await self._run_loop(plan, inputs, values, state, span)
+            else:
+                outputs = await self._run_with_repair(plan, inputs, state, span)
+        except asyncio.CancelledError:
+            self.tracer.end_span(span, status="ERROR", message="cancelled")
+            raise
+        except WorkbenchError as exc:
+            self.tracer.end_span(span, status="ERROR", message=str(exc))
+            raise
+        self.tracer.end_span(span)
+        self._store(plan, outputs, values)
+        return None
+
+    async def _run_with_repair(
+        self, plan: _Plan, inputs: dict[str, Any], state: _Run, span: Span
+    ) -> dict[str, Any]:
+        runner = plan.runner
+        assert runner is not None
+        repairs = [r.spec.max_attempts or 2 for r in plan.output_rails if r.spec.enforce == "repair"]
+        budget = max(repairs, default=0)
+        feedback: list[dict[str, str]] = []
+        for round_ in range(budget + 1):
+            raw = await self._attempts(plan, inputs, span, feedback, state)
+            outputs, failures = self._check_outputs(plan, raw, inputs, state, span)
+            RailEnforcer.raise_blocking(failures, ("block", "decode"))
+            repairable = [(c, r) for c, r in failures if c.spec.enforce == "repair"]
+            if not repairable:
+                return outputs
+            if round_ == budget or not runner.supports_repair:
+                RailEnforcer.raise_blocking(repairable, ("repair",))
+            from workbench.runtime.enforce import violation_message
+
+            problem = "; ".join(violation_message(r, c.spec.check) for c, r in repairable)
+            self.tracer.add_event(span, "repair", {"workbench.repair.round": round_ + 1, "reason": problem})
+            feedback = runner.repair_messages(problem)  # type: ignore[attr-defined]
+        raise AssertionError("unreachable")
+
+    async def _attempts(
+        self, plan: _Plan, inputs: dict[str, Any], span: Span, feedback: list[dict[str, str]], state: _Run
+    ) -> Any:
+        runner, node = plan.runner, plan.node
+        assert runner is not None
+        attempts = node.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                call = runner.run(inputs, span, state.flow_inputs, feedback)
+                if node.timeout is not None:
+                    return await asyncio.wait_for(call, node.timeout)
+                return await call
+            except (RailViolation, NodeTimeout):
+                raise
+            except TimeoutError as exc:
+                if attempt == attempts:
+                    raise NodeTimeout(
+                        node.name,
+                        f"timed out after {node.timeout} s"
+                        + (f" on each of {attempts} attempts" if attempts > 1 else ""),
+                    ) from exc
+                self.tracer.add_event(span, "retry", {"workbench.node.attempt": attempt, "error": "timeout"})
+            except WorkbenchError as exc:
+                if attempt == attempts or not isinstance(exc, NodeError):
+                    raise
+                self.tracer.add_event(span, "retry", {"workbench.node.attempt": attempt, "error": str(exc)})
+            except Exception as exc:
+                if attempt == attempts:
+                    raise NodeError(node.name, _cause(exc, attempts)) from exc
+                self.tracer.add_event(span, "retry", {"workbench.node.attempt": attempt, "error": repr(exc)})
+        raise AssertionError("unreachable")
+
+    async def _run_loop(
+        self, plan: _Plan, inputs: dict[str, Any], values: dict[Key, Any], state: _Run, span: Span
+    ) -> dict[str, Any]:
+        node = plan.node
+        item = inputs["init"]
+        limit = node.config["max_iterations"]
+        next_type = node.inputs["next"]
+        for iteration in range(1, limit + 1):
+            scope = dict(values)
+            scope[(node.name, "item")] = node.outputs["item"].validate(item, f"{node.name}.item")
+            await self._run_region(node.name, scope, state, span)
+            nxt = scope[plan.next_source]  # type: ignore[index]
+            span.attributes["workbench.loop.iterations"] = iteration
+            if nxt is SKIPPED:
+                break
+            item = next_type.validate(nxt, f"{node.name}.next")
+            if plan.until is not None and plan.until({**state.flow_inputs, "next": item}):
+                break
+        return {"item": SKIPPED, "result": node.outputs["result"].validate(item, f"{node.name}.result")}
+
+    # -- conveniences ---------------------------------------------------------------------
+
+    def run(self, inputs: Mapping[str, Any]) -> RunResult:
+        """Run synchronously (from code that has no event loop running)."""
+        return asyncio.run(self.arun(inputs))
+
+
+def _has_guarantees(flow: Flow) -> bool:
+    return any(node.guarantees for node in flow.nodes.values())
+
+
+def _key(ref: PortRef) -> Key:
+    return (ref.node, ref.port)
+
+
+def _cause(exc: BaseException, attempts: int) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if attempts == 1 else f"{text} (after {attempts} attempts)"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+async def arun(flow: Flow, inputs: Mapping[str, Any], **options: Any) -> RunResult:
+    """Plan and run ``flow`` once (``options``: tracer, trust, model, rails)."""
+    return await Executor(flow, **options).arun(inputs)
+
+
+def run(flow: Flow, inputs: Mapping[str, Any], **options: Any) -> RunResult:
+    """Synchronous ``arun`` for scripts and notebooks without a running event loop."""
+    return asyncio.run(arun(flow, inputs, **options))

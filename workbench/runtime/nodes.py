@@ -1,0 +1,353 @@
+"""How each node kind runs. The flow layer knows kinds' shapes; this module runs them.
+
+A runner is built once per node when an executor plans a flow, so per-run work is only
+the call itself. ``inline`` runners are plain synchronous calls made directly on the
+event loop (the fast path: no task, no thread); the others are awaited as tasks, so
+independent branches overlap. ``loop`` nodes are run by the executor itself, since they
+re-run part of the graph.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import ModelUnavailable, NodeError
+from workbench.flow.model import Flow, Node
+from workbench.runtime.conditions import Condition, compile_condition
+from workbench.runtime.tools import resolve_tool
+from workbench.types import Record
+
+if TYPE_CHECKING:
+    from workbench.tracing import Span
+
+__all__ = ["RUNNERS", "SKIPPED", "Runner", "register_runner"]
+
+
+class _Skipped:
+    """Marks a value that was never produced: an untaken router branch and what follows it."""
+
+    _instance: _Skipped | None = None
+
+    def __new__(cls) -> _Skipped:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "SKIPPED"
+
+
+SKIPPED = _Skipped()
+
+
+class Runner:
+    """Runs one node. Subclasses set ``inline`` and implement ``run_sync`` or ``run``."""
+
+    inline = False
+    supports_repair = False
+
+    def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
+        self.node = node
+        self.flow = flow
+        self.options = options
+
+    def span_name(self) -> str:
+        """The span name, following the GenAI conventions where they have one."""
+        return f"{self.node.kind} {self.node.name}"
+
+    def attributes(self) -> dict[str, Any]:
+        """Span attributes set when the node starts."""
+        return {"openinference.span.kind": "CHAIN"}
+
+    def run_sync(self, inputs: dict[str, Any], span: Span, flow_inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Run inline on the event loop (only when ``inline``); ``flow_inputs`` are the run's inputs."""
+        raise NotImplementedError
+
+    async def run(
+        self,
+        inputs: dict[str, Any],
+        span: Span,
+        flow_inputs: Mapping[str, Any],
+        feedback: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """Run as a task; ``feedback`` carries repair messages for llm nodes."""
+        return self.run_sync(inputs, span, flow_inputs)
+
+
+RUNNERS: dict[str, type[Runner]] = {}
+
+
+def register_runner(kind: str, runner: type[Runner]) -> None:
+    """Register how nodes of ``kind`` run (pair with ``workbench.flow.register_kind``)."""
+    RUNNERS[kind] = runner
+
+
+class ToolRunner(Runner):
+    """Calls a Python function with the node's inputs as keyword arguments."""
+
+    def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
+        super().__init__(node, flow, options)
+        self.fn: Callable[..., Any] = resolve_tool(
+            node, trust=bool(options.get("trust")), flow_name=flow.name
+        )
+        self.is_async = inspect.iscoroutinefunction(self.fn)
+        self.blocking = bool(node.config.get("blocking"))
+        # Sync tools without a timeout run inline: cheapest, and a timeout could not stop them anyway.
+        self.inline = not self.is_async and not self.blocking and node.timeout is None
+
+    def span_name(self) -> str:
+        return f"execute_tool {self.node.config['tool']}"
+
+    def attributes(self) -> dict[str, Any]:
+        return {
+            "openinference.span.kind": "TOOL",
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": self.node.config["tool"],
+        }
+
+    def run_sync(self, inputs: dict[str, Any], span: Span, flow_inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return self.fn(**inputs)
+
+    async def run(
+        self,
+        inputs: dict[str, Any],
+        span: Span,
+        flow_inputs: Mapping[str, Any],
+        feedback: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        if self.is_async:
+            return await self.fn(**inputs)
+        import asyncio
+
+        return await asyncio.to_thread(self.fn, **inputs)
+
+
+def _flow_scope(flow: Flow) -> dict[str, Any]:
+    return dict(flow.inputs)
+
+
+class RouterRunner(Runner):
+    """Forwards its one input to the first output whose condition holds (else ``default``)."""
+
+    inline = True
+
+    def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
+        super().__init__(node, flow, options)
+        ((self.port, in_type),) = node.inputs.items()
+        scope = {**_flow_scope(flow), self.port: in_type}
+        self.routes: list[tuple[str, Condition]] = [
+            (out, compile_condition(cond, scope, flow.constants, f"{node.name}.routes.{out}"))
+            for out, cond in node.config["routes"].items()
+        ]
+        self.default = node.config.get("default")
+
+    def run_sync(self, inputs: dict[str, Any], span: Span, flow_inputs: Mapping[str, Any]) -> dict[str, Any]:
+        env = {**flow_inputs, **inputs}
+        chosen = next((out for out, cond in self.routes if cond(env)), self.default)
+        if chosen is None:
+            raise NodeError(self.node.name, "no route matched and there is no default")
+        span.attributes["workbench.router.route"] = chosen
+        value = inputs[self.port]
+        return {out: value if out == chosen else SKIPPED for out in self.node.outputs}
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class VoteRunner(Runner):
+    """Majority, plurality or quorum over its inputs; untaken branches abstain."""
+
+    inline = True
+
+    def run_sync(self, inputs: dict[str, Any], span: Span, flow_inputs: Mapping[str, Any]) -> dict[str, Any]:
+        cfg = self.node.config
+        rule, tie = cfg.get("rule", "majority"), cfg.get("tie", "fail")
+        ballots = [v for v in inputs.values() if v is not SKIPPED]
+        keys = [_key(v) for v in ballots]
+        counts = Counter(keys)
+        first_seen = {k: i for i, k in reversed(list(enumerate(keys)))}
+        ranked = sorted(counts, key=lambda k: (-counts[k], first_seen[k]))
+        span.attributes["workbench.vote.tally"] = json.dumps({k: counts[k] for k in ranked})
+        (out,) = self.node.outputs
+        winner = None
+        if rule == "majority":
+            if ranked and counts[ranked[0]] * 2 > len(inputs):
+                winner = ranked[0]
+        else:
+            need = cfg.get("quorum", 1) if rule == "quorum" else 1
+            leaders = (
+                [k for k in ranked if counts[k] == counts[ranked[0]] and counts[k] >= need] if ranked else []
+            )
+            if len(leaders) > 1 and tie == "fail":
+                raise NodeError(
+                    self.node.name,
+                    f"tie between {len(leaders)} values with {counts[leaders[0]]} votes each (tie: fail)",
+                )
+            winner = leaders[0] if leaders else None
+        if winner is None:
+            if cfg.get("no_winner", "fail") == "skip":
+                return {out: SKIPPED}
+            raise NodeError(
+                self.node.name,
+                f"no {rule} among {len(ballots)} votes of {len(inputs)} "
+                f"(top value has {counts[ranked[0]] if ranked else 0})",
+            )
+        return {out: ballots[keys.index(winner)]}
+
+
+class LlmRunner(Runner):
+    """Renders the prompt, asks the node's model for JSON and parses it into the outputs."""
+
+    supports_repair = True
+
+    def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
+        super().__init__(node, flow, options)
+        from jinja2 import StrictUndefined
+        from jinja2.sandbox import SandboxedEnvironment
+
+        # Prompts come from flow files: render them in Jinja2's sandbox.
+        env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        try:
+            self.template = env.from_string(node.config["prompt"])
+            system = node.config.get("system")
+            self.system = env.from_string(system) if system else None
+        except Exception as exc:
+            raise NodeError(node.name, f"the prompt is not a valid Jinja2 template: {exc}") from None
+        self.model_spec = options.get("model") or node.config.get("model", "default")
+        self.single = len(node.outputs) == 1
+        out_type = next(iter(node.outputs.values())) if self.single else Record(None, node.outputs)
+        self.schema = out_type.to_json_schema()
+        self._model: Any = None
+
+    def model(self) -> Any:
+        """The model backend, resolved on first use (so planning needs no weights)."""
+        if self._model is None:
+            from workbench.models.registry import resolve_model
+
+            try:
+                self._model = resolve_model(self.model_spec, self.flow.models)
+            except ModelUnavailable as exc:
+                raise ModelUnavailable(f"node '{self.node.name}': {exc}") from None
+        return self._model
+
+    def span_name(self) -> str:
+        return f"chat {self.model_spec if isinstance(self.model_spec, str) else 'model'}"
+
+    def attributes(self) -> dict[str, Any]:
+        return {
+            "openinference.span.kind": "LLM",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": str(self.model_spec),
+        }
+
+    def messages(self, inputs: dict[str, Any], flow_inputs: Mapping[str, Any]) -> list[dict[str, str]]:
+        """The chat messages for these inputs (system prompt first when the node has one)."""
+        context = {**flow_inputs, **self.flow.constants, **inputs}
+        try:
+            messages = [{"role": "user", "content": self.template.render(**context)}]
+            if self.system is not None:
+                messages.insert(0, {"role": "system", "content": self.system.render(**context)})
+        except Exception as exc:  # jinja2 raises several unrelated types
+            raise NodeError(self.node.name, f"rendering the prompt failed: {exc}") from None
+        return messages
+
+    async def run(
+        self,
+        inputs: dict[str, Any],
+        span: Span,
+        flow_inputs: Mapping[str, Any],
+        feedback: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        from workbench.models.base import GenerationRequest
+
+        model = self.model()
+        cfg = self.node.config
+        request = GenerationRequest(
+            messages=self.messages(inputs, flow_inputs) + list(feedback or []),
+            max_tokens=cfg.get("max_tokens", 256),
+            temperature=float(cfg.get("temperature", 0.0)),
+            seed=cfg.get("seed"),
+            response_schema=self.schema,
+        )
+        (generation,) = await model.generate([request])
+        span.attributes.update(
+            {
+                "gen_ai.response.model": getattr(model, "name", str(self.model_spec)),
+                "gen_ai.usage.input_tokens": generation.input_tokens,
+                "gen_ai.usage.output_tokens": generation.output_tokens,
+                "gen_ai.response.finish_reasons": generation.finish_reason,
+            }
+        )
+        self.last_text = generation.text
+        value = parse_json_answer(self.node.name, generation.text)
+        if self.single:
+            return {next(iter(self.node.outputs)): value}
+        if not isinstance(value, dict):
+            raise NodeError(self.node.name, f"expected a JSON object with keys {list(self.node.outputs)}")
+        return value
+
+    def repair_messages(self, problem: str) -> list[dict[str, str]]:
+        """Messages that show the model its last answer and what was wrong with it."""
+        return [
+            {"role": "assistant", "content": getattr(self, "last_text", "")},
+            {
+                "role": "user",
+                "content": f"That answer breaks a rule: {problem}. Answer again with JSON that satisfies it.",
+            },
+        ]
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
+
+
+def parse_json_answer(node: str, text: str) -> Any:
+    """Parse a model's JSON answer (tolerating a Markdown code fence around it)."""
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    if fenced:
+        stripped = fenced.group(1)
+    try:
+        return json.loads(stripped)
+    except ValueError as exc:
+        shown = stripped if len(stripped) <= 120 else stripped[:117] + "..."
+        raise NodeError(
+            node, f"the model's answer is not valid JSON ({exc.msg} at char {exc.pos}): {shown!r}"
+        ) from None
+
+
+class FlowRunner(Runner):
+    """Runs a sub-flow as one node (its spans nest under this node's span)."""
+
+    def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
+        super().__init__(node, flow, options)
+        from workbench.runtime.executor import Executor
+
+        self.inner = Executor(
+            node.config["flow"], **{k: v for k, v in options.items() if k in ("tracer", "trust", "model")}
+        )
+
+    async def run(
+        self,
+        inputs: dict[str, Any],
+        span: Span,
+        flow_inputs: Mapping[str, Any],
+        feedback: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        result = await self.inner.arun(inputs, parent=span)
+        if result.status != "ok":
+            assert result.error is not None
+            raise NodeError(self.node.name, f"sub-flow '{self.inner.flow.name}' failed: {result.error}")
+        return result.outputs
+
+
+register_runner("tool", ToolRunner)
+register_runner("router", RouterRunner)
+register_runner("vote", VoteRunner)
+register_runner("llm", LlmRunner)
+register_runner("flow", FlowRunner)
