@@ -1,0 +1,181 @@
+"""Regular expressions for ``matches(s, "re")`` and ``Str(pattern=...)``.
+
+Python's ``re`` (compiled with ``re.ASCII``, full match) is the meaning at runtime. For
+Z3 we translate the regular subset exactly: literals, ``.`` (any character but a
+newline, as in Python), classes with ranges and negation, ``\\d \\w \\s`` (ASCII),
+``* + ? {m,n}`` (greedy or lazy: the language is the same for a full match), ``|`` and
+groups. Anything else (anchors, look-around, back-references, flags) makes
+``to_z3`` raise ``UnsupportedRegex``: the prover then says ``unsupported`` instead of
+guessing. The parse itself is Python's own (``re._parser``) so both sides read the
+pattern the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import z3
+
+try:  # Python 3.11+
+    from re import _constants as sre_constants
+    from re import _parser as sre_parse
+except ImportError:  # pragma: no cover - older Pythons
+    import sre_constants  # type: ignore[no-redef]
+    import sre_parse  # type: ignore[no-redef]
+
+__all__ = ["MAX_CHAR", "UnsupportedRegex", "compile_regex", "to_z3"]
+
+# Z3's string alphabet ends here (its default "unicode" encoding).
+MAX_CHAR = 0x2FFFF
+# Repetition bounds above this are refused for Z3 (they blow up the automaton).
+_MAX_LOOP = 1000
+
+_C = sre_constants
+_DIGIT = [(48, 57)]
+_WORD = [(48, 57), (65, 90), (95, 95), (97, 122)]
+_SPACE = [(9, 13), (32, 32)]
+_CATEGORIES = {
+    _C.CATEGORY_DIGIT: (_DIGIT, False),
+    _C.CATEGORY_NOT_DIGIT: (_DIGIT, True),
+    _C.CATEGORY_WORD: (_WORD, False),
+    _C.CATEGORY_NOT_WORD: (_WORD, True),
+    _C.CATEGORY_SPACE: (_SPACE, False),
+    _C.CATEGORY_NOT_SPACE: (_SPACE, True),
+}
+
+
+class UnsupportedRegex(Exception):
+    """The pattern uses a feature outside the subset Z3 gets an exact translation of."""
+
+
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """Compile for runtime use (ASCII classes, like the Z3 translation). Raises ``re.error``."""
+    return re.compile(pattern, re.ASCII)
+
+
+def to_z3(pattern: str, ctx: z3.Context) -> z3.ReRef:
+    """The Z3 regular expression with exactly the strings ``re.fullmatch`` accepts."""
+    try:
+        parsed = sre_parse.parse(pattern, re.ASCII)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise UnsupportedRegex(f"cannot parse {pattern!r}: {exc}") from None
+    if parsed.state.flags & ~(re.ASCII | re.UNICODE):
+        raise UnsupportedRegex(f"regex flags in {pattern!r}")
+    return _Translator(ctx).seq(list(parsed))
+
+
+class _Translator:
+    def __init__(self, ctx: z3.Context) -> None:
+        self.ctx = ctx
+        self.rsort = z3.ReSort(z3.StringSort(ctx))
+
+    def empty_string(self) -> z3.ReRef:
+        return z3.Re(z3.StringVal("", self.ctx))
+
+    def seq(self, items: list[tuple[Any, Any]]) -> z3.ReRef:
+        parts = [self.item(op, av) for op, av in items]
+        if not parts:
+            return self.empty_string()
+        return parts[0] if len(parts) == 1 else z3.Concat(*parts)
+
+    def chars(self, ranges: list[tuple[int, int]], negate: bool) -> z3.ReRef:
+        if negate:
+            ranges = _complement(ranges)
+        if not ranges:
+            return z3.Empty(self.rsort)
+        res = [self.range(lo, hi) for lo, hi in ranges]
+        return res[0] if len(res) == 1 else z3.Union(*res)
+
+    def range(self, lo: int, hi: int) -> z3.ReRef:
+        if lo == hi:
+            return z3.Re(_char_string(lo, self.ctx))
+        return z3.Range(_char_string(lo, self.ctx), _char_string(hi, self.ctx))
+
+    def item(self, op: Any, av: Any) -> z3.ReRef:
+        if op is _C.LITERAL:
+            return self.chars([(av, av)], False)
+        if op is _C.NOT_LITERAL:
+            return self.chars([(av, av)], True)
+        if op is _C.ANY:
+            return self.chars([(10, 10)], True)  # '.' skips '\n' without DOTALL
+        if op is _C.IN:
+            return self.char_class(av)
+        if op is _C.BRANCH:
+            alternatives = [self.seq(list(branch)) for branch in av[1]]
+            return z3.Union(*alternatives) if len(alternatives) > 1 else alternatives[0]
+        if op is _C.SUBPATTERN:
+            _group, add_flags, del_flags, sub = av
+            if add_flags or del_flags:
+                raise UnsupportedRegex("inline flags")
+            return self.seq(list(sub))
+        if op in (_C.MAX_REPEAT, _C.MIN_REPEAT, getattr(_C, "POSSESSIVE_REPEAT", None)):
+            if op is not _C.MAX_REPEAT and op is not _C.MIN_REPEAT:
+                raise UnsupportedRegex("possessive repetition")
+            lo, hi, sub = av
+            body = self.seq(list(sub))
+            if hi is _C.MAXREPEAT:
+                if lo > _MAX_LOOP:
+                    raise UnsupportedRegex(f"repetition {{{lo},}} is too large")
+                star = z3.Star(body)
+                return star if lo == 0 else z3.Concat(z3.Loop(body, lo, lo), star)
+            if hi > _MAX_LOOP:
+                raise UnsupportedRegex(f"repetition {{{lo},{hi}}} is too large")
+            if lo == hi == 0:
+                return self.empty_string()
+            return z3.Loop(body, lo, hi)
+        raise UnsupportedRegex(f"regex feature {str(op).lower()}")
+
+    def char_class(self, items: list[tuple[Any, Any]]) -> z3.ReRef:
+        negate = False
+        ranges: list[tuple[int, int]] = []
+        extra: list[z3.ReRef] = []
+        for op, av in items:
+            if op is _C.NEGATE:
+                negate = True
+            elif op is _C.LITERAL:
+                ranges.append((av, av))
+            elif op is _C.RANGE:
+                ranges.append(av)
+            elif op is _C.CATEGORY and av in _CATEGORIES:
+                cat_ranges, cat_neg = _CATEGORIES[av]
+                if cat_neg:
+                    if negate:
+                        raise UnsupportedRegex("negated class containing a negated category")
+                    ranges.extend(_complement(cat_ranges))
+                else:
+                    ranges.extend(cat_ranges)
+            else:
+                raise UnsupportedRegex(f"class item {str(op).lower()}")
+        base = self.chars(_normalise(ranges), negate)
+        return z3.Union(base, *extra) if extra else base
+
+
+def _normalise(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        lo, hi = max(lo, 0), min(hi, MAX_CHAR)
+        if lo > hi:
+            continue
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out, start = [], 0
+    for lo, hi in _normalise(ranges):
+        if lo > start:
+            out.append((start, lo - 1))
+        start = hi + 1
+    if start <= MAX_CHAR:
+        out.append((start, MAX_CHAR))
+    return out
+
+
+def _char_string(code: int, ctx: z3.Context) -> z3.SeqRef:
+    from workbench.rails.z3values import string_val
+
+    return string_val(chr(code), ctx)
