@@ -1,0 +1,388 @@
+"""Turning ``Span`` objects into Arrow batches, one per table (the writer's hot path).
+
+Columns are built with one list comprehension each rather than row by row: at 200,000
+spans/s the whole budget is ~5 us per span, and attribute JSON plus redaction are most of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from workbench.tracing import Span
+
+from .redact import Redactor
+from .schema import TABLES
+
+try:  # orjson is ~10x faster than json.dumps; it is optional, the output is the same JSON.
+    import orjson
+
+    _OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+    def _fast_dumps(obj: Any) -> str:
+        return orjson.dumps(obj, default=str, option=_OPTS).decode()
+
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_dumps = None  # type: ignore[assignment]
+
+__all__ = [
+    "DECODE_STEP_EVENT",
+    "Batch",
+    "ForeignSpans",
+    "Origin",
+    "RunStart",
+    "build_batch",
+    "dumps",
+    "run_start",
+]
+
+RUN_ID = "workbench.run.id"
+NODE = "workbench.node.name"
+SPAN_KIND = "openinference.span.kind"
+MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+IN_TOKENS = "gen_ai.usage.input_tokens"
+OUT_TOKENS = "gen_ai.usage.output_tokens"
+RAIL = "workbench.rail.name"
+DECODE_STEP_EVENT = "workbench.decode.step"
+
+
+def _sanitize(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {str(k): _sanitize(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [_sanitize(v) for v in obj]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, bytes):
+        return obj.hex()
+    return str(obj)
+
+
+def dumps(obj: Any) -> str:
+    """Strict JSON text for any attribute value (NaN becomes null, unknown objects str())."""
+    if _fast_dumps is not None:
+        try:
+            return _fast_dumps(obj)
+        except (TypeError, ValueError):
+            pass
+    return json.dumps(_sanitize(obj), allow_nan=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where spans come from: the OTel resource (service name, pid, host) as stored."""
+
+    service: str
+    resource_json: str
+    pid: int | None
+    host: str | None
+    resource_id: str
+
+    @classmethod
+    def from_resource(cls, resource: Mapping[str, Any]) -> Origin:
+        """Build from OTel resource attributes (``service.name``, ``process.pid``, ``host.name``)."""
+        pid = resource.get("process.pid")
+        text = dumps(dict(resource))
+        return cls(
+            service=str(resource.get("service.name", "unknown_service")),
+            resource_json=text,
+            pid=int(pid) if isinstance(pid, int | float | str) and str(pid).isdigit() else None,
+            host=str(resource["host.name"]) if "host.name" in resource else None,
+            resource_id=hashlib.blake2b(text.encode(), digest_size=8).hexdigest(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """A run's root span as it opened: becomes a ``runs`` row with status ``running``."""
+
+    run_id: str
+    trace_id: str
+    flow_name: str | None
+    flow_hash: str | None
+    start_ns: int
+    inputs: Any
+    origin: Origin | None = None
+
+
+@dataclass(slots=True)
+class ForeignSpans:
+    """Spans received from another process, with their origin (one OTLP resource)."""
+
+    spans: list[Span]
+    origin: Origin
+
+
+def run_start(span: Span, origin: Origin | None = None) -> RunStart | None:
+    """The ``RunStart`` for a run root span (no parent, has ``workbench.run.id``), else None."""
+    if span.parent_id is not None:
+        return None
+    run_id = span.attributes.get(RUN_ID)
+    if run_id is None:
+        return None
+    a = span.attributes
+    return RunStart(
+        str(run_id),
+        span.trace_id,
+        _opt_str(a.get("workbench.flow.name")),
+        _opt_str(a.get("workbench.flow.hash")),
+        span.start_ns,
+        a.get("workbench.run.inputs"),
+        origin,
+    )
+
+
+def _opt_str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _opt_int(v: Any) -> int | None:
+    if v is None or type(v) is int:
+        return v
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _opt_float(v: Any) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_text(v: Any) -> str | None:
+    """A JSON column value: JSON text is kept as is, anything else is encoded."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        try:
+            json.loads(v)
+            return v
+        except ValueError:
+            return dumps(v)
+    return dumps(v)
+
+
+_ARROW = {
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "DOUBLE": pa.float64(),
+}
+_SCHEMAS = {
+    name: pa.schema([(col, _ARROW[typ.split()[0]]) for col, typ in cols]) for name, cols in TABLES.items()
+}
+
+
+@dataclass(slots=True)
+class Batch:
+    """Arrow tables ready to insert; ``run_starts`` go in without replacing ended runs."""
+
+    tables: dict[str, pa.Table]
+    run_starts: pa.Table | None
+    spans: int
+
+
+def _table(name: str, columns: dict[str, list[Any]]) -> pa.Table:
+    return pa.Table.from_pydict(columns, schema=_SCHEMAS[name])
+
+
+def _run_rows(rows: Sequence[tuple[Any, ...]]) -> pa.Table:
+    cols = [c for c, _ in TABLES["runs"]]
+    return _table("runs", {c: [r[i] for r in rows] for i, c in enumerate(cols)})
+
+
+def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | None) -> Batch:
+    """Arrow tables for a drained queue of ``Span``, ``ForeignSpans`` and ``RunStart`` items."""
+    spans: list[Span] = []
+    origins: list[Origin] = []
+    starts: list[RunStart] = []
+    for item in items:
+        t = type(item)
+        if t is Span:
+            spans.append(item)  # type: ignore[arg-type]
+            origins.append(local)
+        elif t is ForeignSpans:
+            for s in item.spans:  # type: ignore[attr-defined]
+                if s.end_ns:
+                    spans.append(s)
+                    origins.append(item.origin)  # type: ignore[attr-defined]
+                else:  # an open-span marker a client sent at run start
+                    rs = run_start(s, item.origin)  # type: ignore[attr-defined]
+                    if rs is not None:
+                        starts.append(rs)
+        elif t is RunStart:
+            starts.append(item)  # type: ignore[arg-type]
+    redact = redactor.redact_attributes if redactor is not None else None
+    attrs: list[Mapping[str, Any]] = [s.attributes for s in spans]
+    if redact is not None:
+        attrs = [redact(a) if a else a for a in attrs]
+    tables: dict[str, pa.Table] = {}
+    if spans:
+        messages = [s.status_message for s in spans]
+        if redactor is not None:
+            messages = [redactor.redact_text(m) if m else m for m in messages]
+        tables["spans"] = _table(
+            "spans",
+            {
+                "trace_id": [s.trace_id for s in spans],
+                "span_id": [s.span_id for s in spans],
+                "parent_id": [s.parent_id for s in spans],
+                "name": [s.name for s in spans],
+                "kind": [s.kind for s in spans],
+                "span_kind": [_opt_str(a.get(SPAN_KIND)) for a in attrs],
+                "node": [_opt_str(a.get(NODE)) for a in attrs],
+                "model": [_opt_str(a.get(MODEL) or a.get(RESPONSE_MODEL)) for a in attrs],
+                "input_tokens": [_opt_int(a.get(IN_TOKENS)) for a in attrs],
+                "output_tokens": [_opt_int(a.get(OUT_TOKENS)) for a in attrs],
+                "start_ns": [s.start_ns for s in spans],
+                "end_ns": [s.end_ns for s in spans],
+                "duration_ns": [s.end_ns - s.start_ns for s in spans],
+                "status": [s.status for s in spans],
+                "status_message": messages,
+                "attributes": [dumps(a) if a else "{}" for a in attrs],
+                "service": [o.service for o in origins],
+                "resource_id": [o.resource_id for o in origins],
+            },
+        )
+        distinct = {o.resource_id: o for o in origins}
+        tables["resources"] = _table(
+            "resources",
+            {
+                "resource_id": list(distinct),
+                "service": [o.service for o in distinct.values()],
+                "attributes": [o.resource_json for o in distinct.values()],
+            },
+        )
+    _events_and_rails(spans, attrs, redactor, tables)
+    ended = [(s, a, o) for s, a, o in zip(spans, attrs, origins) if s.parent_id is None and RUN_ID in a]
+    if ended:
+        rows = {}
+        for s, a, o in ended:  # the last root span of a run wins (a retried export is harmless)
+            status = "ERROR" if s.status == "ERROR" else "OK"
+            rows[str(a[RUN_ID])] = (
+                str(a[RUN_ID]),
+                s.trace_id,
+                _opt_str(a.get("workbench.flow.name")),
+                _opt_str(a.get("workbench.flow.hash")),
+                status,
+                s.status_message,
+                s.start_ns,
+                s.end_ns,
+                _json_text(a.get("workbench.run.inputs")),
+                _json_text(a.get("workbench.run.outputs")),
+                o.pid,
+                o.host,
+                o.service,
+            )
+        tables["runs"] = _run_rows(list(rows.values()))
+    start_table = None
+    if starts:
+        rows_s = []
+        for rs in starts:
+            o = rs.origin or local
+            inputs = rs.inputs
+            if redactor is not None and isinstance(inputs, str):
+                inputs = redactor.redact_text(inputs)
+            rows_s.append(
+                (
+                    rs.run_id,
+                    rs.trace_id,
+                    rs.flow_name,
+                    rs.flow_hash,
+                    "running",
+                    None,
+                    rs.start_ns,
+                    None,
+                    _json_text(inputs),
+                    None,
+                    o.pid,
+                    o.host,
+                    o.service,
+                )
+            )
+        start_table = _run_rows(rows_s)
+    return Batch(tables, start_table, len(spans))
+
+
+def _events_and_rails(
+    spans: list[Span], attrs: list[Mapping[str, Any]], redactor: Redactor | None, tables: dict[str, pa.Table]
+) -> None:
+    ev: list[tuple[Any, ...]] = []
+    dec: list[tuple[Any, ...]] = []
+    rails: list[tuple[Any, ...]] = []
+    for s, a in zip(spans, attrs):
+        if a.get(SPAN_KIND) == "GUARDRAIL" and RAIL in a:
+            rails.append(
+                (
+                    s.trace_id,
+                    s.span_id,
+                    _opt_str(a.get(NODE)),
+                    str(a[RAIL]),
+                    _opt_str(a.get("workbench.rail.port")),
+                    _opt_str(a.get("workbench.rail.verdict")),
+                    _opt_float(a.get("workbench.rail.us", (s.end_ns - s.start_ns) / 1000)),
+                    s.end_ns,
+                    _opt_str(a.get("workbench.rail.message")),
+                )
+            )
+        if not s.events:
+            continue
+        for seq, e in enumerate(s.events):
+            ea = e.attributes
+            if redactor is not None and ea:
+                ea = redactor.redact_attributes(ea)
+            if e.name == DECODE_STEP_EVENT:
+                dec.append(
+                    (
+                        s.trace_id,
+                        s.span_id,
+                        _opt_int(ea.get("workbench.decode.step", seq)),
+                        _opt_str(ea.get("workbench.decode.token")),
+                        _opt_int(ea.get("workbench.decode.token_id")),
+                        _opt_float(ea.get("workbench.decode.logprob")),
+                        _opt_int(ea.get("workbench.decode.allowed")),
+                        _rails_text(ea.get("workbench.decode.rails")),
+                        e.time_ns,
+                    )
+                )
+                continue
+            if RAIL in ea:
+                rails.append(
+                    (
+                        s.trace_id,
+                        s.span_id,
+                        _opt_str(ea.get(NODE, a.get(NODE))),
+                        str(ea[RAIL]),
+                        _opt_str(ea.get("workbench.rail.port")),
+                        _opt_str(ea.get("workbench.rail.verdict")),
+                        _opt_float(ea.get("workbench.rail.us")),
+                        e.time_ns,
+                        _opt_str(ea.get("workbench.rail.message")),
+                    )
+                )
+            ev.append((s.trace_id, s.span_id, seq, e.name, e.time_ns, dumps(ea) if ea else "{}"))
+    for name, rows in (("span_events", ev), ("decode_steps", dec), ("rail_verdicts", rails)):
+        if rows:
+            cols = [c for c, _ in TABLES[name]]
+            tables[name] = _table(name, {c: [r[i] for r in rows] for i, c in enumerate(cols)})
+
+
+def _rails_text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, list | tuple):
+        return ",".join(str(x) for x in v)
+    return str(v)

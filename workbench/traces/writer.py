@@ -1,0 +1,383 @@
+"""``TraceWriter``: the ``Tracer`` that owns the DuckDB file and writes Arrow batches.
+
+Producers (the executor, the OTLP receiver) only append to a bounded in-memory queue; one
+background thread drains it, converts the spans to Arrow tables and inserts each batch in
+one transaction (so a crash loses at most the batch in flight, never a committed one).
+
+Nothing is dropped silently. A full queue first pushes back: the producer waits up to
+``block_timeout`` seconds for room. Only if the writer cannot keep up even then (or the
+disk refuses writes) are spans dropped; every drop is counted in ``stats``, written to the
+``drops`` table as soon as the file accepts writes again, and warned about once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import warnings
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from workbench.tracing import Span, _BaseTracer
+
+from .convert import Batch, ForeignSpans, Origin, build_batch, run_start
+from .db import TraceStoreError, default_db_path, open_database, resolve_key
+from .redact import Redactor, RegexRedactor
+from .schema import migrate
+
+if TYPE_CHECKING:
+    from .store import TraceStore
+
+__all__ = ["DEFAULT_REDACTOR", "TraceWriter", "WriterStats"]
+
+log = logging.getLogger("workbench.traces")
+
+DEFAULT_REDACTOR: Redactor = RegexRedactor()
+_UNSET: Any = object()
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class WriterStats:
+    """Counters of one writer (read them any time; they only grow)."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.batches = 0
+        self.dropped = 0
+        self.problems: collections.deque[str] = collections.deque(maxlen=20)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict (``problems`` newest last)."""
+        return {
+            "written": self.written,
+            "batches": self.batches,
+            "dropped": self.dropped,
+            "problems": list(self.problems),
+        }
+
+
+def pid_alive(pid: int | None, host: str | None) -> bool:
+    """Whether a process that wrote a run may still be running (unknown counts as alive)."""
+    if pid is None or (host and host != socket.gethostname()):
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class TraceWriter(_BaseTracer):
+    """A ``Tracer`` that stores spans in the DuckDB trace file it owns (context manager).
+
+    ``db_path``: the file (default ``.workbench/traces.duckdb``); ``key``/``key_file``:
+    encrypt at rest (else ``WORKBENCH_TRACES_KEY``/``_FILE``); ``redactor``: applied before
+    storing (default regex redaction, ``None`` to store text verbatim); ``max_queue``:
+    spans held in memory before producers are pushed back; ``block_timeout``: how long a
+    producer waits for room before a span is dropped (and counted).
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path | None = None,
+        *,
+        key: str | None = None,
+        key_file: str | Path | None = None,
+        redactor: Redactor | None = _UNSET,
+        max_queue: int = 200_000,
+        batch_size: int = 50_000,
+        interval: float = 0.05,
+        block_timeout: float = 5.0,
+        service: str = "workbench",
+    ) -> None:
+        self.path = Path(db_path) if db_path is not None else default_db_path()
+        self._con = open_database(self.path, key=resolve_key(key, key_file))
+        try:
+            migrate(self._con)
+        except (duckdb.Error, RuntimeError) as exc:
+            self._con.close()
+            raise TraceStoreError(f"cannot prepare trace database {self.path}: {exc}") from None
+        self.redactor = DEFAULT_REDACTOR if redactor is _UNSET else redactor
+        self.stats = WriterStats()
+        self._origin = Origin.from_resource(
+            {"service.name": service, "process.pid": os.getpid(), "host.name": socket.gethostname()}
+        )
+        self._max_queue = max(1, max_queue)
+        self._batch_size = max(1, batch_size)
+        self._interval = interval
+        self._block_timeout = block_timeout
+        self._queue: collections.deque[object] = collections.deque()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # guards the drop counters and the connection's users
+        self._pending_drops = 0
+        self._warned = False
+        self._failing = False
+        self._closing = False
+        self._closed = False
+        self._last_reap = 0.0
+        self.reap_incomplete()
+        self._ready: queue.Queue[tuple[Batch | None, list[_Flush]] | None] = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="workbench-trace-convert", daemon=True)
+        self._inserter = threading.Thread(target=self._run_insert, name="workbench-trace-insert", daemon=True)
+        self._thread.start()
+        self._inserter.start()
+        # Flush on exit: a weak reference so an abandoned writer can still be collected.
+        ref = weakref.ref(self)
+        self._atexit = lambda: (w := ref()) is not None and w.close()
+        atexit.register(self._atexit)
+
+    # -- Tracer protocol -------------------------------------------------------------
+    def start_span(
+        self,
+        name: str,
+        *,
+        parent: Span | None = None,
+        kind: str = "INTERNAL",
+        attributes: dict[str, Any] | None = None,
+    ) -> Span:
+        """Open a span; a run's root span (``workbench.run.id``, no parent) is recorded at once."""
+        span = super().start_span(name, parent=parent, kind=kind, attributes=attributes)
+        if parent is None and attributes:
+            rs = run_start(span)
+            if rs is not None:
+                self._put(rs, bounded=False)  # never drop a run start: it is how a crash shows
+        return span
+
+    def _export(self, span: Span) -> None:
+        self._put(span)
+
+    def submit(self, spans: list[Span], origin: Origin) -> bool:
+        """Queue ended spans received from elsewhere; False when dropped (already counted)."""
+        return self._put(ForeignSpans(spans, origin), weight=len(spans))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every span ended before this call is committed; False on timeout."""
+        if self._closed or not self._thread.is_alive():
+            return not self._queue
+        marker = _Flush()
+        self._queue.append(marker)
+        self._wake.set()
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Flush, stop the writer thread and close the file (idempotent)."""
+        if self._closed:
+            return
+        self._closing = True
+        self.flush(timeout)
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout)
+        self._inserter.join(timeout)
+        with contextlib.suppress(Exception):
+            atexit.unregister(self._atexit)
+        with self._lock:
+            if self._pending_drops:
+                with contextlib.suppress(duckdb.Error):
+                    self._insert(Batch({}, None, 0))
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
+        if self.stats.dropped:
+            log.warning(
+                "trace writer for %s dropped %d spans in total (see the drops table)",
+                self.path,
+                self.stats.dropped,
+            )
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def store(self) -> TraceStore:
+        """A ``TraceStore`` reading this writer's file in this process (after a flush)."""
+        from .store import TraceStore
+
+        self.flush()
+        return TraceStore(connection=self.reader(), path=self.path)
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on this writer's database for reads in this process (close it after)."""
+        if self._closed:
+            raise TraceStoreError(f"the trace writer for {self.path} is closed")
+        with self._lock:
+            cursor = self._con.cursor()
+        cursor.execute("USE wb")
+        return cursor
+
+    def reap_incomplete(self) -> int:
+        """Mark runs whose writing process is gone as ``incomplete``; returns how many."""
+        with self._lock:
+            rows = self._con.execute("SELECT run_id, pid, host FROM runs WHERE status = 'running'").fetchall()
+            dead = [r[0] for r in rows if not pid_alive(r[1], r[2])]
+            if dead:
+                self._con.execute(
+                    "UPDATE runs SET status = 'incomplete' WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [dead],
+                )
+        self._last_reap = time.monotonic()
+        return len(dead)
+
+    # -- queue -----------------------------------------------------------------------
+    def _put(self, item: object, *, bounded: bool = True, weight: int = 1) -> bool:
+        q = self._queue
+        if self._closing:
+            self._drop(weight, "span ended after the trace writer closed")
+            return False
+        if bounded and len(q) >= self._max_queue and not self._make_room():
+            self._drop(weight, "queue full" if not self._failing else "trace file not writable")
+            return False
+        q.append(item)
+        if len(q) >= self._batch_size:
+            self._wake.set()
+        return True
+
+    def _make_room(self) -> bool:
+        """Back-pressure: wait (bounded) for the writer to drain; never when it is failing."""
+        if self._failing or not self._thread.is_alive():
+            return False
+        self._wake.set()
+        deadline = time.monotonic() + self._block_timeout
+        while len(self._queue) >= self._max_queue:
+            if time.monotonic() > deadline or self._failing:
+                return False
+            time.sleep(0.0005)
+        return True
+
+    def _drop(self, n: int, reason: str) -> None:
+        with self._lock:
+            self.stats.dropped += n
+            self._pending_drops += n
+            self._drop_reason = reason
+        if not self._warned:
+            self._warned = True
+            message = (
+                f"trace writer for {self.path} dropped spans ({reason}); they are counted in the drops table"
+            )
+            log.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    # -- writer threads --------------------------------------------------------------
+    # Two stages: the converter builds Arrow batches (Python, holds the GIL) while the
+    # inserter runs DuckDB (releases the GIL), so the two overlap on two cores.
+    def _run(self) -> None:
+        q = self._queue
+        try:
+            while True:
+                self._wake.wait(self._interval)
+                self._wake.clear()
+                while q:
+                    n = min(len(q), self._batch_size)
+                    items = [q.popleft() for _ in range(n)]
+                    self._convert(items)
+                if self._closed and not q:
+                    return
+        finally:
+            self._ready.put(None)
+
+    def _run_insert(self) -> None:
+        while True:
+            job = self._ready.get()
+            if job is None:
+                return
+            batch, markers = job
+            if batch is not None:
+                self._commit(batch)
+            for m in markers:
+                m.done.set()
+            if time.monotonic() - self._last_reap > 10.0:
+                with contextlib.suppress(Exception):
+                    self.reap_incomplete()
+
+    def _convert(self, items: list[object]) -> None:
+        markers = [i for i in items if type(i) is _Flush]
+        if markers:
+            items = [i for i in items if type(i) is not _Flush]
+        batch = None
+        if items:
+            try:
+                batch = build_batch(items, self._origin, self.redactor)
+            except Exception as exc:  # a bug or an unencodable value must not stop the writer
+                self._problem(f"cannot convert {len(items)} queued items: {exc!r}")
+                self._drop(
+                    sum(len(i.spans) if type(i) is ForeignSpans else 1 for i in items),  # type: ignore[attr-defined]
+                    "conversion failed",
+                )
+        self._ready.put((batch, markers))
+
+    def _commit(self, batch: Batch) -> None:
+        for attempt in range(3):
+            try:
+                with self._lock:
+                    self._insert(batch)
+            except Exception as exc:
+                self._problem(
+                    f"writing {batch.spans} spans to {self.path} failed: {str(exc).splitlines()[0]}"
+                )
+                self._failing = True
+                time.sleep(0.05 * (attempt + 1))
+            else:
+                self._failing = False
+                self.stats.written += batch.spans
+                self.stats.batches += 1
+                return
+        self._drop(batch.spans, "trace file not writable")
+
+    def _insert(self, batch: Batch) -> None:
+        """One transaction per batch; call with ``_lock`` held."""
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for name, table in batch.tables.items():
+                if name == "runs":
+                    continue
+                con.register("_wb_batch", table)
+                # Resources repeat across batches: the first copy stays.
+                conflict = " ON CONFLICT DO NOTHING" if name == "resources" else ""
+                con.execute(f"INSERT INTO {name} SELECT * FROM _wb_batch{conflict}")
+                con.unregister("_wb_batch")
+            if batch.run_starts is not None:
+                con.register("_wb_batch", batch.run_starts)
+                con.execute("INSERT INTO runs SELECT * FROM _wb_batch ON CONFLICT DO NOTHING")
+                con.unregister("_wb_batch")
+            if "runs" in batch.tables:
+                con.register("_wb_batch", batch.tables["runs"])
+                con.execute("INSERT OR REPLACE INTO runs SELECT * FROM _wb_batch")
+                con.unregister("_wb_batch")
+            pending = self._pending_drops
+            if pending:
+                con.execute(
+                    "INSERT INTO drops VALUES (?, ?, ?, ?)",
+                    [time.time_ns(), os.getpid(), pending, getattr(self, "_drop_reason", "")],
+                )
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        self._pending_drops -= pending
+
+    def _problem(self, message: str) -> None:
+        self.stats.problems.append(message)
+        log.warning("%s", message)
