@@ -1,0 +1,372 @@
+"""Train the built-in tiny model (``model: default``) from scratch, on CPU, reproducibly.
+
+    .venv/bin/python scripts/train_tiny_model.py            # train, save, evaluate, update docs
+    .venv/bin/python scripts/train_tiny_model.py --eval-only  # re-evaluate the shipped model
+
+Steps: (1) draw the synthetic corpus of the example flows (``workbench.models.corpus``),
+(2) train a byte-level BPE tokenizer with chat special tokens, (3) train a small
+Llama-architecture model with ``transformers.LlamaForCausalLM`` (a dev-only dependency: it
+writes the exact Hugging Face format our runtime loads), loss on the assistant turn only,
+(4) save config, weights (safetensors) and tokenizer files to ``workbench/models/tiny/``,
+(5) greedy-decode held-out prompts and write the figures into ``docs/tiny_model.md``.
+Everything is seeded; on the same torch build and thread count the result is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from workbench.models.corpus import (  # noqa: E402
+    ORDER_SCHEMA,
+    Example,
+    make_corpus,
+    order_within_cash,
+)
+
+OUT_DIR = ROOT / "workbench" / "models" / "tiny"
+DOC = ROOT / "docs" / "tiny_model.md"
+
+BOS, EOS, PAD = "<|bos|>", "<|end|>", "<|pad|>"
+ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
+SPECIAL_TOKENS = [PAD, BOS, EOS, *ROLE_TOKENS]
+
+# One line, newlines only inside string literals: renders the same under plain jinja2 and
+# under Hugging Face's environment (trim_blocks/lstrip_blocks), which treats literal
+# newlines after block tags differently.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+)
+
+MODEL_SHAPE = {
+    "hidden_size": 128,
+    "intermediate_size": 384,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,  # grouped-query attention, as in the families we serve
+    "max_position_embeddings": 512,
+    "rope_theta": 10000.0,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": True,  # SmolLM2-style; halves the embedding cost
+}
+
+
+def build_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
+    """A byte-level BPE whose capital letters and digits stay single tokens.
+
+    Why isolate them: the model copies tickers and prices from the news into the JSON,
+    where the surrounding characters differ (`` ACME`` vs ``"ACME"``); with one token per
+    letter/digit the copied pieces are the same tokens in both places.
+    """
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"[A-Z0-9]"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def render_chat(messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    """The chat template rendered with plain jinja2 (what our runtime does too)."""
+    import jinja2
+
+    env = jinja2.Environment()
+    return env.from_string(CHAT_TEMPLATE).render(
+        messages=messages, add_generation_prompt=add_generation_prompt, bos_token=BOS, eos_token=EOS
+    )
+
+
+def encode_example(tok: Tokenizer, ex: Example) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + answer, and labels that score only the answer and its EOS."""
+    prompt_ids = tok.encode(render_chat(ex.messages(with_answer=False), True)).ids
+    answer_ids = tok.encode(ex.answer + EOS).ids
+    ids = prompt_ids + answer_ids
+    labels = [-100] * len(prompt_ids) + answer_ids
+    return ids, labels
+
+
+def make_batch(tok: Tokenizer, exs: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch of examples with loss masks."""
+    encoded = [encode_example(tok, ex) for ex in exs]
+    width = max(len(ids) for ids, _ in encoded)
+    input_ids = torch.full((len(exs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(exs), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(exs), width), dtype=torch.long)
+    for row, (ids, lab) in enumerate(encoded):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(lab)] = torch.tensor(lab)
+        mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+
+
+def save_tokenizer(tok: Tokenizer, out: Path) -> None:
+    """tokenizer.json plus an HF-style tokenizer_config.json with the chat template."""
+    tok.save(str(out / "tokenizer.json"))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "pad_token": PAD,
+        "add_bos_token": False,  # the chat template writes the BOS itself
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": MODEL_SHAPE["max_position_embeddings"],
+        "chat_template": CHAT_TEMPLATE,
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    special = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD}
+    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train tokenizer and model, save them to ``args.out``; returns training figures."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    started = time.time()
+    tok_texts = [render_chat(ex.messages(), False) for ex in make_corpus(20000, seed=args.seed + 1)]
+    tok = build_tokenizer(tok_texts, args.vocab_size)
+    pad_id, bos_id, eos_id = (tok.token_to_id(t) for t in (PAD, BOS, EOS))
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(),
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        attention_bias=False,
+        mlp_bias=False,
+        hidden_act="silu",
+        **MODEL_SHAPE,
+    )
+    model = LlamaForCausalLM(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"vocab {tok.get_vocab_size()}, params {n_params:,}", flush=True)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.05)
+    warmup = max(1, args.steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return args.lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, args.steps - warmup)
+        return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    data = make_corpus(args.steps * args.batch_size, seed=args.seed + 2)
+    model.train()
+    losses: list[float] = []
+    for step in range(args.steps):
+        batch = make_batch(tok, data[step * args.batch_size : (step + 1) * args.batch_size], pad_id)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 50 == 0 or step == args.steps - 1:
+            recent = sum(losses[-50:]) / len(losses[-50:])
+            print(
+                f"step {step:5d}  loss {recent:.4f}  lr {lr_at(step):.2e}  {time.time() - started:6.0f}s",
+                flush=True,
+            )
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    model.generation_config.pad_token_id = pad_id
+    model.save_pretrained(out, safe_serialization=True)
+    save_tokenizer(tok, out)
+    final = sum(losses[-100:]) / len(losses[-100:])
+    return {
+        "params": n_params,
+        "vocab_size": tok.get_vocab_size(),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "examples_seen": args.steps * args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "threads": torch.get_num_threads(),
+        "train_seconds": round(time.time() - started, 1),
+        "first_loss": round(sum(losses[:20]) / len(losses[:20]), 4),
+        "final_loss": round(final, 4),
+    }
+
+
+def _schema_valid(value: Any) -> bool:
+    """Check an answer against ORDER_SCHEMA by hand (no jsonschema dependency)."""
+    if not isinstance(value, dict) or list(value) != list(ORDER_SCHEMA["properties"]):
+        return False
+    side, ticker, qty, price = value["side"], value["ticker"], value["qty"], value["price"]
+    return (
+        side in ("buy", "sell", "hold")
+        and isinstance(ticker, str)
+        and re.fullmatch(r"[A-Z]{1,5}", ticker) is not None
+        and isinstance(qty, int)
+        and not isinstance(qty, bool)
+        and qty >= 0
+        and isinstance(price, (int, float))
+        and not isinstance(price, bool)
+        and price > 0
+    )
+
+
+def evaluate(path: Path, n: int, seed: int, heldout_templates: bool) -> dict[str, Any]:
+    """Greedy-decode ``n`` held-out trader prompts with transformers; the task's figures."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    exs = [ex for ex in make_corpus(n * 2, seed=seed, triage_share=0.0, heldout_templates=heldout_templates)]
+    exs = exs[:n]
+    counts = dict.fromkeys(
+        ["json", "schema", "side", "ticker", "price", "qty", "within_cash", "expected_within_cash"], 0
+    )
+    started = time.time()
+    for i in range(0, len(exs), 50):
+        chunk = exs[i : i + 50]
+        texts = [
+            tok.apply_chat_template(ex.messages(False), tokenize=False, add_generation_prompt=True)
+            for ex in chunk
+        ]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            gen = model.generate(
+                **enc,
+                max_new_tokens=48,
+                do_sample=False,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            )
+        for ex, row in zip(chunk, gen[:, enc["input_ids"].shape[1] :]):
+            text = tok.decode(row, skip_special_tokens=True).strip()
+            counts["expected_within_cash"] += order_within_cash(ex.labels, ex.labels["cash"])
+            try:
+                value = json.loads(text)
+            except ValueError:
+                continue
+            counts["json"] += 1
+            if not _schema_valid(value):
+                continue
+            counts["schema"] += 1
+            counts["side"] += value["side"] == ex.labels["side"]
+            counts["ticker"] += value["ticker"] == ex.labels["ticker"]
+            counts["price"] += value["price"] == ex.labels["price"]
+            counts["qty"] += value["qty"] == ex.labels["qty"]
+            counts["within_cash"] += order_within_cash(value, ex.labels["cash"])
+    figures = {k: round(v / len(exs), 3) for k, v in counts.items()}
+    figures["n"] = len(exs)
+    figures["seconds"] = round(time.time() - started, 1)
+    return figures
+
+
+def _table(results: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        ("valid JSON", "json"),
+        ("schema-valid Order", "schema"),
+        ("side correct", "side"),
+        ("ticker copied correctly", "ticker"),
+        ("price copied correctly", "price"),
+        ("qty equal to the sizing rule", "qty"),
+        ("within cash (qty * price <= cash)", "within_cash"),
+        ("within cash in the reference answers", "expected_within_cash"),
+    ]
+    names = list(results)
+    lines = [
+        "| metric | " + " | ".join(f"{k} (n={results[k]['n']})" for k in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for label, key in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{results[k][key]:.1%}" for k in names) + " |")
+    return "\n".join(lines)
+
+
+def write_doc_figures(training: dict[str, Any] | None, results: dict[str, dict[str, Any]]) -> None:
+    """Replace the generated block of docs/tiny_model.md with the new figures."""
+    block = ["<!-- figures:start (written by scripts/train_tiny_model.py) -->", ""]
+    if training:
+        block += ["Training run:", "", "```json", json.dumps(training, indent=2), "```", ""]
+    size = sum(f.stat().st_size for f in OUT_DIR.iterdir() if f.is_file())
+    block += [
+        f"Size on disk of `workbench/models/tiny/`: {size / 1e6:.2f} MB.",
+        "",
+        "Held-out evaluation (greedy, `transformers` reference decoding):",
+        "",
+        _table(results),
+        "",
+        "<!-- figures:end -->",
+    ]
+    text = (
+        DOC.read_text()
+        if DOC.exists()
+        else "# The built-in tiny model\n\n<!-- figures:start -->\n<!-- figures:end -->\n"
+    )
+    new = re.sub(r"<!-- figures:start.*?<!-- figures:end -->", "\n".join(block), text, flags=re.S)
+    DOC.write_text(new)
+
+
+def main() -> None:
+    """Command line: train (default) or re-evaluate, then update the docs."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(OUT_DIR))
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--vocab-size", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval-n", type=int, default=300)
+    parser.add_argument("--eval-only", action="store_true")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/tiny_model.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    training = None
+    stats = Path(args.out) / "training.json"
+    if not args.eval_only:
+        training = train(args)
+        stats.write_text(json.dumps(training, indent=2) + "\n")
+        print(json.dumps(training, indent=2), flush=True)
+    elif stats.exists():
+        training = json.loads(stats.read_text())
+    results = {
+        "training phrasings": evaluate(Path(args.out), args.eval_n, seed=987654, heldout_templates=False),
+        "unseen phrasings": evaluate(Path(args.out), args.eval_n // 2, seed=13579, heldout_templates=True),
+    }
+    print(json.dumps(results, indent=2), flush=True)
+    if not args.no_doc and Path(args.out).resolve() == OUT_DIR.resolve():
+        write_doc_figures(training, results)
+
+
+if __name__ == "__main__":
+    main()

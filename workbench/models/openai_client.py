@@ -1,0 +1,280 @@
+"""The ``openai`` model backend: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, ours).
+
+    model: {openai: {base_url: "http://127.0.0.1:8000/v1", model: default, api_key_env: MY_KEY}}
+
+A request with ``messages`` goes to ``/v1/chat/completions``, one with ``prompt`` to
+``/v1/completions``. ``response_schema`` becomes ``response_format: {"type":
+"json_schema", ...}`` (servers that honour it constrain decoding to the schema).
+``stream()`` reads the server-sent events of ``"stream": true``.
+
+What cannot cross the wire: a request's ``constraint`` (a token-mask object living in this
+process) is not sent; the schema is. Rails the constraint would have enforced while
+decoding are still checked on the result by the executor. ``top_k`` is sent only when set
+(vLLM and our server read it; OpenAI itself rejects unknown fields).
+
+Errors: an unreachable server, a timeout or an HTTP error is a ``ModelUnavailable``
+(``ModelHTTPError`` for HTTP errors, carrying the status and the server's own message);
+the API key is read from the named environment variable at request time and never
+appears in a message or a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from workbench.errors import ModelUnavailable, UsageError
+from workbench.models.base import Generation, GenerationRequest, TokenEvent
+from workbench.models.registry import register_backend
+
+__all__ = ["ModelHTTPError", "OpenAIModel", "load_openai"]
+
+_SPEC_KEYS = ("base_url", "model", "api_key_env", "timeout")
+_FINISH = {"stop": "stop", "length": "length", "eos": "stop", None: "stop"}
+
+
+class ModelHTTPError(ModelUnavailable):
+    """The server answered with an HTTP error; ``status`` and ``server_message`` say which."""
+
+    def __init__(self, url: str, status: int, server_message: str) -> None:
+        self.url = url
+        self.status = status
+        self.server_message = server_message
+        super().__init__(f"{url} answered HTTP {status}: {server_message}")
+
+
+def _normalise_base_url(base_url: str) -> str:
+    """``http://host:port`` -> ``http://host:port/v1``; a URL with a path is kept as given."""
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise UsageError(f"openai base_url must be an http(s) URL, got {base_url!r}")
+    url = base_url.rstrip("/")
+    if urlsplit(url).path in ("", "/"):
+        url += "/v1"
+    return url
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The error text a server sent: OpenAI's ``{"error": {"message"}}`` or the raw body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500] or response.reason_phrase
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        if isinstance(error, Mapping) and "message" in error:
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        if "detail" in body:  # FastAPI-style servers
+            return str(body["detail"])
+    return json.dumps(body)[:500]
+
+
+class OpenAIModel:
+    """A ``Model`` backed by an OpenAI-compatible HTTP server."""
+
+    supports_constraints = False  # token masks stay in-process; only response_schema is sent
+
+    def __init__(
+        self, base_url: str, model: str | None = None, api_key_env: str | None = None, timeout: float = 120.0
+    ) -> None:
+        self.base_url = _normalise_base_url(base_url)
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout = float(timeout)
+        self.name = model or self.base_url
+
+    def __repr__(self) -> str:  # never shows the key, only where it comes from
+        return (
+            f"OpenAIModel(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
+        )
+
+    # ---- plumbing -----------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ModelUnavailable(
+                    f"the environment variable {self.api_key_env} (api_key_env of the model at "
+                    f"{self.base_url}) is not set"
+                )
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _client(self) -> httpx.AsyncClient:
+        # A client per call: the registry caches models across event loops (one asyncio.run
+        # per flow run), and an httpx connection pool must not outlive its loop.
+        timeout = httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
+        return httpx.AsyncClient(timeout=timeout, headers=self._headers())
+
+    def _unavailable(self, url: str, exc: httpx.HTTPError) -> ModelUnavailable:
+        if isinstance(exc, httpx.ConnectError):
+            return ModelUnavailable(f"cannot connect to the OpenAI-compatible server at {url}: {exc}")
+        if isinstance(exc, httpx.TimeoutException):
+            return ModelUnavailable(
+                f"the OpenAI-compatible server at {url} did not answer within {self.timeout:g} s"
+            )
+        return ModelUnavailable(f"request to the OpenAI-compatible server at {url} failed: {exc!r}")
+
+    async def _model_name(self, client: httpx.AsyncClient) -> str:
+        """The configured model, else the first one the server lists (servers of one model)."""
+        if self.model:
+            return self.model
+        url = f"{self.base_url}/models"
+        try:
+            response = await client.get(url)
+        except httpx.HTTPError as exc:
+            raise self._unavailable(url, exc) from None
+        if response.status_code >= 400:
+            raise ModelHTTPError(url, response.status_code, _server_message(response))
+        try:
+            self.model = str(response.json()["data"][0]["id"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise ModelUnavailable(f"{url} lists no model; set `model:` in the openai spec") from None
+        return self.model
+
+    def _body(self, request: GenerationRequest, model: str, stream: bool) -> tuple[str, dict[str, Any]]:
+        """The endpoint and JSON body for one request."""
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+        }
+        if request.messages is not None:
+            endpoint = "chat/completions"
+            body["messages"] = list(request.messages)
+        elif request.prompt is not None:
+            endpoint = "completions"
+            body["prompt"] = request.prompt
+        else:
+            raise UsageError("a GenerationRequest needs a prompt or messages")
+        if request.top_k:
+            body["top_k"] = request.top_k
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.response_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": request.response_schema, "strict": True},
+            }
+        if stream:
+            body["stream"] = True
+        return endpoint, body
+
+    # ---- the Model protocol -------------------------------------------------------------
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """One HTTP request per generation, all in flight at once (the server batches them)."""
+        async with self._client() as client:
+            model = await self._model_name(client)
+            return list(await asyncio.gather(*(self._generate_one(client, r, model) for r in requests)))
+
+    async def _generate_one(
+        self, client: httpx.AsyncClient, request: GenerationRequest, model: str
+    ) -> Generation:
+        endpoint, body = self._body(request, model, stream=False)
+        url = f"{self.base_url}/{endpoint}"
+        try:
+            response = await client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise self._unavailable(url, exc) from None
+        if response.status_code >= 400:
+            raise ModelHTTPError(url, response.status_code, _server_message(response))
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            text = choice["message"]["content"] if "message" in choice else choice["text"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise ModelUnavailable(
+                f"{url} sent an answer that is not an OpenAI completion: {response.text[:300]!r}"
+            ) from None
+        usage = data.get("usage") or {}
+        return Generation(
+            text=text or "",
+            finish_reason=_FINISH.get(choice.get("finish_reason"), str(choice.get("finish_reason"))),
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+        )
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+        """Yield text pieces from the server's SSE stream; token ids are unknown over HTTP (-1)."""
+        async with self._client() as client:
+            model = await self._model_name(client)
+            endpoint, body = self._body(request, model, stream=True)
+            url = f"{self.base_url}/{endpoint}"
+            finished = False
+            try:
+                async with client.stream("POST", url, json=body) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise ModelHTTPError(url, response.status_code, _server_message(response))
+                    async for line in response.aiter_lines():
+                        event = _parse_sse_line(line, url)
+                        if event is None:
+                            continue
+                        if event == "[DONE]":
+                            break
+                        piece, reason = event
+                        if reason is not None:
+                            finished = True
+                            yield TokenEvent(-1, piece, finish_reason=_FINISH.get(reason, reason))
+                        elif piece:
+                            yield TokenEvent(-1, piece)
+            except httpx.HTTPError as exc:
+                raise self._unavailable(url, exc) from None
+            if not finished:  # servers that end with [DONE] but no finish_reason
+                yield TokenEvent(-1, "", finish_reason="stop")
+
+
+def _parse_sse_line(line: str, url: str) -> tuple[str, str | None] | str | None:
+    """One SSE line -> ``(text piece, finish reason)``, ``"[DONE]"``, or None to skip."""
+    if not line.startswith("data:"):
+        return None  # blank separators, comments (":"), event:/id: fields
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return "[DONE]"
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise ModelUnavailable(f"{url} streamed a line that is not JSON: {payload[:200]!r}") from None
+    if "error" in data:
+        error = data["error"]
+        message = error.get("message", error) if isinstance(error, Mapping) else error
+        raise ModelUnavailable(f"{url} reported an error while streaming: {message}")
+    choices = data.get("choices") or []
+    if not choices:
+        return None  # e.g. the final usage-only chunk
+    choice = choices[0]
+    piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
+    return piece or "", choice.get("finish_reason")
+
+
+def load_openai(value: Any) -> OpenAIModel:
+    """Loader for ``{openai: {base_url, model, api_key_env[, timeout]}}``."""
+    if isinstance(value, str):
+        value = {"base_url": value}
+    if not isinstance(value, Mapping):
+        raise UsageError(f"{{openai: ...}} needs a mapping with base_url, model, api_key_env; got {value!r}")
+    unknown = sorted(set(value) - set(_SPEC_KEYS))
+    if unknown:
+        raise UsageError(
+            f"unknown key(s) {', '.join(unknown)} in {{openai: ...}}; allowed: {', '.join(_SPEC_KEYS)}"
+        )
+    if "base_url" not in value:
+        raise UsageError("{openai: ...} needs base_url (e.g. http://127.0.0.1:8000/v1)")
+    timeout = value.get("timeout", 120.0)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise UsageError(f"openai timeout must be a positive number of seconds, got {timeout!r}")
+    return OpenAIModel(value["base_url"], value.get("model"), value.get("api_key_env"), timeout=timeout)
+
+
+register_backend("openai", load_openai)
