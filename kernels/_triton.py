@@ -133,6 +133,21 @@ def wants_interpreter(*tensors: torch.Tensor) -> bool:
     raise UsageError(f"Triton kernels run on CUDA tensors (or CPU under the interpreter), not {kind!r}")
 
 
+@jit
+def cast_rne(x, dtype: tl.constexpr):
+    """Cast fp32 ``x`` to ``dtype`` rounding to nearest even, the same compiled and interpreted.
+
+    The interpreter truncates fp32 -> bf16 (the GPU rounds to nearest even), so for bf16 the
+    rounding is done here in integers: add half an ulp (ties to even), clear the low 16 bits,
+    after which the cast is exact everywhere.
+    """
+    if dtype == tl.bfloat16:
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + (0x7FFF + ((bits >> 16) & 1))) & 0xFFFF0000
+        x = bits.to(tl.float32, bitcast=True)
+    return x.to(dtype)
+
+
 def next_power_of_2(n: int) -> int:
     """Smallest power of two >= n (``tl.arange`` only takes power-of-two extents)."""
     return 1 if n <= 1 else 1 << (n - 1).bit_length()

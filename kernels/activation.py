@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from workbench.errors import UsageError
 
-from ._triton import jit, launch, tl, triton, wants_interpreter
+from ._triton import cast_rne, jit, launch, tl, triton, wants_interpreter
 
 __all__ = ["silu_and_mul_reference", "silu_and_mul_triton"]
 
@@ -55,9 +55,9 @@ def silu_and_mul_kernel(
     u = tl.load(up_ptr + row * u_row_stride + cols, mask=mask, other=0.0)  # [BLOCK] dtype
     gf = g.to(tl.float32)
     # Round silu to the input dtype first, as eager F.silu(gate) * up does.
-    s = (gf / (1.0 + tl.exp(-gf))).to(g.dtype).to(tl.float32)
+    s = cast_rne(gf / (1.0 + tl.exp(-gf)), g.dtype).to(tl.float32)
     out = s * u.to(tl.float32)
-    tl.store(out_ptr + row * o_row_stride + cols, out.to(g.dtype), mask=mask)
+    tl.store(out_ptr + row * o_row_stride + cols, cast_rne(out, g.dtype), mask=mask)
 
 
 def _rows(t: torch.Tensor, f: int) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 
 from workbench.errors import UsageError
 
-from ._triton import jit, launch, next_power_of_2, tl, triton, wants_interpreter
+from ._triton import cast_rne, jit, launch, next_power_of_2, tl, triton, wants_interpreter
 
 __all__ = ["decode_attention_reference", "decode_attention_triton"]
 
@@ -168,7 +168,7 @@ def split_kernel(
         # Single chunk: normalise and write the answer directly (empty rows give zeros).
         out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
         o_ptrs = out_ptr + b * sob + heads[:, None] * soh + d[None, :] * sod
-        tl.store(o_ptrs, out.to(out_ptr.dtype.element_ty), mask=gm[:, None] & dm[None, :])
+        tl.store(o_ptrs, cast_rne(out, out_ptr.dtype.element_ty), mask=gm[:, None] & dm[None, :])
     else:
         # Partials laid out [B, Hq, NUM_SPLITS] (+ [BLOCK_D] for acc), contiguous.
         row = (b * G * tl.num_programs(1) + heads) * NUM_SPLITS + split  # [BLOCK_G]
@@ -206,7 +206,7 @@ def merge_kernel(
     out = num / tl.where(den > 0, den, 1.0)
     b = bh // Hq
     h = bh % Hq
-    tl.store(out_ptr + b * sob + h * soh + d * sod, out.to(out_ptr.dtype.element_ty), mask=d < Dh)
+    tl.store(out_ptr + b * sob + h * soh + d * sod, cast_rne(out, out_ptr.dtype.element_ty), mask=d < Dh)
 
 
 def _num_splits(batch_heads: int, tmax: int, block_t: int, interpret: bool) -> int:

@@ -17,7 +17,7 @@ import torch
 
 from workbench.errors import UsageError
 
-from ._triton import jit, launch, next_power_of_2, tl, wants_interpreter
+from ._triton import cast_rne, jit, launch, next_power_of_2, tl, wants_interpreter
 
 __all__ = ["rms_norm_reference", "rms_norm_triton"]
 
@@ -62,10 +62,10 @@ def rms_norm_kernel(
     mean_sq = tl.sum(h * h, axis=0) / D
     r = 1.0 / tl.sqrt(mean_sq + eps)
     # Round to the input dtype before the weight multiply (HF's cast order).
-    normed = (h * r).to(x.dtype)
+    normed = cast_rne(h * r, x.dtype)
     w = tl.load(w_ptr + cols, mask=mask, other=0.0)  # [BLOCK_D] weight.dtype
     out = w.to(tl.float32) * normed.to(tl.float32)
-    tl.store(out_ptr + row * out_row_stride + cols, out.to(out_ptr.dtype.element_ty), mask=mask)
+    tl.store(out_ptr + row * out_row_stride + cols, cast_rne(out, out_ptr.dtype.element_ty), mask=mask)
 
 
 def rms_norm_triton(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

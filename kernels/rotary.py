@@ -29,7 +29,7 @@ import torch
 
 from workbench.errors import UsageError
 
-from ._triton import jit, launch, next_power_of_2, tl, triton, wants_interpreter
+from ._triton import cast_rne, jit, launch, next_power_of_2, tl, triton, wants_interpreter
 
 __all__ = ["apply_rotary_reference", "apply_rotary_triton", "rope_inv_freq", "rotary_cos_sin"]
 
@@ -163,11 +163,11 @@ def rotary_kernel(
     x1f = x1.to(tl.float32)
     x2f = x2.to(tl.float32)
     # Round each product and the sum to x.dtype, as HF's expression does in that dtype.
-    o1 = (x1f * c1[None, :]).to(dt).to(tl.float32) - (x2f * s1[None, :]).to(dt).to(tl.float32)
-    o2 = (x2f * c2[None, :]).to(dt).to(tl.float32) + (x1f * s2[None, :]).to(dt).to(tl.float32)
+    o1 = cast_rne(x1f * c1[None, :], dt).to(tl.float32) - cast_rne(x2f * s1[None, :], dt).to(tl.float32)
+    o2 = cast_rne(x2f * c2[None, :], dt).to(tl.float32) + cast_rne(x1f * s2[None, :], dt).to(tl.float32)
     o_base = out_ptr + b * sob + t * sot + hh * soh
-    tl.store(o_base + j[None, :] * sod, o1.to(dt), mask=m)
-    tl.store(o_base + (j[None, :] + HALF) * sod, o2.to(dt), mask=m)
+    tl.store(o_base + j[None, :] * sod, cast_rne(o1, dt), mask=m)
+    tl.store(o_base + (j[None, :] + HALF) * sod, cast_rne(o2, dt), mask=m)
 
 
 def apply_rotary_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
