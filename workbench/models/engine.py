@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from workbench.errors import UsageError
-from workbench.models._ops import sample_tokens
+from workbench.kernels import apply_token_bitmask, sample_tokens
 from workbench.models.base import ConstraintState, Generation, GenerationRequest, TokenEvent
 from workbench.models.config import ContextLengthError
 from workbench.models.llama import Transformer, decode_one_token, prefill
@@ -168,11 +168,12 @@ class Engine:
         positions = torch.tensor(lengths, device=dev)  # [B] slot of the next token
         params = self._sampling_params(jobs)
         want_logprobs = any(j.request.logprobs for j in jobs)
+        all_greedy = all(j.request.temperature <= 0 for j in jobs)
 
         logits = prefill(self.model, block.to(dev), positions)  # [B,V]
         step = 0
         while True:
-            tokens = sample_tokens(logits, bitmask=self._bitmask(jobs), step=step, **params)  # [B]
+            tokens = self._sample(logits, self._bitmask(jobs), step, params, all_greedy)  # [B]
             chosen = tokens.tolist()
             for job in jobs:
                 if job.cancelled and job.finish_reason is None:
@@ -202,6 +203,16 @@ class Engine:
             warnings.warn(f"torch.compile of decode failed, running eagerly: {exc}", stacklevel=2)
             self._decode = decode_one_token
             return decode_one_token(self.model, tokens, positions)
+
+    @staticmethod
+    def _sample(logits, bitmask, step: int, params: dict[str, torch.Tensor], all_greedy: bool):
+        """Next tokens [B] from logits [B,V]."""
+        if all_greedy:
+            # the same answer as sample_tokens at temperature 0, minus its top-k/top-p bookkeeping
+            if bitmask is not None:
+                logits = apply_token_bitmask(logits, bitmask)
+            return logits.argmax(-1)
+        return sample_tokens(logits, bitmask=bitmask, step=step, **params)
 
     def _sampling_params(self, jobs: list[Job]) -> dict[str, torch.Tensor]:
         dev = self.device

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.models._ops import apply_rotary, decode_attention, rms_norm, rotary_cos_sin, silu_and_mul
+from workbench.kernels import apply_rotary, decode_attention, rms_norm, rotary_cos_sin, silu_and_mul
 from workbench.models.config import ModelConfig
 
 __all__ = ["Transformer", "decode_one_token", "expected_weight_shapes", "fuse_checkpoint", "prefill"]
