@@ -39,7 +39,7 @@ TOP_KEYS = (
     "rails",
 )
 NODE_COMMON = ("kind", "inputs", "outputs", "guarantees", "timeout", "retries")
-RAIL_KEYS = ("on", "check", "enforce", "max_attempts")
+RAIL_KEYS = ("on", "check", "use", "with", "enforce", "max_attempts")
 MAX_FLOW_BYTES = 8 * 1024 * 1024
 
 
@@ -239,9 +239,18 @@ class _Reader:
                 raise self.fail(
                     spec, key, f"rail '{name}': unknown key {key!r} (allowed: {', '.join(RAIL_KEYS)})"
                 )
-        for key in ("on", "check"):
-            if not isinstance(spec.get(key), str):
-                raise self.fail(spec, key, f"rail '{name}': '{key}' must be a string")
+        if not isinstance(spec.get("on"), str):
+            raise self.fail(spec, "on", f"rail '{name}': 'on' must be a port reference string")
+        if ("check" in spec) == ("use" in spec):
+            raise self.fail(
+                parent, name, f"rail '{name}' needs either 'check' (rail text) or 'use' (pack.rail)"
+            )
+        key = "check" if "check" in spec else "use"
+        if not isinstance(spec[key], str):
+            raise self.fail(spec, key, f"rail '{name}': '{key}' must be a string")
+        args = spec.get("with") or {}
+        if not isinstance(args, Mapping):
+            raise self.fail(spec, "with", f"rail '{name}': 'with' must map template parameters to values")
         enforce = spec.get("enforce", "block")
         if enforce not in ENFORCE_MODES:
             raise self.fail(
@@ -253,9 +262,17 @@ class _Reader:
         ):
             raise self.fail(spec, "max_attempts", f"rail '{name}': max_attempts must be a positive integer")
         try:
-            return RailSpec(name, PortRef.parse(spec["on"]), spec["check"], enforce, attempts)
+            return RailSpec(
+                name,
+                PortRef.parse(spec["on"]),
+                spec.get("check"),
+                enforce,
+                attempts,
+                spec.get("use"),
+                dict(args),
+            )
         except FlowError as exc:
-            raise self.fail(spec, "on", str(exc)) from None
+            raise self.fail(spec, key, str(exc)) from None
 
 
 def loads(text: str | bytes, source: str = "<flow>", base_dir: Path | None = None) -> Flow:
@@ -347,7 +364,13 @@ def _dump_node(node: Node) -> dict[str, Any]:
 
 
 def _dump_rail(rail: RailSpec) -> dict[str, Any]:
-    out: dict[str, Any] = {"on": str(rail.on), "check": rail.check}
+    out: dict[str, Any] = {"on": str(rail.on)}
+    if rail.check is not None:
+        out["check"] = rail.check
+    else:
+        out["use"] = rail.use
+        if rail.args:
+            out["with"] = dict(rail.args)
     if rail.enforce != "block":
         out["enforce"] = rail.enforce
     if rail.max_attempts is not None:

@@ -70,21 +70,31 @@ class Wire:
 
 @dataclass(frozen=True)
 class RailSpec:
-    """A rail as written in a flow file: where it sits, what it checks, how it is enforced."""
+    """A rail as written in a flow file: where it sits, what it checks, how it is enforced.
+
+    ``check`` is rail text; or ``use`` names a rail pack template (``finance.notional_cap``)
+    instantiated with ``args`` (DESIGN §5, docs/rails.md).
+    """
 
     name: str
     on: PortRef
-    check: str
+    check: str | None = None
     enforce: str = "block"
     max_attempts: int | None = None  # for enforce: repair
+    use: str | None = None
+    args: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.enforce not in ENFORCE_MODES:
             raise FlowError(
                 f"rail '{self.name}': enforce must be one of {', '.join(ENFORCE_MODES)}, got {self.enforce!r}"
             )
-        if not isinstance(self.check, str) or not self.check.strip():
+        if (self.check is None) == (self.use is None):
+            raise FlowError(f"rail '{self.name}': give either check (rail text) or use (a pack template)")
+        if self.check is not None and (not isinstance(self.check, str) or not self.check.strip()):
             raise FlowError(f"rail '{self.name}': check must be a non-empty rail expression")
+        if self.use is not None and (not isinstance(self.use, str) or self.use.count(".") != 1):
+            raise FlowError(f"rail '{self.name}': use must name a pack template as 'pack.rail'")
 
 
 def _types(ports: Mapping[str, Any] | None) -> dict[str, Type]:

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import RailViolation
-from workbench.flow.model import Flow, PortRef, RailSpec
+from workbench.flow.model import Flow, PortRef
+from workbench.flow.rails import FlowRail, flow_rails
 from workbench.tracing import Span, Tracer
-from workbench.types import Type
 
-__all__ = ["CompiledRail", "RailEnforcer", "RailRecord", "violation_message"]
+__all__ = ["RailEnforcer", "RailRecord", "violation_message"]
 
 
 @dataclass
@@ -54,29 +54,6 @@ class RailRecord:
         return out
 
 
-@dataclass
-class CompiledRail:
-    """A rail compiled for its port, with the names it reads."""
-
-    spec: RailSpec
-    rail: Any  # workbench.rails.Rail
-    names: frozenset[str]
-
-
-def _scope_at(flow: Flow, ref: PortRef) -> dict[str, Type]:
-    """Names visible at a port, nearer ones shadowing farther ones."""
-    names: dict[str, Type] = dict(flow.inputs)
-    if ref.node is None:
-        names.update(flow.outputs)
-        return names
-    node = flow.nodes[ref.node]
-    names.update(node.inputs)
-    if ref.port in node.outputs:
-        names.update(node.outputs)
-    names[ref.port] = node.port_type(ref.port)  # type: ignore[assignment]
-    return names
-
-
 def violation_message(record: RailRecord, rail_text: str) -> str:
     """One sentence: the rail, the port, the offending values and the atoms that failed."""
     shown = ", ".join(f"{k}={v!r}" for k, v in record.values.items())
@@ -88,28 +65,17 @@ def violation_message(record: RailRecord, rail_text: str) -> str:
 
 
 class RailEnforcer:
-    """All of a flow's rails and guarantees, compiled and grouped by port."""
+    """All of a flow's rails, packs and guarantees, parsed once and grouped by port."""
 
     def __init__(self, flow: Flow) -> None:
-        from workbench.rails import Scope, parse_rail
-
         self.flow = flow
-        self.by_port: dict[PortRef, list[CompiledRail]] = {}
-        for spec in flow.rails.values():
-            rail = parse_rail(spec.check, Scope(_scope_at(flow, spec.on), flow.constants), name=spec.name)
-            self.by_port.setdefault(spec.on, []).append(CompiledRail(spec, rail, frozenset(rail.names)))
-        self.guarantees: dict[str, list[CompiledRail]] = {}
-        for node in flow.nodes.values():
-            if not node.guarantees or not node.outputs:
-                continue
-            first_out = PortRef(node.name, next(iter(node.outputs)))
-            for i, text in enumerate(node.guarantees):
-                name = f"{node.name}.guarantees[{i}]"
-                spec = RailSpec(name, first_out, text, "block")
-                rail = parse_rail(text, Scope(_scope_at(flow, first_out), flow.constants), name=name)
-                self.guarantees.setdefault(node.name, []).append(
-                    CompiledRail(spec, rail, frozenset(rail.names))
-                )
+        self.by_port: dict[PortRef, list[FlowRail]] = {}
+        self.guarantees: dict[str, list[FlowRail]] = {}
+        for rail in flow_rails(flow):
+            if rail.kind == "guarantee":
+                self.guarantees.setdefault(rail.port.node or "", []).append(rail)
+            else:
+                self.by_port.setdefault(rail.port, []).append(rail)
 
     def has_rails(self, ref: PortRef) -> bool:
         """True when any rail sits on ``ref``."""
@@ -117,13 +83,13 @@ class RailEnforcer:
 
     def check(
         self,
-        rails: list[CompiledRail],
+        rails: list[FlowRail],
         env: Mapping[str, Any],
         port: str,
         tracer: Tracer,
         span: Span | None,
         records: list[RailRecord],
-    ) -> list[tuple[CompiledRail, RailRecord]]:
+    ) -> list[tuple[FlowRail, RailRecord]]:
         """Check ``rails`` against ``env``; returns the failures (blocking ones are not raised here)."""
         failures = []
         for compiled in rails:
@@ -131,10 +97,10 @@ class RailEnforcer:
             verdict = compiled.rail.check(env)
             us = (time.perf_counter_ns() - start) / 1000
             record = RailRecord(
-                compiled.spec.name,
+                compiled.name,
                 port,
                 "pass" if verdict.ok else "fail",
-                compiled.spec.enforce,
+                compiled.enforce,
                 us,
                 tuple(verdict.failed_atoms),
             )
@@ -158,8 +124,8 @@ class RailEnforcer:
         return failures
 
     @staticmethod
-    def raise_blocking(failures: list[tuple[CompiledRail, RailRecord]], modes: tuple[str, ...]) -> None:
+    def raise_blocking(failures: list[tuple[FlowRail, RailRecord]], modes: tuple[str, ...]) -> None:
         """Raise ``RailViolation`` for the first failure whose mode is in ``modes``."""
         for compiled, record in failures:
-            if compiled.spec.enforce in modes:
-                raise RailViolation(violation_message(record, compiled.spec.check))
+            if compiled.enforce in modes:
+                raise RailViolation(violation_message(record, compiled.text))

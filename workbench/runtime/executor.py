@@ -38,9 +38,10 @@ from workbench.errors import (
 from workbench.flow.graph import analyse
 from workbench.flow.io import flow_hash
 from workbench.flow.model import Flow, Node, PortRef
+from workbench.flow.rails import FlowRail
 from workbench.flow.validate import validate
 from workbench.runtime.conditions import compile_condition
-from workbench.runtime.enforce import CompiledRail, RailEnforcer, RailRecord
+from workbench.runtime.enforce import RailEnforcer, RailRecord, violation_message
 from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner
 from workbench.tracing import NoopTracer, Span, Tracer
 from workbench.types import Type
@@ -92,8 +93,8 @@ class _Plan:
     runner: Runner | None  # None for loops, which the executor runs itself
     sources: list[tuple[str, Key]]
     checks: dict[str, Type]  # inputs whose type is narrower than their source's
-    input_rails: dict[str, list[CompiledRail]]
-    output_rails: list[CompiledRail]
+    input_rails: dict[str, list[FlowRail]]
+    output_rails: list[FlowRail]
     until: Any = None
     next_source: Key | None = None
 
@@ -125,7 +126,9 @@ class Executor:
         self.tracer: Tracer = tracer or NoopTracer()
         self.options = {"tracer": self.tracer, "trust": trust, "model": model}
         self.graph = analyse(flow)
-        self.enforcer = RailEnforcer(flow) if rails and (flow.rails or _has_guarantees(flow)) else None
+        self.enforcer = (
+            RailEnforcer(flow) if rails and (flow.rails or flow.use or _has_guarantees(flow)) else None
+        )
         self.hash = flow_hash(flow)
         incoming = flow.incoming()
         self.plans = {name: self._plan(node, incoming) for name, node in flow.nodes.items()}
@@ -161,7 +164,7 @@ class Executor:
             runner = cls(node, self.flow, self.options)
         enforcer = self.enforcer
         input_rails = {}
-        output_rails: list[CompiledRail] = []
+        output_rails: list[FlowRail] = []
         if enforcer is not None:
             for port in node.inputs:
                 if enforcer.has_rails(PortRef(node.name, port)):
@@ -362,7 +365,7 @@ class Executor:
 
     def _check_outputs(
         self, plan: _Plan, raw: Any, inputs: dict[str, Any], state: _Run, span: Span
-    ) -> tuple[dict[str, Any], list[tuple[CompiledRail, RailRecord]]]:
+    ) -> tuple[dict[str, Any], list[tuple[FlowRail, RailRecord]]]:
         node = plan.node
         if not isinstance(raw, Mapping):
             hint = (
@@ -385,7 +388,7 @@ class Executor:
             raise NodeError(
                 node.name, f"returned '{extra[0]}', which is not one of its outputs {list(node.outputs)}"
             )
-        failures: list[tuple[CompiledRail, RailRecord]] = []
+        failures: list[tuple[FlowRail, RailRecord]] = []
         if plan.output_rails and not any(v is SKIPPED for v in outputs.values()):
             env = self._env(plan, inputs, outputs, state)
             port = f"{node.name}.{next(iter(node.outputs))}" if len(node.outputs) == 1 else node.name
@@ -462,21 +465,19 @@ class Executor:
     ) -> dict[str, Any]:
         runner = plan.runner
         assert runner is not None
-        repairs = [r.spec.max_attempts or 2 for r in plan.output_rails if r.spec.enforce == "repair"]
+        repairs = [r.max_attempts or 2 for r in plan.output_rails if r.enforce == "repair"]
         budget = max(repairs, default=0)
         feedback: list[dict[str, str]] = []
         for round_ in range(budget + 1):
             raw = await self._attempts(plan, inputs, span, feedback, state)
             outputs, failures = self._check_outputs(plan, raw, inputs, state, span)
             RailEnforcer.raise_blocking(failures, ("block", "decode"))
-            repairable = [(c, r) for c, r in failures if c.spec.enforce == "repair"]
+            repairable = [(c, r) for c, r in failures if c.enforce == "repair"]
             if not repairable:
                 return outputs
             if round_ == budget or not runner.supports_repair:
                 RailEnforcer.raise_blocking(repairable, ("repair",))
-            from workbench.runtime.enforce import violation_message
-
-            problem = "; ".join(violation_message(r, c.spec.check) for c, r in repairable)
+            problem = "; ".join(violation_message(r, c.text) for c, r in repairable)
             self.tracer.add_event(span, "repair", {"workbench.repair.round": round_ + 1, "reason": problem})
             feedback = runner.repair_messages(problem)  # type: ignore[attr-defined]
         raise AssertionError("unreachable")
