@@ -11,6 +11,7 @@ import ast
 import difflib
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -126,8 +127,9 @@ def _const_sort(value: Any) -> tuple[Sort, Any] | None:
     return None
 
 
-def parse_ir(text: str, scope: Scope, name: str) -> Expr:
-    """Parse and sort-check ``text``; the result is boolean with ``Atom`` leaves."""
+def parse_ir(text: str, scope: Scope, name: str) -> tuple[Expr, frozenset[str]]:
+    """Parse and sort-check ``text``: a boolean IR with ``Atom`` leaves, and the names
+    of the constants it used (they are inlined in the IR)."""
     if isinstance(text, bytes | bytearray):
         try:
             text = bytes(text).decode("utf-8")
@@ -136,12 +138,15 @@ def parse_ir(text: str, scope: Scope, name: str) -> Expr:
             raise RailSyntaxError("rail text is not valid UTF-8", rail=name, column=column) from None
     if not isinstance(text, str):
         raise RailSyntaxError(f"rail text must be a string, got {type(text).__name__}", rail=name)
-    return _Parser(text, scope, name).parse()
+    parser = _Parser(text, scope, name)
+    expr = parser.parse()
+    return expr, frozenset(parser.constants_used)
 
 
 class _Parser:
     def __init__(self, text: str, scope: Scope, name: str) -> None:
         self.text, self.scope, self.name = text, scope, name
+        self.constants_used: set[str] = set()
         self.offset = len(text) - len(text.lstrip())
         body = text[self.offset :]
         lines = body.split("\n")
@@ -182,7 +187,9 @@ class _Parser:
         if "\x00" in self.text:
             self.fail(RailSyntaxError, self.text.index("\x00"), "rail text contains a NUL character")
         try:
-            tree = ast.parse(self.text[self.offset :], mode="eval")
+            with warnings.catch_warnings():  # "\\d" in a regex literal is not our concern
+                warnings.simplefilter("ignore")
+                tree = ast.parse(self.text[self.offset :], mode="eval")
         except SyntaxError as exc:
             line = exc.lineno or 1
             col_bytes = max((exc.offset or 1) - 1, 0)
@@ -289,6 +296,7 @@ class _Parser:
             self.fail(RailSyntaxError, base, "field access needs a name on the left")
         root = base.id
         if root in self.scope.constants:
+            self.constants_used.add(root)
             if chain:
                 self.fail(RailSortError, self._focus(chain[-1]), f"constant {root!r} has no fields")
             found = _const_sort(self.scope.constants[root])
@@ -369,23 +377,24 @@ class _Parser:
 
     def compare(self, node: ast.Compare, depth: int) -> Expr:
         links: list[Expr] = []
-        left_node = node.left
-        left = self.expr(left_node, depth)
+        left_node: ast.AST = node.left
+        left: Expr | None = self.expr(left_node, depth)
         for op_node, right_node in zip(node.ops, node.comparators):
+            if left is None:  # the previous link was 'in': its right side is now a left side
+                left = self.expr(left_node, depth)
             span = (self.span(left_node)[0], self.span(right_node)[1])
             if isinstance(op_node, ast.In | ast.NotIn):
-                links.append(
-                    self.member(left, left_node, right_node, isinstance(op_node, ast.NotIn), span, depth)
-                )
-                right = None
+                negated = isinstance(op_node, ast.NotIn)
+                links.append(self.member(left, left_node, right_node, negated, span, depth))
+                left = None
             else:
                 op = _CMP.get(type(op_node))
                 if op is None:
                     self.fail(RailSyntaxError, right_node, "'is' is not allowed in a rail (use ==)")
                 right = self.expr(right_node, depth)
                 links.append(self.comparison(op, left, right, left_node, right_node, span))
+                left = right
             left_node = right_node
-            left = right if right is not None else self.expr(right_node, depth)
         if len(links) == 1:
             return links[0]
         return ir.BoolOp(BOOL, self.span(node), "and", tuple(links))
@@ -473,6 +482,9 @@ class _Parser:
         if any(isinstance(a, ast.Starred) for a in node.args):
             self.fail(RailSyntaxError, node, "'*' arguments are not allowed in a rail")
         func = node.func
+        if not isinstance(func, ast.Name | ast.Attribute):
+            self.expr(func, depth)  # refuses lambdas and the like with their own message
+            self.fail(RailSyntaxError, func, "only named functions can be called")
         if isinstance(func, ast.Attribute) and func.attr in _METHODS:
             target = self.expr(func.value, depth)
             if target.sort != STR:

@@ -119,17 +119,8 @@ def leaf_sort(sort: ir.Sort, ctx: z3.Context) -> z3.SortRef:
 
 def parse_rail(text: str, scope: Scope, *, name: str = "rail") -> Rail:
     """Parse ``text`` against ``scope``; raises a ``RailError`` subclass naming the column."""
-    expr = parse_ir(text, scope, name)
+    expr, consts = parse_ir(text, scope, name)
     if isinstance(text, bytes | bytearray):
         text = bytes(text).decode("utf-8")
-    names, consts = set(), set()
-    for node in ir.walk(expr):
-        if isinstance(node, ir.Var):
-            names.add(node.root)
-    # Constants are inlined in the IR; recover which were named from the source.
-    import ast
-
-    for node in ast.walk(ast.parse(text.strip(), mode="eval")):
-        if isinstance(node, ast.Name) and node.id in scope.constants:
-            consts.add(node.id)
-    return Rail(name, text, expr, scope, frozenset(names), frozenset(consts), compile_bool(expr))
+    names = frozenset(node.root for node in ir.walk(expr) if isinstance(node, ir.Var))
+    return Rail(name, text, expr, scope, names, consts, compile_bool(expr))

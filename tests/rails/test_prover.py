@@ -1,0 +1,228 @@
+"""Prover status table: small hand-made obligations with known verdicts."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from workbench.rails import Prover, Scope, explain, parse_rail
+
+from workbench.errors import UsageError
+from workbench.types import Enum, Float, Int, List, Record, Str
+
+from .conftest import ORDER
+
+SCOPE = Scope(
+    {
+        "order": ORDER,
+        "cash": Float(ge=0),
+        "n": Int(),
+        "m": Int(),
+        "note": Str(max_len=20),
+        "tags": List(Str()),
+    },
+    {"RESTRICTED": ["ACME", "GLOBX"], "CAP": 1000},
+)
+
+
+def _trader() -> Prover:
+    """analyst.order -> risk.proposed (a wire), cash shared, budget rail upstream."""
+    p = Prover(timeout_ms=2000)
+    p.declare("cash", Float(ge=0))
+    p.declare("analyst.order", ORDER)
+    p.declare("risk.proposed", ORDER)
+    p.declare("note", Str(max_len=20))
+    p.declare("n", Int(ge=0, le=10))
+    p.declare("m", Int())
+    p.declare("tags", List(Str(), max_items=3))
+    p.equate("analyst.order", "risk.proposed")
+    p.assume(rail("order.qty * order.price <= cash"), {"order": "analyst.order", "cash": "cash"}, "budget")
+    p.assume(rail("order.ticker not in RESTRICTED"), {"order": "analyst.order"}, "restricted")
+    return p
+
+
+def rail(text: str, name: str = "goal"):
+    return parse_rail(text, SCOPE, name=name)
+
+
+DOWN = {"order": "risk.proposed", "cash": "cash", "n": "n", "m": "m", "note": "note", "tags": "tags"}
+
+TABLE = [
+    # proved: implied by upstream rails through the wire
+    ("order.qty * order.price <= cash", "proved"),
+    ("order.ticker != 'ACME'", "proved"),
+    ("order.qty * order.price <= cash + 1", "proved"),
+    ("implies(order.qty > 0, order.price <= cash)", "proved"),
+    ("implies(order.ticker.startswith('ACM'), order.ticker != 'ACME')", "proved"),
+    ("implies(n > 5, n * n > 25)", "vacuous"),
+    # enforced: not implied
+    ("order.qty <= 100", "enforced"),
+    ("order.price < cash", "enforced"),
+    ("order.side != 'hold'", "enforced"),
+    ("not contains_email(note)", "enforced"),
+    ("len(tags) < 3", "enforced"),
+    ("'x' not in tags", "enforced"),
+    ("m // 3 != 2", "enforced"),
+    # conflict: no message passes upstream rails and this one
+    ("order.ticker == 'ACME'", "conflict"),
+    ("order.qty * order.price > cash", "conflict"),
+    ("n > 10", "conflict"),
+    ("len(note) > 25", "conflict"),
+    ("len(tags) == 4", "conflict"),
+    # vacuous: true by types alone
+    ("order.qty >= 0", "vacuous"),
+    ("matches(order.ticker, '[A-Z]+')", "vacuous"),
+    ("len(order.ticker) <= 5", "vacuous"),
+    ("order.side in ['buy', 'sell', 'hold']", "vacuous"),
+    ("cash >= 0 or m > 1", "vacuous"),
+    ("n // 1 == n", "vacuous"),
+]
+
+
+@pytest.mark.parametrize(("text", "status"), TABLE)
+def test_status_table(text: str, status: str) -> None:
+    p = _trader()
+    goal = rail(text)
+    result = p.prove(goal, {k: v for k, v in DOWN.items() if k in goal.names})
+    assert result.status == status, result
+    if status == "enforced":
+        assert result.checked
+        ex = result.counterexample
+        assert ex is not None
+        order = ex["risk.proposed"]
+        values = {"order": order, "cash": ex["cash"], "n": ex["n"], "m": ex["m"], "note": ex["note"]}
+        values["tags"] = ex["tags"]
+        assert not goal.holds(values)  # it breaks the rail...
+        assert rail("order.qty * order.price <= cash").holds(values)  # ...and passes upstream
+        assert ex["analyst.order"] == order  # the wire holds
+        ORDER.validate(order)
+    if status == "conflict":
+        assert result.core and set(result.core) <= {
+            "budget",
+            "restricted",
+            "type:n",
+            "type:note",
+            "type:tags",
+            "wire:analyst.order=risk.proposed",
+        }
+
+
+def test_conflict_core_is_minimal() -> None:
+    p = _trader()
+    result = p.prove(rail("order.ticker == 'ACME'"), {"order": "risk.proposed"})
+    assert result.conflict_with == ("wire:analyst.order=risk.proposed", "restricted")
+    result = p.prove(rail("order.qty * order.price > cash"), {"order": "risk.proposed", "cash": "cash"})
+    assert set(result.core) == {"wire:analyst.order=risk.proposed", "budget"}
+
+
+def test_vacuous_when_hypotheses_contradict() -> None:
+    p = _trader()
+    p.assume(rail("cash < 0"), {"cash": "cash"}, "broken")
+    result = p.prove(rail("order.qty <= 5"), {"order": "risk.proposed"})
+    assert result.status == "vacuous"
+    assert set(result.core) == {"type:cash", "broken"}
+    assert p.prove(rail("order.qty <= 5"), {"order": "risk.proposed"}, using=["budget"]).status == "enforced"
+
+
+def test_using_selects_hypotheses() -> None:
+    p = _trader()
+    goal = rail("order.ticker != 'GLOBX'")
+    assert p.prove(goal, {"order": "risk.proposed"}).status == "proved"
+    assert p.prove(goal, {"order": "risk.proposed"}, using=["budget"]).status == "enforced"
+    with pytest.raises(UsageError, match="unknown hypothesis label"):
+        p.prove(goal, {"order": "risk.proposed"}, using=["nope"])
+
+
+def test_unsupported_on_timeout_and_checksum_counterexample() -> None:
+    p = Prover(timeout_ms=200)
+    for name in ("a", "b", "c"):
+        p.declare(name, Int(ge=1))
+    scope = Scope({"a": Int(), "b": Int(), "c": Int()})
+    fermat = parse_rail("a * a * a + b * b * b != c * c * c", scope)
+    result = p.prove(fermat, {"a": "a", "b": "b", "c": "c"})
+    assert result.status == "unsupported"
+    assert "unknown" in result.reason
+    q = Prover()
+    q.declare("note", Str(max_len=20))
+    result = q.prove(rail("not luhn_card(note)"), {"note": "note"})
+    assert result.status == "unsupported"
+    assert "luhn_card" in result.reason
+
+
+def test_uninterpreted_predicates_still_prove_soundly() -> None:
+    p = Prover()
+    p.declare("up", Str())
+    p.declare("down", Str())
+    p.equate("up", "down")
+    p.assume(rail("not luhn_card(note)"), {"note": "up"}, "pii")
+    assert p.prove(rail("not luhn_card(note)"), {"note": "down"}).status == "proved"
+    assert p.prove(rail("luhn_card(note)"), {"note": "down"}).status == "conflict"
+
+
+def test_exact_reals_in_proofs() -> None:
+    p = Prover()
+    p.declare("x", Float())
+    scope = Scope({"x": Float()})
+    p.assume(parse_rail("x == 0.1 + 0.2", scope), {"x": "x"}, "sum")
+    assert p.prove(parse_rail("x == 0.3", scope), {"x": "x"}).status == "proved"
+
+
+def test_counterexample_rebuilds_records_and_enums() -> None:
+    side = Enum("buy", "sell", name="Side")
+    typ = Record("T", inner=Record("I", side=side, price=Float(gt=0, lt=1)))
+    p = Prover()
+    p.declare("node.out", typ)
+    scope = Scope({"t": typ})
+    result = p.prove(parse_rail("t.inner.side == 'buy'", scope), {"t": "node.out"})
+    assert result.status == "enforced"
+    value = result.counterexample["node.out"]
+    assert value["inner"]["side"] == "sell"
+    assert 0 < value["inner"]["price"] < 1
+    typ.validate(value)
+
+
+def test_feasible_range() -> None:
+    p = _trader()
+    fixed = {"cash": 100.0, "analyst.order.price": 3.0}
+    r = p.feasible_range("analyst.order.qty", fixed=fixed)
+    assert (r.status, r.lo, r.hi) == ("feasible", 0, 33)
+    r = p.feasible_range("analyst.order.price", fixed={"cash": 100.0, "analyst.order.qty": 3})
+    assert (r.lo, r.lo_strict, r.hi, r.hi_strict) == (0, True, Fraction(100, 3), False)
+    assert r.contains(33.3) and not r.contains(33.4) and not r.contains(0)
+    assert p.feasible_range("analyst.order.ticker").hi == 5
+    assert p.feasible_range("m").lo is None
+    assert p.feasible({"analyst.order.ticker": "ACME"}) is False
+    assert p.feasible({"analyst.order.ticker": "ABC"}) is True
+    bad = p.feasible_range("analyst.order.qty", fixed={"analyst.order.ticker": "ACME"})
+    assert bad.status == "infeasible"
+
+
+def test_usage_errors() -> None:
+    p = _trader()
+    with pytest.raises(UsageError, match="declared twice"):
+        p.declare("cash", Float())
+    with pytest.raises(UsageError, match="used twice"):
+        p.assume(rail("cash >= 1"), {"cash": "cash"}, "budget")
+    with pytest.raises(UsageError, match="no path for"):
+        p.prove(rail("cash >= 1"), {})
+    with pytest.raises(UsageError, match="not declared"):
+        p.prove(rail("cash >= 1"), {"cash": "nowhere"})
+    with pytest.raises(UsageError, match="fields differ"):
+        p.equate("cash", "analyst.order")
+
+
+def test_explain_shows_rail_smtlib_hypotheses_and_verdict() -> None:
+    p = _trader()
+    goal = rail("order.qty <= CAP", name="cap")
+    text = explain(goal, p, {"order": "risk.proposed"})
+    assert "rail 'cap': order.qty <= CAP" in text
+    assert "(declare-fun risk.proposed.qty () Int)" in text
+    assert any(
+        line.strip().startswith("(assert") and "risk.proposed.qty 1000" in line for line in text.splitlines()
+    ) or ("(assert (>= 1000 risk.proposed.qty))" in text)
+    assert "[budget] rail 'goal': order.qty * order.price <= cash" in text
+    assert "verdict: enforced" in text and "counterexample:" in text
+    alone = explain(rail("order.qty >= 0"))
+    assert "verdict: vacuous" in alone and "[type:order]" in alone
+    smt = rail("order.qty >= 0 and order.ticker != 'ACME'").to_smtlib()
+    assert "(declare-fun order.ticker () String)" in smt and '"ACME"' in smt
