@@ -148,7 +148,7 @@ def _print_run(result: Any, args: argparse.Namespace) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     """``workbench check``: validate a flow and verify its rails."""
     from workbench.errors import FlowSyntaxError
-    from workbench.flow import problems
+    from workbench.flow.verify import check_report
 
     try:
         flow = _load(args.flow)
@@ -158,55 +158,22 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             print(f"error: {exc}", file=sys.stderr)
         return 2
-    errors = problems(flow)
-    rails: list[dict[str, Any]] = []
-    explain = None
-    if not errors:
-        report = _verify(flow, args.explain)
-        errors, rails, explain = report["errors"], report["rails"], report.get("explain")
+    report = check_report(flow, explain=args.explain)
+    errors, rails, notes = report["errors"], report["rails"], report["notes"]
     ok = not errors and not any(r["status"] == "conflict" for r in rails)
     if args.json:
-        print(
-            json.dumps(
-                {"ok": ok, "errors": errors, "rails": rails}, indent=2, ensure_ascii=False, default=str
-            )
-        )
+        data = {"ok": ok, "errors": errors, "rails": rails, "notes": notes}
+        if report.get("explain"):
+            data["explain"] = report["explain"]
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     else:
-        _print_check(flow, errors, rails, explain)
+        _print_check(flow, errors, rails, report.get("explain"), notes)
     return 0 if ok else 1
 
 
-def _verify(flow: Any, explain: str | None) -> dict[str, Any]:
-    """Rail verification through the flow layer's verifier when present, else compile-only."""
-    try:
-        from workbench.flow.verify import check_report
-    except ImportError:
-        check_report = None
-    if check_report is not None:
-        return check_report(flow, explain=explain)
-    from workbench.runtime.enforce import RailEnforcer
-
-    try:
-        RailEnforcer(flow)
-    except WorkbenchError as exc:
-        return {"errors": [str(exc)], "rails": []}
-    return {
-        "errors": [],
-        "rails": [
-            {
-                "name": r.name,
-                "port": str(r.on),
-                "status": "enforced",
-                "counterexample": None,
-                "conflict_with": [],
-                "reason": "static verification is not available in this build",
-            }
-            for r in flow.rails.values()
-        ],
-    }
-
-
-def _print_check(flow: Any, errors: list[str], rails: list[dict[str, Any]], explain: str | None) -> None:
+def _print_check(
+    flow: Any, errors: list[str], rails: list[dict[str, Any]], explain: str | None, notes: list[str]
+) -> None:
     for error in errors:
         print(f"error: {error}")
     for rail in rails:
@@ -218,6 +185,8 @@ def _print_check(flow: Any, errors: list[str], rails: list[dict[str, Any]], expl
         if rail.get("reason"):
             line += f"\n             {rail['reason']}"
         print(line)
+    for note in notes:
+        print(f"note: {note}")
     if explain:
         print(explain)
     if not errors:
