@@ -212,7 +212,7 @@ def merge_kernel(
 def _num_splits(batch_heads: int, tmax: int, block_t: int, interpret: bool) -> int:
     """Enough chunks to give every SM of a big GPU a few programs, never more than tiles exist."""
     if interpret:
-        return min(4, max(1, triton.cdiv(tmax, block_t)))  # exercise the merge path cheaply
+        return next_power_of_2(min(4, triton.cdiv(tmax, block_t)))  # exercise the merge path cheaply
     target = 264  # ~2 waves on a 132-SM H100/H200; harmless on smaller parts
     splits = max(1, min(triton.cdiv(target, batch_heads), triton.cdiv(tmax, block_t), 64))
     return next_power_of_2(splits)
