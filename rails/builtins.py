@@ -44,16 +44,18 @@ def luhn_valid(digits: str) -> bool:
 
 
 def luhn_card(text: str) -> bool:
-    """True when ``text`` contains 13-19 consecutive digits (spaces/dashes allowed
-    between them) that pass the Luhn check: a plausible payment card number."""
+    """True when ``text`` contains a Luhn-valid number of 13-19 digits: a whole run of
+    digits, or consecutive groups of one run separated by single spaces or dashes
+    ("4111 1111 1111 1111 exp 12 30" finds the first four groups)."""
     for run in _card_run.finditer(text):
-        digits = re.sub(r"[ \-]", "", run.group())
-        n = len(digits)
-        if n < 13:
-            continue
-        for width in range(13, min(19, n) + 1):
-            for start in range(n - width + 1):
-                if luhn_valid(digits[start : start + width]):
+        groups = re.split(r"[ \-]", run.group())
+        for start in range(len(groups)):
+            digits = ""
+            for group in groups[start:]:
+                digits += group
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and luhn_valid(digits):
                     return True
     return False
 
