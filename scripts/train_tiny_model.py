@@ -343,7 +343,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--vocab-size", type=int, default=1024)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-n", type=int, default=300)
     parser.add_argument("--eval-only", action="store_true")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/tiny_model.md")

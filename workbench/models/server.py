@@ -19,8 +19,11 @@ unless ``--address`` says otherwise.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
+import socket
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -56,15 +60,8 @@ DEFAULT_MAX_TOKENS = 256
 class RequestError(Exception):
     """A request the server refuses; becomes an OpenAI-style error body with ``status``."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 400,
-        param: str | None = None,
-        code: str | None = None,
-        kind: str = "invalid_request_error",
-    ) -> None:
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None,
+                 code: str | None = None, kind: str = "invalid_request_error") -> None:  # fmt: skip
         super().__init__(message)
         self.message, self.status, self.param, self.code, self.kind = message, status, param, code, kind
 
@@ -77,43 +74,29 @@ class RequestError(Exception):
 # ---- response_format as a token constraint ----------------------------------------------
 
 
-class _GrammarCache:
-    """Compiled grammars by schema text, and llguidance tokenizers by tokenizer object."""
+@functools.lru_cache(maxsize=64)
+def _grammar(schema_json: str) -> str:
+    """llguidance grammar of a JSON schema (cached: clients repeat their schemas)."""
+    import llguidance
 
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self.grammars: dict[str, str] = {}
-        self.tokenizers: dict[int, tuple[Any, Any]] = {}  # id(tokenizer) -> (tokenizer, LLTokenizer)
+    # Fixed separators, no free whitespace: the bytes json.dumps writes, and a small model
+    # cannot wander off into endless blank space.
+    options = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+    try:
+        return llguidance.LLMatcher.grammar_from_json_schema(schema_json, overrides=options)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"response_format schema is not usable: {exc}") from None
 
-    def grammar(self, schema: dict[str, Any]) -> str:
-        key = json.dumps(schema, sort_keys=True)
-        if key not in self.grammars:
-            import llguidance
 
-            if len(self.grammars) >= self.size:
-                self.grammars.pop(next(iter(self.grammars)))
-            # Fixed separators, no free whitespace: the same bytes json.dumps writes, and a
-            # small model cannot wander off into endless blank space.
-            options = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-            try:
-                self.grammars[key] = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=options)
-            except (ValueError, TypeError) as exc:
-                raise UsageError(f"response_format schema is not usable: {exc}") from None
-        return self.grammars[key]
+@functools.lru_cache(maxsize=8)
+def _ll_tokenizer(tokenizer: Any) -> Any:
+    """llguidance's view of a runtime ``Tokenizer`` (built from its tokenizer.json)."""
+    import llguidance
 
-    def ll_tokenizer(self, tokenizer: Any) -> Any:
-        entry = self.tokenizers.get(id(tokenizer))
-        if entry is None or entry[0] is not tokenizer:
-            import llguidance
-
-            backend = getattr(tokenizer, "backend", None)
-            if backend is None or not hasattr(backend, "to_str"):
-                raise UsageError(
-                    "this model's tokenizer cannot be constrained (no tokenizers.Tokenizer backend)"
-                )
-            ll = llguidance.LLTokenizer(backend.to_str(), eos_token=list(tokenizer.eos_token_ids) or None)
-            entry = self.tokenizers[id(tokenizer)] = (tokenizer, ll)
-        return entry[1]
+    backend = getattr(tokenizer, "backend", None)
+    if backend is None or not hasattr(backend, "to_str"):
+        raise UsageError("this model's tokenizer cannot be constrained (no tokenizers.Tokenizer backend)")
+    return llguidance.LLTokenizer(backend.to_str(), eos_token=list(tokenizer.eos_token_ids) or None)
 
 
 class _MatcherState:
@@ -123,13 +106,10 @@ class _MatcherState:
         self.matcher = matcher
 
     def allowed_tokens(self) -> Any:
-        import numpy as np
-
         return np.frombuffer(self.matcher.compute_bitmask(), dtype=np.int32)
 
     def advance(self, token_id: int) -> None:
-        self.matcher.consume_token(token_id)
-        if self.matcher.is_error():
+        if not self.matcher.consume_token(token_id):
             log.warning("constraint rejected token %d: %s", token_id, self.matcher.get_error())
 
     def is_finished(self) -> bool:
@@ -137,37 +117,33 @@ class _MatcherState:
 
 
 class JsonSchemaConstraint:
-    """A ``Constraint`` that only lets the model write JSON valid for ``schema`` (llguidance).
+    """A ``Constraint`` that lets the model write only JSON valid for ``schema`` (llguidance).
 
-    A stand-in until the decoding layer's type-grammar constraints land: same protocol,
-    so the server switches by constructing theirs instead.
+    A stand-in until the decoding layer's type-and-rail constraints land: same protocol, so
+    the server switches by constructing theirs. Built and checked against ``tokenizer`` up
+    front: ``start`` runs inside the runtime's batch, where an error would fail every
+    request in the batch, not just this one.
     """
 
-    def __init__(self, schema: dict[str, Any], cache: _GrammarCache) -> None:
+    def __init__(self, schema: dict[str, Any], tokenizer: Any) -> None:
+        try:
+            import llguidance
+        except ImportError:
+            raise UsageError(
+                "response_format with a JSON schema needs the llguidance package on the server "
+                "(pip install llguidance); without it this server cannot guarantee the format"
+            ) from None
+        self._llguidance = llguidance
         self.schema = schema
-        self.cache = cache
-        self.grammar = cache.grammar(schema)
+        self.grammar = _grammar(json.dumps(schema, sort_keys=False))
+        self.start(tokenizer)
 
     def start(self, tokenizer: Any) -> _MatcherState:
-        """A matcher at the start of the grammar for one sequence."""
-        import llguidance
-
-        matcher = llguidance.LLMatcher(self.cache.ll_tokenizer(tokenizer), self.grammar, log_level=0)
+        """A matcher at the start of the grammar, for one sequence."""
+        matcher = self._llguidance.LLMatcher(_ll_tokenizer(tokenizer), self.grammar, log_level=0)
         if matcher.is_error():
             raise UsageError(f"response_format schema is not usable: {matcher.get_error()}")
         return _MatcherState(matcher)
-
-
-def constraint_for_schema(schema: dict[str, Any], cache: _GrammarCache) -> JsonSchemaConstraint:
-    """The constraint for a ``response_format`` schema; UsageError when it cannot be built."""
-    try:
-        import llguidance  # noqa: F401
-    except ImportError:
-        raise UsageError(
-            "response_format with a JSON schema needs the llguidance package on the server "
-            "(pip install llguidance); without it this server cannot guarantee the format"
-        ) from None
-    return JsonSchemaConstraint(schema, cache)
 
 
 # ---- request parsing --------------------------------------------------------------------
@@ -308,7 +284,6 @@ class _Handlers:
         self.model = model
         self.model_id = model_id
         self.created = int(time.time())
-        self.constraints = _GrammarCache()
 
     async def _body(self, request: Request) -> dict[str, Any]:
         raw = await request.body()
@@ -320,43 +295,38 @@ class _Handlers:
             raise RequestError("the request body must be a JSON object")
         name = body.get("model")
         if name is not None and name != self.model_id:
-            raise RequestError(
-                f"the model {name!r} does not exist here; this server serves {self.model_id!r}",
-                status=404,
-                param="model",
-                code="model_not_found",
-            )
+            message = f"the model {name!r} does not exist here; this server serves {self.model_id!r}"
+            raise RequestError(message, status=404, param="model", code="model_not_found")
         return body
 
     def _request(self, fields: dict[str, Any], **what: Any) -> GenerationRequest:
         schema = fields["response_schema"]
         constraint = None
         if schema is not None:
+            tokenizer = getattr(self.model, "tokenizer", None)
+            if tokenizer is None:
+                raise RequestError("this model cannot be constrained: response_format is not supported")
             try:
-                constraint = constraint_for_schema(schema, self.constraints)
+                constraint = JsonSchemaConstraint(schema, tokenizer)
             except UsageError as exc:
                 raise RequestError(str(exc), param="response_format") from None
-        return GenerationRequest(
-            **what,
-            max_tokens=fields["max_tokens"],
-            temperature=fields["temperature"],
-            top_p=fields["top_p"],
-            top_k=fields["top_k"],
-            seed=fields["seed"],
-            stop=fields["stop"],
-            response_schema=schema,
-            constraint=constraint,
-        )
+        sampling = {k: fields[k] for k in ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")}
+        return GenerationRequest(**what, **sampling, response_schema=schema, constraint=constraint)
+
+    def _prompt_tokens(self, request: GenerationRequest) -> int | None:
+        """Prompt length for a stream's usage chunk (the events do not carry it)."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        try:
+            if request.messages is not None:
+                text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True)
+                return len(tokenizer.encode(text, add_special_tokens=False))
+            return len(tokenizer.encode(request.prompt))
+        except Exception:  # a model without our tokenizer: usage without the prompt count
+            return None
 
     async def models(self, request: Request) -> Response:
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [
-                    {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "workbench"}
-                ],
-            }
-        )
+        entry = {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "workbench"}
+        return JSONResponse({"object": "list", "data": [entry]})
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": self.model_id})
@@ -369,13 +339,7 @@ class _Handlers:
         if fields["stream"]:
             return await self._stream(gen_request, ident, "chat.completion.chunk", fields["include_usage"])
         [gen] = await _run(self.model.generate([gen_request]))
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": gen.text},
-            "logprobs": None,
-            "finish_reason": _FINISH.get(gen.finish_reason, gen.finish_reason),
-        }
-        return JSONResponse(self._envelope(ident, "chat.completion", [choice], [gen]))
+        return JSONResponse(self._envelope(ident, "chat.completion", [_choice(0, gen, chat=True)], [gen]))
 
     async def completions(self, request: Request) -> Response:
         body = await self._body(request)
@@ -388,15 +352,7 @@ class _Handlers:
                 raise RequestError("streaming takes one prompt per request", param="prompt")
             return await self._stream(requests[0], ident, "text_completion", fields["include_usage"])
         gens = await _run(self.model.generate(requests))
-        choices = [
-            {
-                "index": i,
-                "text": g.text,
-                "logprobs": None,
-                "finish_reason": _FINISH.get(g.finish_reason, g.finish_reason),
-            }
-            for i, g in enumerate(gens)
-        ]
+        choices = [_choice(i, g, chat=False) for i, g in enumerate(gens)]
         return JSONResponse(self._envelope(ident, "text_completion", choices, gens))
 
     def _envelope(self, ident: str, kind: str, choices: list[dict[str, Any]], gens: list[Generation]) -> dict:
@@ -475,21 +431,32 @@ class _Handlers:
             finally:
                 await events.aclose()
             if include_usage:
-                usage = {"prompt_tokens": None, "completion_tokens": count, "total_tokens": None}
+                prompt = self._prompt_tokens(gen_request)
+                usage = {"prompt_tokens": prompt, "completion_tokens": count,
+                         "total_tokens": None if prompt is None else prompt + count}  # fmt: skip
                 data = {
                     "id": ident,
                     "object": kind,
                     "created": created,
                     "model": self.model_id,
                     "choices": [],
-                    "usage": usage,
                 }
-                yield f"data: {json.dumps(data)}\n\n"
+                yield f"data: {json.dumps({**data, 'usage': usage})}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(
             body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
+
+
+def _choice(index: int, gen: Generation, chat: bool) -> dict[str, Any]:
+    out = {"message": {"role": "assistant", "content": gen.text}} if chat else {"text": gen.text}
+    return {
+        "index": index,
+        **out,
+        "logprobs": None,
+        "finish_reason": _FINISH.get(gen.finish_reason, gen.finish_reason),
+    }
 
 
 async def _run(awaitable: Any) -> Any:
@@ -499,7 +466,7 @@ async def _run(awaitable: Any) -> Any:
     except RequestError:
         raise
     except UsageError as exc:  # includes a prompt longer than the context
-        code = "context_length_exceeded" if "context" in str(exc) else None
+        code = "context_length_exceeded" if type(exc).__name__ == "ContextLengthError" else None
         raise RequestError(str(exc), code=code) from None
     except ModelUnavailable as exc:
         raise RequestError(str(exc), status=503, kind="server_error") from None
@@ -554,44 +521,43 @@ def load_served_model(spec: str) -> Model:
     raise UsageError(f"serve-model takes `default` or a checkpoint directory; {spec!r} is neither")
 
 
-def serve(
-    spec: str,
-    *,
-    address: str = "127.0.0.1",
-    port: int = 8000,
-    name: str | None = None,
-    log_level: str = "info",
-) -> None:
+def _bind(address: str, port: int) -> socket.socket:
+    """A listening socket, or a UsageError naming the address (port taken, bad address)."""
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {address}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def serve(spec: str, *, address: str = "127.0.0.1", port: int = 8000, name: str | None = None,
+          log_level: str = "info") -> None:  # fmt: skip
     """Load the model and serve it until interrupted (blocking)."""
     import uvicorn
 
+    sock = _bind(address, port)  # before the model loads: a taken port fails fast
     model = load_served_model(spec)
     model_id = name or ("default" if spec == "default" else Path(spec).expanduser().resolve().name)
     if address not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serve-model is listening on %s: anyone who can reach it can use the model", address)
-    uvicorn.run(create_app(model, model_id), host=address, port=port, log_level=log_level)
+    log.info("serving %r at http://%s:%d/v1", model_id, address, port)
+    uvicorn.Server(uvicorn.Config(create_app(model, model_id), log_level=log_level)).run(sockets=[sock])
 
 
 @contextmanager
-def running_server(
-    model: Model, model_id: str | None = None, *, address: str = "127.0.0.1", port: int = 0
-) -> Iterator[str]:
+def running_server(model: Model, model_id: str | None = None, *, address: str = "127.0.0.1",
+                   port: int = 0) -> Iterator[str]:  # fmt: skip
     """Serve ``model`` from a background thread; yields the base URL (``http://host:port/v1``).
 
-    For tests and notebooks: ``port=0`` picks a free port. The server stops when the
-    block ends.
+    For tests and notebooks: ``port=0`` picks a free port. The server stops when the block ends.
     """
-    import socket
-    import threading
-
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((address, port))
+    sock = _bind(address, port)
     host, bound = sock.getsockname()[:2]
-    config = uvicorn.Config(create_app(model, model_id), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(create_app(model, model_id), log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="serve-model")
     thread.start()
     deadline = time.monotonic() + 30
