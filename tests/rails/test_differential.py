@@ -63,7 +63,7 @@ def num(depth: int) -> st.SearchStrategy[str]:
         ),
         sub.map(lambda a: f"-{a}"),
         sub.map(lambda a: f"abs({a})"),
-        st.tuples(sub, st.integers(0, 3)).map(lambda t: f"{t[0]} ** {t[1]}"),
+        st.tuples(sub, st.integers(0, 3)).map(lambda t: f"({t[0]}) ** {t[1]}"),
         st.tuples(st.sampled_from(["min", "max"]), sub, sub).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
     )
 
