@@ -1,0 +1,49 @@
+"""The shipped example flows load, validate, verify and (tool-only ones) run."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.examples import flow_path, list_flows
+from workbench.flow import dumps, load, loads, problems
+from workbench.flow.verify import verify
+from workbench.runtime import run
+
+
+@pytest.mark.parametrize("name", list_flows())
+def test_example_is_valid_and_round_trips(name):
+    flow = load(flow_path(name))
+    assert problems(flow) == []
+    assert loads(dumps(flow)) == flow
+
+
+def test_examples_include_a_tool_pipeline_and_the_trader():
+    assert {"triage", "trader"} <= set(list_flows())
+
+
+def test_trader_verdicts_match_the_design():
+    statuses = {r.name: r.status for r in verify(load(flow_path("trader"))).rails}
+    assert statuses == {"budget": "enforced", "restricted": "enforced", "cap": "proved"}
+
+
+@pytest.mark.parametrize(
+    ("ticket", "tier", "category", "priority"),
+    [
+        ("The invoice charged me twice", "free", "billing", 0),
+        ("App crashes with an error, production is down!", "pro", "bug", 3),
+        ("Hello there", "enterprise", "other", 2),
+    ],
+)
+def test_triage_runs_end_to_end(ticket, tier, category, priority):
+    result = run(load(flow_path("triage")), {"ticket": ticket, "tier": tier})
+    assert result.status == "ok", result.error
+    assert result.outputs["reply"]["category"] == category
+    assert result.outputs["reply"]["priority"] == priority
+    assert all(r.verdict == "pass" for r in result.rails)
+
+
+def test_triage_redacts_personal_data_before_it_reaches_the_reply():
+    result = run(
+        load(flow_path("triage")), {"ticket": "Write to ann@example.com or +44 20 7946 0958.", "tier": "free"}
+    )
+    assert result.outputs["reply"]["summary"] == "Write to [email] or [phone]."
