@@ -230,10 +230,10 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
     if redact is not None:
         attrs = [redact(a) if a else a for a in attrs]
     tables: dict[str, pa.Table] = {}
+    messages = [s.status_message for s in spans]
+    if redactor is not None:
+        messages = [redactor.redact_text(m) if m else m for m in messages]
     if spans:
-        messages = [s.status_message for s in spans]
-        if redactor is not None:
-            messages = [redactor.redact_text(m) if m else m for m in messages]
         tables["spans"] = _table(
             "spans",
             {
@@ -267,10 +267,14 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
             },
         )
     _events_and_rails(spans, attrs, redactor, tables)
-    ended = [(s, a, o) for s, a, o in zip(spans, attrs, origins) if s.parent_id is None and RUN_ID in a]
+    ended = [
+        (s, a, o, m)
+        for s, a, o, m in zip(spans, attrs, origins, messages)
+        if s.parent_id is None and RUN_ID in a
+    ]
     if ended:
         rows = {}
-        for s, a, o in ended:  # the last root span of a run wins (a retried export is harmless)
+        for s, a, o, m in ended:  # the last root span of a run wins (a retried export is harmless)
             status = "ERROR" if s.status == "ERROR" else "OK"
             rows[str(a[RUN_ID])] = (
                 str(a[RUN_ID]),
@@ -278,7 +282,7 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
                 _opt_str(a.get("workbench.flow.name")),
                 _opt_str(a.get("workbench.flow.hash")),
                 status,
-                s.status_message,
+                m,
                 s.start_ns,
                 s.end_ns,
                 _json_text(a.get("workbench.run.inputs")),

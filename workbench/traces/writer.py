@@ -327,7 +327,9 @@ class TraceWriter(_BaseTracer):
         self._ready.put((batch, markers))
 
     def _commit(self, batch: Batch) -> None:
-        for attempt in range(3):
+        # Retry a first failure (a transient error); once failing, try each batch only once
+        # so a run on a full disk is not slowed down by back-off sleeps.
+        for attempt in range(1 if self._failing else 3):
             try:
                 with self._lock:
                     self._insert(batch)
