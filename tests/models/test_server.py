@@ -243,3 +243,35 @@ def test_concurrent_requests_are_batched_and_all_answered(base: str, model: Loca
     assert [r.json()["choices"][0]["message"]["content"] for r in responses] == [g.text for g in direct]
     if engine is not None:
         assert max(sizes) > 1, f"requests were never batched: {sizes}"
+
+
+def test_a_client_leaving_mid_stream_does_not_hurt_the_server(base: str, http: httpx.Client) -> None:
+    with httpx.Client(base_url=base, timeout=60) as client:
+        request = {"messages": MESSAGES, "max_tokens": 48, "stream": True}
+        with client.stream("POST", "/chat/completions", json=request) as response:
+            assert response.status_code == 200
+            next(response.iter_lines())  # read one event, then hang up
+    response = http.post("/chat/completions", json={"messages": MESSAGES, "max_tokens": 8})
+    assert response.status_code == 200
+
+
+def test_serve_model_command_line(tmp_path: object) -> None:
+    import argparse
+    import socket
+
+    from workbench.errors import UsageError
+    from workbench.models.server import load_served_model, register, serve
+
+    parser = argparse.ArgumentParser(prog="workbench")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve-model", "default"])
+    assert (args.model, args.address, args.port, callable(args.handler)) == ("default", "127.0.0.1", 8000, True)
+    args = parser.parse_args(["serve-model", "./ckpt", "--port", "9001", "--address", "0.0.0.0"])
+    assert (args.port, args.address) == (9001, "0.0.0.0")
+    with pytest.raises(UsageError, match="neither"):
+        load_served_model(str(tmp_path) + "/missing")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(UsageError, match="cannot listen"):
+            serve("default", port=taken.getsockname()[1])

@@ -12,8 +12,8 @@ cuts it: ``finish_reason`` is then ``length``).
 Batching: every request calls the model's ``generate``/``stream`` at once; the local
 runtime puts concurrent calls into one batch. Errors: a body that is not JSON, a bad field,
 a prompt longer than the context -> HTTP 400 with OpenAI's ``{"error": {...}}`` body; an
-unknown model -> 404; a model failure -> 503/500. The process stays up. Binds 127.0.0.1
-unless ``--address`` says otherwise.
+unknown model -> 404; a model failure -> 503/500. The process stays up. Binds 127.0.0.1 unless
+``--address`` says otherwise.
 """
 
 from __future__ import annotations
@@ -206,8 +206,7 @@ def _sampling(body: dict[str, Any]) -> dict[str, Any]:
     for unsupported in ("logprobs", "top_logprobs", "echo", "suffix", "tools", "functions"):
         if body.get(unsupported):
             raise RequestError(f"{unsupported} is not supported by this server", param=unsupported)
-    best_of = body.get("best_of")
-    if best_of not in (None, 1):
+    if body.get("best_of") not in (None, 1):
         raise RequestError("best_of is not supported by this server", param="best_of")
     max_tokens = _integer(body, "max_completion_tokens", None, 0)
     max_tokens = _integer(body, "max_tokens", max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS, 0)
@@ -579,7 +578,7 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``serve-model`` to the CLI's subparsers; its ``func(args) -> exit code`` serves."""
+    """Add ``serve-model`` to the CLI's subparsers; its ``handler(args) -> exit code`` serves."""
     parser = subparsers.add_parser(
         "serve-model",
         help="serve a local model over an OpenAI-compatible HTTP API",
@@ -597,4 +596,5 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
-    parser.set_defaults(func=_command)
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    parser.set_defaults(handler=_command)
