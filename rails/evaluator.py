@@ -40,7 +40,7 @@ from .builtins import PREDICATES
 from .errors import RailValueError
 from .ir import Expr
 
-__all__ = ["compile_bool", "failing_atoms"]
+__all__ = ["compile_bool", "compile_explainer"]
 
 Fn = Callable[[Mapping[str, Any]], Any]
 _U = 2.0**-53
@@ -436,25 +436,39 @@ def compile_bool(e: Expr) -> Fn:
     return _Compiler(eager=False).plain(e)
 
 
-def failing_atoms(e: Expr, values: Mapping[str, Any], text: str) -> list[str]:
-    """Source texts of the atoms that make a false rail false (and/or/implies followed;
-    a false ``not X`` is reported as its own text)."""
+def compile_explainer(e: Expr, text: str) -> Callable[[Mapping[str, Any]], list[str]]:
+    """A closure giving the source texts of the atoms that make a false rail false
+    (and/or/implies followed; a false ``not X`` is reported as its own text)."""
     compiler = _Compiler(eager=False)
-    out: list[str] = []
 
-    def visit(node: Expr) -> None:
+    def build(node: Expr) -> Callable[[Mapping[str, Any], list[str]], None]:
         if isinstance(node, ir.Atom):
-            if not compiler.plain(node)(values):
-                out.append(node.text)
-        elif isinstance(node, ir.BoolOp):
-            for arg in node.args:
-                if not compiler.plain(arg)(values):
-                    visit(arg)
-        elif isinstance(node, ir.Implies):
-            visit(node.right)
-        elif isinstance(node, ir.Not):
-            out.append(text[node.span[0] : node.span[1]])
+            f, atom_text = compiler.plain(node), node.text
 
-    if not compiler.plain(e)(values):
-        visit(e)
-    return out
+            def atom(v: Mapping[str, Any], out: list[str]) -> None:
+                if not f(v):
+                    out.append(atom_text)
+
+            return atom
+        if isinstance(node, ir.BoolOp):
+            parts = [(compiler.plain(a), build(a)) for a in node.args]
+
+            def boolop(v: Mapping[str, Any], out: list[str]) -> None:
+                for f, explain in parts:
+                    if not f(v):
+                        explain(v, out)
+
+            return boolop
+        if isinstance(node, ir.Implies):
+            return build(node.right)
+        not_text = text[node.span[0] : node.span[1]]
+        return lambda v, out: out.append(not_text)
+
+    root = build(e)
+
+    def explain(values: Mapping[str, Any]) -> list[str]:
+        out: list[str] = []
+        root(values, out)
+        return out
+
+    return explain

@@ -15,7 +15,7 @@ import z3
 
 from . import ir
 from .errors import RailValueError
-from .evaluator import compile_bool, failing_atoms
+from .evaluator import compile_bool, compile_explainer
 from .parser import Scope, parse_ir
 from .z3terms import Translator, sort_for
 
@@ -51,6 +51,7 @@ class Rail:
     names: frozenset[str] = field(default=frozenset())
     constants: frozenset[str] = field(default=frozenset())
     _fn: Callable[[Mapping[str, Any]], bool] = field(default=None, repr=False)  # type: ignore[assignment]
+    _explain: Callable[[Mapping[str, Any]], list[str]] = field(default=None, repr=False)  # type: ignore[assignment]
 
     def holds(self, values: Mapping[str, Any]) -> bool:
         """True when the rail holds on ``values`` (the fastest path: no diagnostics).
@@ -68,7 +69,7 @@ class Rail:
         """The verdict on ``values``, with the failed atoms' source text when false."""
         if self.holds(values):
             return Verdict(True, (), self.name)
-        return Verdict(False, tuple(failing_atoms(self.expr, values, self.text)), self.name)
+        return Verdict(False, tuple(self._explain(values)), self.name)
 
     def _describe(self, values: Mapping[str, Any]) -> str:
         missing = sorted(self.names - set(values))
@@ -123,4 +124,4 @@ def parse_rail(text: str, scope: Scope, *, name: str = "rail") -> Rail:
     if isinstance(text, bytes | bytearray):
         text = bytes(text).decode("utf-8")
     names = frozenset(node.root for node in ir.walk(expr) if isinstance(node, ir.Var))
-    return Rail(name, text, expr, scope, names, consts, compile_bool(expr))
+    return Rail(name, text, expr, scope, names, consts, compile_bool(expr), compile_explainer(expr, text))
