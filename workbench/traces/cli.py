@@ -173,13 +173,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--flow", default=None, help="only runs of this flow")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=cmd_list, handler=cmd_list)
 
     p = sub.add_parser("show", help="one run's spans as a tree")
     common(p)
     p.add_argument("run", nargs="?", default="latest", help="run id, a unique prefix, or 'latest'")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_show)
+    p.set_defaults(func=cmd_show, handler=cmd_show)
 
     p = sub.add_parser(
         "query",
@@ -189,7 +189,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     common(p)
     p.add_argument("sql", help="one SELECT statement ('-' reads it from stdin)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.set_defaults(func=cmd_query)
+    p.set_defaults(func=cmd_query, handler=cmd_query)
 
     p = sub.add_parser("export", help="export runs to Parquet, OTLP/JSON or a collector")
     common(p)
@@ -209,7 +209,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="extra HTTP header for --export-otlp (repeatable)",
     )
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=cmd_export, handler=cmd_export)
 
     p = sub.add_parser("serve", help="own the database and receive OTLP/HTTP at /v1/traces")
     common(p)
@@ -218,7 +218,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--token", default=None, help="bearer token required on every request (else WORKBENCH_SINK_TOKEN)"
     )
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(func=cmd_serve, handler=cmd_serve)
     return traces
 
 

@@ -82,6 +82,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("rail", "VARCHAR"),
         ("port", "VARCHAR"),
         ("verdict", "VARCHAR"),  # pass | fail
+        ("enforce", "VARCHAR"),  # block | repair | decode | observe
         ("us", "DOUBLE"),
         ("time_ns", "BIGINT"),
         ("message", "VARCHAR"),
