@@ -239,54 +239,84 @@ def _schema_valid(value: Any) -> bool:
     )
 
 
-def evaluate(path: Path, n: int, seed: int, heldout_templates: bool) -> dict[str, Any]:
-    """Greedy-decode ``n`` held-out trader prompts with transformers; the task's figures."""
+def _hf_greedy(path: Path, exs: list[Example]) -> list[str]:
+    """Greedy answers from ``transformers`` (the reference implementation), batched."""
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    exs = [ex for ex in make_corpus(n * 2, seed=seed, triage_share=0.0, heldout_templates=heldout_templates)]
-    exs = exs[:n]
-    counts = dict.fromkeys(
-        ["json", "schema", "side", "ticker", "price", "qty", "within_cash", "expected_within_cash"], 0
-    )
-    started = time.time()
+    out: list[str] = []
     for i in range(0, len(exs), 50):
         chunk = exs[i : i + 50]
-        texts = [
-            tok.apply_chat_template(ex.messages(False), tokenize=False, add_generation_prompt=True)
-            for ex in chunk
-        ]
+        texts = [tok.apply_chat_template(ex.messages(False), tokenize=False, add_generation_prompt=True)
+                 for ex in chunk]  # fmt: skip
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            gen = model.generate(
-                **enc,
-                max_new_tokens=48,
-                do_sample=False,
-                eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id,
-            )
-        for ex, row in zip(chunk, gen[:, enc["input_ids"].shape[1] :]):
-            text = tok.decode(row, skip_special_tokens=True).strip()
-            counts["expected_within_cash"] += order_within_cash(ex.labels, ex.labels["cash"])
-            try:
-                value = json.loads(text)
-            except ValueError:
-                continue
-            counts["json"] += 1
-            if not _schema_valid(value):
-                continue
-            counts["schema"] += 1
-            counts["side"] += value["side"] == ex.labels["side"]
-            counts["ticker"] += value["ticker"] == ex.labels["ticker"]
-            counts["price"] += value["price"] == ex.labels["price"]
-            counts["qty"] += value["qty"] == ex.labels["qty"]
-            counts["within_cash"] += order_within_cash(value, ex.labels["cash"])
-    figures = {k: round(v / len(exs), 3) for k, v in counts.items()}
+            gen = model.generate(**enc, max_new_tokens=48, do_sample=False, eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.pad_token_id)  # fmt: skip
+        out += [tok.decode(row, skip_special_tokens=True) for row in gen[:, enc["input_ids"].shape[1] :]]
+    return out
+
+
+def _runtime_greedy(path: Path, exs: list[Example]) -> list[str] | None:
+    """Greedy answers from our own runtime, or None where it is not importable."""
+    try:
+        from workbench.models.base import GenerationRequest
+        from workbench.models.local import LocalModel
+    except ImportError:
+        return None
+    model = LocalModel.from_pretrained(path)
+    requests = [GenerationRequest(messages=ex.messages(False), max_tokens=48) for ex in exs]
+    return [g.text for g in model.generate_sync(requests)]
+
+
+def evaluate(path: Path, n: int, seed: int, heldout_templates: bool) -> dict[str, Any]:
+    """Greedy-decode ``n`` held-out trader prompts; the task's figures (shares of ``n``)."""
+    exs = make_corpus(n, seed=seed, triage_share=0.0, heldout_templates=heldout_templates)
+    started = time.time()
+    answers = _hf_greedy(path, exs)
+    seconds = time.time() - started
+    keys = ["json", "schema", "side", "ticker", "price", "qty", "within_cash", "expected_within_cash"]
+    counts = dict.fromkeys(keys, 0)
+    for ex, text in zip(exs, answers):
+        counts["expected_within_cash"] += order_within_cash(ex.labels, ex.labels["cash"])
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue
+        counts["json"] += 1
+        if not _schema_valid(value):
+            continue
+        counts["schema"] += 1
+        counts["side"] += value["side"] == ex.labels["side"]
+        counts["ticker"] += value["ticker"] == ex.labels["ticker"]
+        counts["price"] += value["price"] == ex.labels["price"]
+        counts["qty"] += value["qty"] == ex.labels["qty"]
+        counts["within_cash"] += order_within_cash(value, ex.labels["cash"])
+    figures: dict[str, Any] = {k: round(v / len(exs), 3) for k, v in counts.items()}
+    ours = _runtime_greedy(path, exs)
+    if ours is not None:
+        figures["runtime_agrees"] = round(sum(a == b for a, b in zip(ours, answers)) / len(exs), 3)
     figures["n"] = len(exs)
-    figures["seconds"] = round(time.time() - started, 1)
+    figures["seconds"] = round(seconds, 1)
     return figures
+
+
+def evaluate_triage(path: Path, n: int, seed: int) -> dict[str, Any]:
+    """Greedy-decode ``n`` held-out triage tickets; valid JSON, category and urgency accuracy."""
+    exs = make_corpus(n, seed=seed, triage_share=1.0)
+    counts = dict.fromkeys(["json", "category", "urgency"], 0)
+    for ex, text in zip(exs, _hf_greedy(path, exs)):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue
+        counts["json"] += isinstance(value, dict) and list(value) == ["category", "urgency"]
+        if isinstance(value, dict):
+            counts["category"] += value.get("category") == ex.labels["category"]
+            counts["urgency"] += value.get("urgency") == ex.labels["urgency"]
+    return {**{k: round(v / n, 3) for k, v in counts.items()}, "n": n}
 
 
 def _table(results: dict[str, dict[str, Any]]) -> str:
@@ -299,6 +329,7 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
         ("qty equal to the sizing rule", "qty"),
         ("within cash (qty * price <= cash)", "within_cash"),
         ("within cash in the reference answers", "expected_within_cash"),
+        ("our runtime's answer equals transformers'", "runtime_agrees"),
     ]
     names = list(results)
     lines = [
@@ -306,11 +337,13 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
         "|---|" + "---|" * len(names),
     ]
     for label, key in rows:
-        lines.append(f"| {label} | " + " | ".join(f"{results[k][key]:.1%}" for k in names) + " |")
+        cells = [f"{results[k][key]:.1%}" if key in results[k] else "n/a" for k in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write_doc_figures(training: dict[str, Any] | None, results: dict[str, dict[str, Any]]) -> None:
+def write_doc_figures(training: dict[str, Any] | None, results: dict[str, dict[str, Any]],
+                      triage: dict[str, Any]) -> None:  # fmt: skip
     """Replace the generated block of docs/tiny_model.md with the new figures."""
     block = ["<!-- figures:start (written by scripts/train_tiny_model.py) -->", ""]
     if training:
@@ -322,6 +355,9 @@ def write_doc_figures(training: dict[str, Any] | None, results: dict[str, dict[s
         "Held-out evaluation (greedy, `transformers` reference decoding):",
         "",
         _table(results),
+        "",
+        f"Triage task (n={triage['n']}): valid JSON {triage['json']:.1%}, category correct "
+        f"{triage['category']:.1%}, urgency correct {triage['urgency']:.1%}.",
         "",
         "<!-- figures:end -->",
     ]
@@ -363,9 +399,10 @@ def main() -> None:
         "training phrasings": evaluate(Path(args.out), args.eval_n, seed=987654, heldout_templates=False),
         "unseen phrasings": evaluate(Path(args.out), args.eval_n // 2, seed=13579, heldout_templates=True),
     }
-    print(json.dumps(results, indent=2), flush=True)
+    triage = evaluate_triage(Path(args.out), args.eval_n // 3, seed=24680)
+    print(json.dumps({**results, "triage": triage}, indent=2), flush=True)
     if not args.no_doc and Path(args.out).resolve() == OUT_DIR.resolve():
-        write_doc_figures(training, results)
+        write_doc_figures(training, results, triage)
 
 
 if __name__ == "__main__":
