@@ -1,0 +1,369 @@
+"""Trace store benchmarks, side by side: DuckDB (ours) vs SQLite, and tracing overhead.
+
+    .venv/bin/python benchmarks/bench_traces.py            # 1,000,000 spans (about 2 minutes)
+    .venv/bin/python benchmarks/bench_traces.py --spans 200000 --json out.json
+
+1. Ingest: pre-built spans of 10,000 runs (a root and 99 node spans each, every 10th an
+   llm call with token counts and a rail event) go through ``TraceWriter.end_span``; the
+   clock stops when ``flush()`` returns (all committed). Same spans into SQLite with the
+   same columns, JSON text and redaction, ``executemany`` per 50,000-row transaction in
+   WAL mode (SQLite's fast path; Phoenix's default store).
+2. Queries over the result: p50/p95 per node, tokens/s per model, rail violation rates,
+   slowest runs. SQLite has no percentile function: a window query ranks the rows.
+3. Tracing overhead: a flow of 1,000 trivial tool nodes in a chain, run by the executor
+   with the no-op tracer vs the DuckDB writer (median of repeated runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # so the chain flow can import `step` below
+
+from workbench.traces import TraceStore, TraceWriter  # noqa: E402
+from workbench.traces.convert import dumps  # noqa: E402
+from workbench.traces.schema import TABLES, VIEWS  # noqa: E402
+from workbench.traces.writer import DEFAULT_REDACTOR  # noqa: E402
+from workbench.tracing import Span, SpanEvent, new_span_id, new_trace_id  # noqa: E402
+
+NODES = [f"node{i:02d}" for i in range(20)]
+
+
+def make_spans(total: int) -> list[Span]:
+    """``total`` ended spans shaped like executor output (100 per run)."""
+    spans: list[Span] = []
+    t = time.time_ns()
+    runs = max(1, total // 100)
+    for r in range(runs):
+        trace = new_trace_id()
+        root_id = new_span_id()
+        start = t + r * 10_000_000
+        spans.append(
+            Span(
+                "invoke_flow bench",
+                trace,
+                root_id,
+                None,
+                start,
+                attributes={
+                    "openinference.span.kind": "CHAIN",
+                    "workbench.run.id": f"run{r:06d}",
+                    "workbench.flow.name": "bench",
+                    "workbench.flow.hash": "h",
+                    "workbench.run.inputs": '{"x": 1}',
+                    "workbench.run.outputs": '{"y": 2}',
+                },
+                end_ns=start + 5_000_000 + (r % 97) * 10_000,
+                status="OK",
+            )
+        )
+        for i in range(99):
+            node = NODES[i % len(NODES)]
+            s0 = start + i * 50_000
+            attrs: dict[str, Any] = {
+                "workbench.node.name": node,
+                "workbench.node.kind": "tool",
+                "workbench.node.attempt": 1,
+            }
+            events = []
+            if i % 10 == 0:
+                attrs.update(
+                    {
+                        "gen_ai.operation.name": "chat",
+                        "gen_ai.request.model": f"m{i % 3}",
+                        "gen_ai.usage.input_tokens": 100,
+                        "gen_ai.usage.output_tokens": 20 + i % 7,
+                        "openinference.span.kind": "LLM",
+                    }
+                )
+                events.append(
+                    SpanEvent(
+                        "rail.check",
+                        s0 + 1000,
+                        {
+                            "workbench.rail.name": f"rail{i % 4}",
+                            "workbench.rail.port": f"{node}.out",
+                            "workbench.rail.verdict": "fail" if (r + i) % 13 == 0 else "pass",
+                            "workbench.rail.us": 4.2,
+                        },
+                    )
+                )
+            spans.append(
+                Span(
+                    f"execute_tool {node}",
+                    trace,
+                    new_span_id(),
+                    root_id,
+                    s0,
+                    attributes=attrs,
+                    events=events,
+                    end_ns=s0 + 20_000 + (i * 7919 + r) % 40_000,
+                    status="OK",
+                )
+            )
+    return spans[:total]
+
+
+def timed(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, Any]:
+    """Median wall seconds of ``repeat`` calls, and the last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+# -- DuckDB ------------------------------------------------------------------------------
+def duckdb_ingest(path: Path, spans: list[Span], redact: bool) -> float:
+    w = TraceWriter(path, redactor=DEFAULT_REDACTOR if redact else None)
+    t = time.perf_counter()
+    for s in spans:
+        w._export(s)  # end_span minus setting end/status, which the spans already carry
+    w.flush()
+    dt = time.perf_counter() - t
+    assert w.stats.dropped == 0
+    w.close()
+    return len(spans) / dt
+
+
+DUCK_QUERIES = {
+    "p50/p95 per node": "SELECT node, p50_ms, p95_ms FROM node_latency",
+    "tokens/s per model": "SELECT model, avg(tokens_per_s) AS tps, count(*) AS calls FROM model_calls GROUP BY model",
+    "rail violation rates": "SELECT * FROM rail_violation_rates",
+    "slowest runs": "SELECT * FROM slowest_runs LIMIT 10",
+}
+
+
+# -- SQLite (same columns, same conversion) ---------------------------------------------
+def sqlite_schema(con: sqlite3.Connection) -> None:
+    for name, cols in TABLES.items():
+        con.execute(f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in cols)})")
+
+
+def sqlite_ingest(path: Path, spans: list[Span], redact: bool, batch: int = 50_000) -> float:
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    sqlite_schema(con)
+    red = DEFAULT_REDACTOR.redact_attributes if redact else (lambda a: a)
+    t = time.perf_counter()
+    for i in range(0, len(spans), batch):
+        chunk = spans[i : i + batch]
+        rows, rails, runs = [], [], []
+        for s in chunk:
+            a = red(s.attributes)
+            rows.append(
+                (
+                    s.trace_id,
+                    s.span_id,
+                    s.parent_id,
+                    s.name,
+                    s.kind,
+                    a.get("openinference.span.kind"),
+                    a.get("workbench.node.name"),
+                    a.get("gen_ai.request.model"),
+                    a.get("gen_ai.usage.input_tokens"),
+                    a.get("gen_ai.usage.output_tokens"),
+                    s.start_ns,
+                    s.end_ns,
+                    s.end_ns - s.start_ns,
+                    s.status,
+                    s.status_message,
+                    dumps(a),
+                    "workbench",
+                    "r0",
+                )
+            )
+            for e in s.events:
+                ea = red(e.attributes)
+                rails.append(
+                    (
+                        s.trace_id,
+                        s.span_id,
+                        a.get("workbench.node.name"),
+                        ea["workbench.rail.name"],
+                        ea["workbench.rail.port"],
+                        ea["workbench.rail.verdict"],
+                        None,
+                        ea["workbench.rail.us"],
+                        e.time_ns,
+                        None,
+                    )
+                )
+            if s.parent_id is None:
+                runs.append(
+                    (
+                        a["workbench.run.id"],
+                        s.trace_id,
+                        "bench",
+                        "h",
+                        "OK",
+                        None,
+                        s.start_ns,
+                        s.end_ns,
+                        a["workbench.run.inputs"],
+                        a["workbench.run.outputs"],
+                        os.getpid(),
+                        "h",
+                        "w",
+                    )
+                )
+        con.execute("BEGIN")
+        con.executemany(f"INSERT INTO spans VALUES ({','.join('?' * 18)})", rows)
+        con.executemany(f"INSERT INTO rail_verdicts VALUES ({','.join('?' * 10)})", rails)
+        con.executemany(f"INSERT INTO runs VALUES ({','.join('?' * 13)})", runs)
+        con.execute("COMMIT")
+    dt = time.perf_counter() - t
+    con.close()
+    return len(spans) / dt
+
+
+SQLITE_QUERIES = {
+    "p50/p95 per node": """
+        WITH ranked AS (
+          SELECT node, duration_ns,
+                 row_number() OVER (PARTITION BY node ORDER BY duration_ns) AS rn,
+                 count(*) OVER (PARTITION BY node) AS n
+          FROM spans WHERE node IS NOT NULL)
+        SELECT node,
+               max(CASE WHEN rn = CAST(0.50 * (n - 1) AS INTEGER) + 1 THEN duration_ns END) / 1e6 AS p50_ms,
+               max(CASE WHEN rn = CAST(0.95 * (n - 1) AS INTEGER) + 1 THEN duration_ns END) / 1e6 AS p95_ms
+        FROM ranked GROUP BY node""",
+    "tokens/s per model": """
+        SELECT model, avg(output_tokens / (duration_ns / 1e9)) AS tps, count(*) AS calls
+        FROM spans WHERE model IS NOT NULL GROUP BY model""",
+    "rail violation rates": """
+        SELECT rail, port, count(*) AS checks, sum(verdict = 'fail') AS violations,
+               sum(verdict = 'fail') * 1.0 / count(*) AS violation_rate, avg(us) AS mean_us
+        FROM rail_verdicts GROUP BY rail, port""",
+    "slowest runs": """
+        SELECT run_id, flow_name, status, (end_ns - start_ns) / 1e6 AS duration_ms
+        FROM runs ORDER BY end_ns - start_ns DESC LIMIT 10""",
+}
+
+
+# -- tracing overhead on the executor ------------------------------------------------------
+def step(x: int) -> dict[str, int]:
+    """The trivial tool of the chain flow."""
+    return {"y": x + 1}
+
+
+def executor_overhead(n_nodes: int, repeat: int, db: Path) -> dict[str, float] | None:
+    try:
+        from workbench.flow import loads
+        from workbench.runtime import Executor
+        from workbench.tracing import NoopTracer
+    except ImportError:
+        return None
+    nodes = {
+        f"n{i}": {
+            "kind": "tool",
+            "tool": "bench_traces:step",
+            "inputs": {"x": "int"},
+            "outputs": {"y": "int"},
+        }
+        for i in range(n_nodes)
+    }
+    wires = ["x -> n0.x"] + [f"n{i}.y -> n{i + 1}.x" for i in range(n_nodes - 1)] + [f"n{n_nodes - 1}.y -> y"]
+    flow = loads(
+        json.dumps(
+            {
+                "flow": "chain",
+                "version": 1,
+                "inputs": {"x": "int"},
+                "outputs": {"y": "int"},
+                "nodes": nodes,
+                "wires": wires,
+            }
+        )
+    )
+    out: dict[str, float] = {}
+    writer = TraceWriter(db)
+    for label, tracer in (("noop", NoopTracer()), ("duckdb", writer), ("noop2", NoopTracer())):
+        ex = Executor(flow, tracer=tracer, trust=True)
+        ex.run({"x": 0})  # warm up
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            result = ex.run({"x": 0})
+            times.append(time.perf_counter() - t)
+            assert result.outputs == {"y": n_nodes}
+        out[label] = statistics.median(times)
+    t = time.perf_counter()
+    writer.flush()
+    out["flush_after"] = time.perf_counter() - t
+    writer.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    args = parser.parse_args()
+    report: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "spans": args.spans,
+    }
+    print(f"# trace store benchmark: {args.spans:,} spans on {report['machine']}")
+    spans = make_spans(args.spans)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        ingest = {}
+        for redact in (True, False):
+            tag = "redacted" if redact else "verbatim"
+            ingest[f"duckdb {tag}"] = duckdb_ingest(d / f"duck-{tag}.duckdb", spans, redact)
+            ingest[f"sqlite {tag}"] = sqlite_ingest(d / f"lite-{tag}.sqlite", spans, redact)
+            print(
+                f"ingest ({tag} attributes): DuckDB writer {ingest[f'duckdb {tag}']:>10,.0f} spans/s   "
+                f"SQLite {ingest[f'sqlite {tag}']:>10,.0f} spans/s   ratio "
+                f"{ingest[f'duckdb {tag}'] / ingest[f'sqlite {tag}']:.1f}x"
+            )
+        report["ingest_spans_per_s"] = ingest
+        queries = {}
+        store = TraceStore(d / "duck-redacted.duckdb")
+        lite = sqlite3.connect(d / "lite-redacted.sqlite")
+        for name in DUCK_QUERIES:
+            tq, duck_rows = timed(lambda n=name: store.query(DUCK_QUERIES[n]), args.repeat)
+            ts, lite_rows = timed(lambda n=name: lite.execute(SQLITE_QUERIES[n]).fetchall(), args.repeat)
+            assert len(duck_rows) == len(lite_rows), name
+            queries[name] = {"duckdb_ms": tq * 1e3, "sqlite_ms": ts * 1e3, "ratio": ts / tq}
+            print(
+                f"query {name:<22} DuckDB {tq * 1e3:8.1f} ms   SQLite {ts * 1e3:8.1f} ms   ratio {ts / tq:6.1f}x"
+            )
+        report["queries"] = queries
+        store.close()
+        lite.close()
+        assert not set(VIEWS) - {"node_latency", "model_calls", "rail_violation_rates", "slowest_runs"}
+        overhead = executor_overhead(1000, args.repeat * 2, d / "exec.duckdb")
+        if overhead is None:
+            print("executor overhead: workbench.runtime not available")
+        else:
+            base = (overhead["noop"] + overhead["noop2"]) / 2
+            pct = (overhead["duckdb"] / base - 1) * 100
+            overhead["overhead_pct"] = pct
+            print(
+                f"executor, 1,000-node chain: no-op tracer {base * 1e3:.1f} ms, DuckDB writer "
+                f"{overhead['duckdb'] * 1e3:.1f} ms per run -> overhead {pct:+.1f}% "
+                f"(then flush {overhead['flush_after'] * 1e3:.1f} ms)"
+            )
+            report["executor_1000_nodes"] = overhead
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
