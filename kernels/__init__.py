@@ -12,9 +12,10 @@ The hot paths of local Llama-family inference, each a public function that dispa
 
 Dispatch (``backend="auto"``, the default): the Triton kernel when the tensors are on a CUDA
 device and Triton is installed, the torch reference otherwise (CPU, or no Triton). The
-environment variable ``WORKBENCH_KERNELS=torch`` forces the references everywhere (for
-debugging a suspected kernel bug). ``backend="torch"`` / ``"triton"`` force one side; forcing
-Triton on CPU tensors runs it under the Triton interpreter (slow; that is how the tests run).
+environment variable ``WORKBENCH_KERNELS=torch`` turns "auto" into the references everywhere
+(to rule out a suspected kernel bug); ``WORKBENCH_KERNELS=triton`` into Triton everywhere (on
+CPU tensors: the interpreter, to run a whole tiny model through the kernels). An explicit
+``backend="torch"`` / ``"triton"`` on a call wins over the variable.
 
 The references are also importable as ``workbench.kernels.reference.<name>`` and the
 launchers as ``workbench.kernels.triton_ops.<name>``. This package imports nothing from
@@ -52,7 +53,10 @@ Backend = Literal["auto", "torch", "triton"]
 def _use_triton(x: torch.Tensor, backend: Backend) -> bool:
     """Decide the implementation for one call (see the module docstring)."""
     if backend == "auto":
-        return HAS_TRITON and x.is_cuda and os.environ.get("WORKBENCH_KERNELS", "auto") != "torch"
+        # Read per call (a dict lookup) so tests and notebooks can flip it without re-importing.
+        backend = os.environ.get("WORKBENCH_KERNELS", "auto")  # type: ignore[assignment]
+        if backend not in ("torch", "triton"):
+            return HAS_TRITON and x.is_cuda
     if backend == "torch":
         return False
     if backend == "triton":

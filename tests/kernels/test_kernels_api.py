@@ -49,11 +49,15 @@ def test_cpu_tensors_use_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == ["torch", "torch"] + (["triton"] if K.HAS_TRITON else [])
 
 
-def test_env_var_forces_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_cuda = torch.empty(0, device="meta")  # not CUDA: auto picks torch either way
-    assert not K._use_triton(fake_cuda, "auto")
+def test_env_var_steers_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.empty(0)
+    assert not K._use_triton(x, "auto")
     monkeypatch.setenv("WORKBENCH_KERNELS", "torch")
-    assert not K._use_triton(fake_cuda, "auto")
+    assert not K._use_triton(x, "auto")
+    if K.HAS_TRITON:
+        monkeypatch.setenv("WORKBENCH_KERNELS", "triton")
+        assert K._use_triton(x, "auto")
+        assert not K._use_triton(x, "torch")  # an explicit backend wins
 
 
 def test_unknown_backend_is_a_usage_error() -> None:
