@@ -31,11 +31,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so the chain flow can import `step` below
 
-from workbench.traces import TraceStore, TraceWriter  # noqa: E402
-from workbench.traces.convert import dumps  # noqa: E402
-from workbench.traces.schema import TABLES, VIEWS  # noqa: E402
-from workbench.traces.writer import DEFAULT_REDACTOR  # noqa: E402
-from workbench.tracing import Span, SpanEvent, new_span_id, new_trace_id  # noqa: E402
+from workbench.traces import TraceStore, TraceWriter
+from workbench.traces.convert import dumps
+from workbench.traces.schema import TABLES, VIEWS
+from workbench.traces.writer import DEFAULT_REDACTOR
+from workbench.tracing import Span, SpanEvent, new_span_id, new_trace_id
 
 NODES = [f"node{i:02d}" for i in range(20)]
 
@@ -140,7 +140,9 @@ def duckdb_ingest(path: Path, spans: list[Span], redact: bool) -> float:
 
 DUCK_QUERIES = {
     "p50/p95 per node": "SELECT node, p50_ms, p95_ms FROM node_latency",
-    "tokens/s per model": "SELECT model, avg(tokens_per_s) AS tps, count(*) AS calls FROM model_calls GROUP BY model",
+    "tokens/s per model": (
+        "SELECT model, avg(tokens_per_s) AS tps, count(*) AS calls FROM model_calls GROUP BY model"
+    ),
     "rail violation rates": "SELECT * FROM rail_violation_rates",
     "slowest runs": "SELECT * FROM slowest_runs LIMIT 10",
 }
@@ -342,7 +344,8 @@ def main() -> None:
             assert len(duck_rows) == len(lite_rows), name
             queries[name] = {"duckdb_ms": tq * 1e3, "sqlite_ms": ts * 1e3, "ratio": ts / tq}
             print(
-                f"query {name:<22} DuckDB {tq * 1e3:8.1f} ms   SQLite {ts * 1e3:8.1f} ms   ratio {ts / tq:6.1f}x"
+                f"query {name:<22} DuckDB {tq * 1e3:8.1f} ms   SQLite {ts * 1e3:8.1f} ms   "
+                f"ratio {ts / tq:6.1f}x"
             )
         report["queries"] = queries
         store.close()
