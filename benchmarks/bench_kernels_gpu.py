@@ -11,8 +11,9 @@ are bandwidth-bound: the goal is >= 80% of peak on the large shapes. Decode-size
 launch-bound (a few microseconds) and are listed for latency, not bandwidth. Sampling GB/s counts
 one read of the logits; with top-k/top-p the kernel reads them again per search step (from L2).
 
-Runs unattended in about two minutes on an H200 (well under the 8-minute budget); on a machine
-without a CUDA device it exits with status 2 and the message "no CUDA device".
+Sized to run unattended in a few minutes on an H200 (the budget is 8; do_bench caps each timing
+at ~50 ms of repeats, so compiling dominates); on a machine without a CUDA device it exits with
+status 2 and the message "no CUDA device".
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ and the Triton kernel draw the *same* numbers from ``(seed, step, token id)``::
 Both thresholds are found without sorting: an fp32 maps to an int32 ``key`` in the same order,
 and the kernel binary-searches the key range (one pass over the row per step, at most 32), so
 the top-k cut is exact in integers. The two implementations then agree token for token except
-when two candidates' scores differ by float rounding of ``exp``/``log`` (probability ~1e-6 per
-draw; the tests check exact agreement over many seeds).
+in near-ties within float rounding of ``exp``/``log`` (two perturbed scores, or a top-p mass and
+its bound); the tests check exact agreement over many seeds and configurations.
 """
 
 from __future__ import annotations
