@@ -91,6 +91,7 @@ class _Obligations:
         self.prover = Prover(timeout_ms=timeout_ms)
         self.graph = analyse(flow)
         self.notes: list[str] = []
+        self.routes: dict[str, set[str]] = {}  # route: label -> nodes that run only on that branch
         self._declare_ports()
         self._wire_ports()
         self.labels: dict[str, FlowRail] = {}
@@ -143,9 +144,44 @@ class _Obligations:
                         n: f"{name}.{out}" if n == port else _port_path(self.flow, PortRef(None, n))
                         for n in rail.names
                     }
-                    self.prover.assume(rail, bind, f"route:{name}.{out}")
+                    label = f"route:{name}.{out}"
+                    self.prover.assume(rail, bind, label)
+                    self.routes[label] = self._only_on_branch(PortRef(name, out))
             except (UsageError, RailError) as exc:
                 self.notes.append(f"router '{name}' branch '{out}' is only typed in proofs: {exc}")
+
+    def _only_on_branch(self, branch: PortRef) -> set[str]:
+        """Nodes that run only when the router output ``branch`` carries a value.
+
+        A node whose input is skipped is skipped; votes (a skipped ballot abstains) and
+        loops (a skipped ``next`` ends the loop) run anyway, so the walk stops there.
+        """
+        flow, found, todo = self.flow, set(), [branch]
+        while todo:
+            source = todo.pop()
+            for wire in flow.wires:
+                target = wire.target.node
+                if wire.source != source or target is None or target in found:
+                    continue
+                if flow.nodes[target].kind in ("vote", "loop"):
+                    continue
+                found.add(target)
+                todo += [PortRef(target, port) for port in flow.nodes[target].outputs]
+        return found
+
+    def _on_branch(self, ref: PortRef, label: str) -> bool:
+        """Is a rail at ``ref`` checked only when the branch of route fact ``label`` is taken?"""
+        nodes = self.routes[label]
+        router, _, out = label.removeprefix("route:").partition(".")
+        if ref.node is None:
+            wire = self.flow.incoming().get(ref) if ref.port in self.flow.outputs else None
+            if wire is None:
+                return False
+            ref = wire.source
+            if ref == PortRef(router, out):
+                return True
+            return ref.node in nodes
+        return ref.node in nodes or (ref.node == router and ref.port == out)
 
     def bind(self, rail: FlowRail) -> dict[str, str]:
         """Map the rail's names to the ports they read, with the runtime's shadowing."""
@@ -196,7 +232,9 @@ class _Obligations:
                 node = flow.nodes[owner]
                 if at.port in node.inputs or hyp.kind == "guarantee":
                     labels.append(label)
-        return labels + [label for label in self.prover.labels() if label.startswith("route:")]
+        # A router's condition holds only where its branch was taken: a route fact is a
+        # hypothesis of exactly the rails that are checked on that branch alone.
+        return labels + [label for label in self.routes if self._on_branch(ref, label)]
 
 
 def _ancestors(graph: Any, node: str | None) -> set[str]:
@@ -238,8 +276,8 @@ def verify(flow: Flow, *, timeout_ms: int = 2000) -> VerifyReport:
         ports |= {
             p
             for label in using
+            if label in obligations.labels  # route: facts have no FlowRail
             for p in obligations.bind(obligations.labels[label]).values()
-            if label in obligations.labels
         } | set(obligations.bind(rail).values())
         statuses.append(
             RailStatus(
@@ -260,6 +298,11 @@ def verify(flow: Flow, *, timeout_ms: int = 2000) -> VerifyReport:
         notes.append(
             f"{' and '.join(approximated)} are known to the solver only by their types: verdicts "
             "stay sound, but some rails may show enforced where they always hold"
+        )
+    if any(n.kind == "router" and len(n.config["routes"]) > 1 for n in flow.nodes.values()):
+        notes.append(
+            "routers: only the first route's condition is a hypothesis, of the rails on its branch; "
+            "other branches are known by their types (sound, may be conservative)"
         )
     return VerifyReport(flow.name, [], statuses, notes)
 

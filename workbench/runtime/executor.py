@@ -215,6 +215,11 @@ class Executor:
         )
         state = _Run({(None, k): v for k, v in flow_inputs.items()}, flow_inputs, [], root)
         start = time.perf_counter()
+        try:
+            self._check_input_rails(flow_inputs, state)
+        except RailViolation as exc:  # bad inputs raise, as a type error does; the check is traced
+            self.tracer.end_span(root, status="ERROR", message=str(exc))
+            raise
         result = RunResult(run_id, self.flow.name, "ok", rails=state.records)
         try:
             await self._run_region(None, state.values, state, root)
@@ -257,14 +262,17 @@ class Executor:
             if name not in inputs:
                 raise ValueValidationError(name, f"missing input (expected {typ.describe()})")
             values[name] = typ.validate(inputs[name], name)
-        if self.enforcer is not None:
-            records: list[RailRecord] = []
-            for name in self.flow.inputs:
-                rails = self.enforcer.by_port.get(PortRef(None, name))
-                if rails:
-                    failures = self.enforcer.check(rails, values, name, self.tracer, None, records)
-                    self.enforcer.raise_blocking(failures, ("block", "repair", "decode"))
         return values
+
+    def _check_input_rails(self, values: dict[str, Any], state: _Run) -> None:
+        """Rails on the flow's inputs: traced on the root span, recorded in the result."""
+        if self.enforcer is None:
+            return
+        for name in self.flow.inputs:
+            rails = self.enforcer.by_port.get(PortRef(None, name))
+            if rails:
+                failures = self.enforcer.check(rails, values, name, self.tracer, state.root, state.records)
+                self.enforcer.raise_blocking(failures, ("block", "repair", "decode"))
 
     def _collect_outputs(self, state: _Run) -> tuple[dict[str, Any], list[str]]:
         outputs, skipped = {}, []

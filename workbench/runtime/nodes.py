@@ -226,10 +226,17 @@ class LlmRunner(Runner):
         self._model: Any = None
 
     def model(self) -> Any:
-        """The model backend, resolved on first use (so planning needs no weights)."""
+        """The model backend, resolved on first use (so planning needs no weights).
+
+        ``model=`` (executor option) may be a spec or an object implementing ``Model``.
+        """
         if self._model is None:
+            from workbench.models.base import Model
             from workbench.models.registry import resolve_model
 
+            if isinstance(self.model_spec, Model):  # a backend object passed as model=
+                self._model = self.model_spec
+                return self._model
             try:
                 self._model = resolve_model(self.model_spec, self.flow.models)
             except ModelUnavailable as exc:
@@ -237,13 +244,14 @@ class LlmRunner(Runner):
         return self._model
 
     def span_name(self) -> str:
-        return f"chat {self.model_spec if isinstance(self.model_spec, str) else 'model'}"
+        spec = self.model_spec
+        return f"chat {spec if isinstance(spec, str) else getattr(spec, 'name', None) or 'model'}"
 
     def attributes(self) -> dict[str, Any]:
         return {
             "openinference.span.kind": "LLM",
             "gen_ai.operation.name": "chat",
-            "gen_ai.request.model": str(self.model_spec),
+            "gen_ai.request.model": getattr(self.model_spec, "name", None) or str(self.model_spec),
         }
 
     def messages(self, inputs: dict[str, Any], flow_inputs: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -1,0 +1,1 @@
+"""Tests of the flow layer: files, validation, composition."""
