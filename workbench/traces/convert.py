@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -193,6 +193,7 @@ class Batch:
     tables: dict[str, pa.Table]
     run_starts: pa.Table | None
     spans: int
+    span_constants: dict[str, str] = field(default_factory=dict)  # columns the same for every span
 
 
 def _table(name: str, columns: dict[str, list[Any]]) -> pa.Table:
@@ -225,39 +226,45 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
                         starts.append(rs)
         elif t is RunStart:
             starts.append(item)  # type: ignore[arg-type]
-    redact = redactor.redact_attributes if redactor is not None else None
-    attrs: list[Mapping[str, Any]] = [s.attributes for s in spans]
-    if redact is not None:
-        attrs = [redact(a) if a else a for a in attrs]
+    attrs, texts = _redacted(spans, redactor)
     tables: dict[str, pa.Table] = {}
     messages = [s.status_message for s in spans]
     if redactor is not None:
         messages = [redactor.redact_text(m) if m else m for m in messages]
+    constants: dict[str, str] = {}
     if spans:
-        tables["spans"] = _table(
-            "spans",
-            {
-                "trace_id": [s.trace_id for s in spans],
-                "span_id": [s.span_id for s in spans],
-                "parent_id": [s.parent_id for s in spans],
-                "name": [s.name for s in spans],
-                "kind": [s.kind for s in spans],
-                "span_kind": [_opt_str(a.get(SPAN_KIND)) for a in attrs],
-                "node": [_opt_str(a.get(NODE)) for a in attrs],
-                "model": [_opt_str(a.get(MODEL) or a.get(RESPONSE_MODEL)) for a in attrs],
-                "input_tokens": [_opt_int(a.get(IN_TOKENS)) for a in attrs],
-                "output_tokens": [_opt_int(a.get(OUT_TOKENS)) for a in attrs],
-                "start_ns": [s.start_ns for s in spans],
-                "end_ns": [s.end_ns for s in spans],
-                "duration_ns": [s.end_ns - s.start_ns for s in spans],
-                "status": [s.status for s in spans],
-                "status_message": messages,
-                "attributes": [dumps(a) if a else "{}" for a in attrs],
-                "service": [o.service for o in origins],
-                "resource_id": [o.resource_id for o in origins],
-            },
+        # Lifted columns inline (no helper call per value: this loop is the hot path).
+        columns: dict[str, list[Any]] = {
+            "trace_id": [s.trace_id for s in spans],
+            "span_id": [s.span_id for s in spans],
+            "parent_id": [s.parent_id for s in spans],
+            "name": [s.name for s in spans],
+            "kind": [s.kind for s in spans],
+            "span_kind": [v if (v := a.get(SPAN_KIND)) is None or type(v) is str else str(v) for a in attrs],
+            "node": [v if (v := a.get(NODE)) is None or type(v) is str else str(v) for a in attrs],
+            "model": [_opt_str(a.get(MODEL) or a.get(RESPONSE_MODEL)) for a in attrs],
+            "input_tokens": [
+                v if (v := a.get(IN_TOKENS)) is None or type(v) is int else _opt_int(v) for a in attrs
+            ],
+            "output_tokens": [
+                v if (v := a.get(OUT_TOKENS)) is None or type(v) is int else _opt_int(v) for a in attrs
+            ],
+            "start_ns": [s.start_ns for s in spans],
+            "end_ns": [s.end_ns for s in spans],
+            "status": [s.status for s in spans],
+            "status_message": messages,
+            "attributes": texts,
+        }
+        distinct = {o.resource_id: o for o in set(origins)}
+        if len(distinct) == 1:  # the usual case: the inserter adds the two constants in SQL
+            only = next(iter(distinct.values()))
+            constants = {"service": only.service, "resource_id": only.resource_id}
+        else:
+            columns["service"] = [o.service for o in origins]
+            columns["resource_id"] = [o.resource_id for o in origins]
+        tables["spans"] = pa.Table.from_pydict(
+            columns, schema=pa.schema([_SCHEMAS["spans"].field(c) for c in columns])
         )
-        distinct = {o.resource_id: o for o in origins}
         tables["resources"] = _table(
             "resources",
             {
@@ -318,7 +325,20 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
                 )
             )
         start_table = _run_rows(rows_s)
-    return Batch(tables, start_table, len(spans))
+    return Batch(tables, start_table, len(spans), constants)
+
+
+def _redacted(spans: list[Span], redactor: Redactor | None) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """Attributes (redacted) and their JSON text, for every span.
+
+    Redaction looks at string values one by one (a cheap prefilter each): measured ~2x
+    faster than scanning each span's whole JSON text, and numbers are never touched.
+    """
+    attrs: list[Mapping[str, Any]] = [s.attributes for s in spans]
+    if redactor is not None:
+        redact = redactor.redact_attributes
+        attrs = [redact(a) if a else a for a in attrs]
+    return attrs, [dumps(a) if a else "{}" for a in attrs]
 
 
 def _events_and_rails(
