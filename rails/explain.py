@@ -52,12 +52,12 @@ def explain(
     if bind:
         lines.append("names: " + ", ".join(f"{k} -> {v}" for k, v in sorted(bind.items())))
     lines += ["SMT-LIB:", _indent(rail.to_smtlib(bind).split("\n", 1)[1])]
-    active = prover._active(using)
-    lines.append(f"hypotheses ({len(active)}):")
-    for hyp in active:
-        what = f"rail '{hyp.rail.name}': {hyp.rail.text}" if hyp.rail is not None else hyp.kind
-        lines.append(f"  [{hyp.label}] {what}")
-        lines.append(_indent(z3.simplify(hyp.formula).sexpr(), "      "))
+    hyps = prover.relevant(rail, bind, using)
+    lines.append(f"hypotheses ({len(hyps)}):")
+    for label, kind, hyp_rail, formula in hyps:
+        what = f"rail '{hyp_rail.name}': {hyp_rail.text}" if hyp_rail is not None else kind
+        lines.append(f"  [{label}] {what}")
+        lines.append(_indent(z3.simplify(formula).sexpr(), "      "))
     lines.append(f"verdict: {result.status}")
     if result.core:
         title = {"conflict": "contradicts", "vacuous": "contradicting", "proved": "proved from"}.get(

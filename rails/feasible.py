@@ -8,10 +8,8 @@ every rail? Bounds come back exact (``Fraction``/``int``), with strictness (a ra
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 import z3
 
@@ -66,26 +64,18 @@ def _consts(t: z3.ExprRef) -> list[z3.ExprRef]:
 
 
 def feasible_range(
-    prover: Any,
-    path: str,
-    *,
-    using: Iterable[str] | None = None,
-    fixed: Mapping[str, Any] | None = None,
+    ctx: z3.Context, term: z3.ExprRef, formulas: list[z3.BoolRef], timeout_ms: int
 ) -> FeasibleRange:
-    """See ``Prover.feasible_range``."""
-    leaf = prover._leaves.get(path)
-    if leaf is None:
-        raise UsageError(f"{path!r} is not a declared leaf")
-    term = leaf.term
+    """Optimise ``term`` (a number; the length of a string or sequence) both ways under
+    ``formulas``. See ``Prover.feasible_range``."""
     if z3.is_string(term) or z3.is_seq(term):
         term = z3.Length(term)
     elif not z3.is_arith(term):
-        raise UsageError(f"{path!r} is not numeric, a string or a list")
-    formulas = [h.formula for h in prover._active(using)] + prover.pins(fixed or {})
+        raise UsageError(f"{term} is not numeric, a string or a list")
     out: dict[str, tuple[int | Fraction | None, bool]] = {}
     for sense in ("lo", "hi"):
-        opt = z3.Optimize(ctx=prover.ctx)
-        opt.set("timeout", prover.timeout_ms)
+        opt = z3.Optimize(ctx=ctx)
+        opt.set("timeout", timeout_ms)
         opt.add(*formulas)
         handle = opt.minimize(term) if sense == "lo" else opt.maximize(term)
         res = opt.check()

@@ -2,8 +2,18 @@
 
 The flow layer declares one path per port (``declare("analyst.order", Order)``), joins
 wires (``equate``), adds the rails that hold upstream as labelled hypotheses
-(``assume``) and asks for each rail's status (``prove``). Every hypothesis sits behind
-an assumption literal, so one solver answers every query and unsat cores name labels.
+(``assume``) and asks for each rail's status (``prove``).
+
+Two things keep this fast at flow scale (a 50-node flow with 100 rails):
+
+- a wire between leaves of the same sort *aliases* them (union-find): both ends are
+  one Z3 variable, so a chain of pass-through nodes collapses and the same rail
+  upstream and downstream becomes the same Z3 term. Only an int -> float wire is an
+  equation (labelled ``wire:a=b``);
+- each query only sees its *cone*: the declared paths connected to the rail through
+  wires and hypotheses, and the hypotheses on them. Unconnected hypotheses cannot change
+  the verdict (they share no variable) unless they are contradictory by themselves,
+  which is reported when the rail that made them so is itself proved (``conflict``).
 
 Statuses, in the order they are decided:
 
@@ -14,30 +24,31 @@ Statuses, in the order they are decided:
 3. ``conflict``: hypotheses + rail are unsatisfiable; ``core`` is a minimal set of
    hypothesis labels that contradict the rail.
 4. ``proved``: the hypotheses imply the rail (``core``: the hypotheses the proof used).
-5. ``enforced``: otherwise; ``counterexample`` maps each declared path to a value that
-   passes every hypothesis and breaks the rail. It is re-checked with the runtime
-   evaluator and the declared types (``checked``); a counterexample that leans on an
-   uninterpreted predicate and fails that check gives ``unsupported`` instead.
+5. ``enforced``: otherwise; ``counterexample`` maps each declared path of the cone to
+   a value that passes every hypothesis and breaks the rail. It is re-checked with the
+   runtime evaluator and the declared types (``checked``); a counterexample that leans
+   on an uninterpreted predicate and fails that check gives ``unsupported`` instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import z3
 
 from workbench.errors import UsageError
-from workbench.types import Bool, Enum, Float, Int, List, Record, Str, Type
+from workbench.types import Float, Int, List, Record, Str, Type
 
 from . import ir
+from .counterexample import confirm, model_value
 from .feasible import FeasibleRange, feasible_range
 from .parser import sort_of_type
 from .rail import Rail, leaf_sort
 from .regex import UnsupportedRegex, to_z3
 from .z3terms import UnsupportedRail
-from .z3values import ValueNotRepresentable, from_model, python_to_z3, real_val
+from .z3values import ValueNotRepresentable, python_to_z3, real_val
 
 __all__ = ["STATUSES", "ProofResult", "Prover"]
 
@@ -53,7 +64,6 @@ class ProofResult:
     core: tuple[str, ...] = ()
     reason: str = ""
     checked: bool = False
-    smtlib: str = field(default="", repr=False)
 
     @property
     def conflict_with(self) -> tuple[str, ...]:
@@ -65,17 +75,20 @@ class ProofResult:
 class _Leaf:
     term: z3.ExprRef
     typ: Type
+    owner: str  # the declared path this leaf belongs to
 
 
 @dataclass
 class _Hyp:
-    label: str
-    literal: z3.BoolRef
-    formula: z3.BoolRef
+    key: str  # unique; equals the label except for per-leaf type facts
+    label: str  # what cores report: type:<declared path>, wire:a=b, or the assume label
     kind: str  # type | wire | assume
+    leaves: frozenset[str]  # leaf paths it mentions
+    build: Callable[[], tuple[z3.BoolRef, list[str]]]
+    literal: z3.BoolRef
     rail: Rail | None = None
     bind: Mapping[str, str] | None = None
-    abstractions: tuple[str, ...] = ()
+    cache: tuple[int, z3.BoolRef, tuple[str, ...]] | None = field(default=None, repr=False)
 
 
 class Prover:
@@ -87,35 +100,58 @@ class Prover:
     def __init__(self, timeout_ms: int = 2000) -> None:
         self.timeout_ms = timeout_ms
         self.ctx = z3.Context()
-        self.solver = z3.Solver(ctx=self.ctx)
-        self.solver.set("timeout", timeout_ms)
         self._leaves: dict[str, _Leaf] = {}
         self._declared: dict[str, Type] = {}
+        self._parent: dict[str, str] = {}
         self._hyps: dict[str, _Hyp] = {}
+        self._epoch = 0  # bumped by every alias, so cached translations are rebuilt
+        self._cache: dict = {}  # Z3 literals and regexes shared by every translation
 
-    # -- building -----------------------------------------------------------------------
+    # -- variables ----------------------------------------------------------------------
     def declare(self, path: str, typ: Type) -> None:
         """Declare a global value (a port) ``path`` of type ``typ``: one Z3 variable per
         leaf field, and the type's bounds as hypothesis ``type:<path>``."""
-        if path in self._declared:
+        if path in self._declared or path in self._leaves:
             raise UsageError(f"{path!r} is declared twice")
         if not isinstance(typ, Type):
             raise UsageError(f"declare({path!r}) needs a workbench.types.Type, got {typ!r}")
         self._declared[path] = typ
-        facts: list[z3.BoolRef] = []
-        notes: list[str] = []
-        self._declare_leaves(path, typ, facts, notes)
-        if facts:
-            self._add(f"type:{path}", z3.And(*facts), "type")
+        leaves: list[str] = []
+        self._declare_leaves(path, path, typ, leaves)
+        for leaf in leaves:  # one fact per leaf, so a query only pulls in the leaves it needs
+            self._add(
+                f"type:{leaf}", "type", frozenset({leaf}), self._type_builder(leaf), label=f"type:{path}"
+            )
 
-    def _declare_leaves(self, path: str, typ: Type, facts: list, notes: list[str]) -> None:
+    def _type_builder(self, leaf: str) -> Callable[[], tuple[z3.BoolRef, list[str]]]:
+        def build() -> tuple[z3.BoolRef, list[str]]:
+            notes: list[str] = []
+            facts = self._type_facts(self.term(leaf), self._leaves[leaf].typ, notes)
+            return (z3.And(*facts) if facts else z3.BoolVal(True, self.ctx)), notes
+
+        return build
+
+    def _declare_leaves(self, owner: str, path: str, typ: Type, out: list[str]) -> None:
         if isinstance(typ, Record):
             for key, sub in typ.fields:
-                self._declare_leaves(f"{path}.{key}", sub, facts, notes)
+                self._declare_leaves(owner, f"{path}.{key}", sub, out)
             return
         term = z3.Const(path, leaf_sort(sort_of_type(typ), self.ctx))
-        self._leaves[path] = _Leaf(term, typ)
-        facts.extend(self._type_facts(term, typ, notes))
+        self._leaves[path] = _Leaf(term, typ, owner)
+        self._parent[path] = path
+        out.append(path)
+
+    def _find(self, leaf: str) -> str:
+        root = leaf
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[leaf] != root:  # path compression
+            self._parent[leaf], leaf = root, self._parent[leaf]
+        return root
+
+    def term(self, leaf: str) -> z3.ExprRef:
+        """The Z3 variable standing for leaf ``leaf`` (shared by everything wired to it)."""
+        return self._leaves[self._find(leaf)].term
 
     def _type_facts(self, term: z3.ExprRef, typ: Type, notes: list[str]) -> list[z3.BoolRef]:
         out: list[z3.BoolRef] = []
@@ -128,14 +164,15 @@ class Prover:
             for key, op in (("ge", "__ge__"), ("gt", "__gt__"), ("le", "__le__"), ("lt", "__lt__")):
                 bound = getattr(typ, key)
                 if bound is not None:
-                    out.append(getattr(term, op)(real_val(bound, self.ctx)))
+                    real = z3.ToReal(term) if z3.is_int(term) else term
+                    out.append(getattr(real, op)(real_val(bound, self.ctx)))
         elif isinstance(typ, Str):
             if typ.max_len is not None:
                 out.append(z3.Length(term) <= typ.max_len)
             if typ.pattern is not None:
                 try:
                     out.append(z3.InRe(term, to_z3(typ.pattern, self.ctx)))
-                except UnsupportedRegex as exc:
+                except UnsupportedRegex as exc:  # leaving it out only weakens the hypothesis
                     notes.append(f"pattern {typ.pattern!r} not modelled: {exc}")
         elif isinstance(typ, List):
             length = term if z3.is_int(term) else z3.Length(term)
@@ -144,105 +181,172 @@ class Prover:
                 out.append(length <= typ.max_items)
         return out
 
+    def _leaves_under(self, path: str) -> list[str]:
+        if path in self._leaves:
+            return [path]
+        found = [p for p in self._leaves if p.startswith(path + ".")]
+        if not found:
+            raise UsageError(f"{path!r} is not declared")
+        return found
+
     def equate(self, path_a: str, path_b: str) -> None:
-        """A wire: the values at ``path_a`` and ``path_b`` are equal (label ``wire:a=b``)."""
+        """A wire: the values at ``path_a`` and ``path_b`` are equal. Leaves of one sort
+        become one variable; an int meeting a float is an equation ``wire:a=b``."""
         a_leaves, b_leaves = self._leaves_under(path_a), self._leaves_under(path_b)
         if [p[len(path_a) :] for p in a_leaves] != [p[len(path_b) :] for p in b_leaves]:
             raise UsageError(f"cannot equate {path_a!r} and {path_b!r}: their fields differ")
-        eqs = []
+        mixed: list[tuple[str, str]] = []
         for pa, pb in zip(a_leaves, b_leaves):
             ta, tb = self._leaves[pa].term, self._leaves[pb].term
-            if ta.sort() != tb.sort():
-                if z3.is_arith(ta) and z3.is_arith(tb):
-                    ta, tb = z3.ToReal(ta) if z3.is_int(ta) else ta, z3.ToReal(tb) if z3.is_int(tb) else tb
-                else:
-                    raise UsageError(f"cannot equate {pa!r} and {pb!r}: {ta.sort()} vs {tb.sort()}")
-            eqs.append(ta == tb)
-        self._add(f"wire:{path_a}={path_b}", z3.And(*eqs), "wire")
+            if ta.sort() == tb.sort():
+                ra, rb = self._find(pa), self._find(pb)
+                if ra != rb:
+                    self._parent[rb] = ra
+                    self._epoch += 1
+            elif z3.is_arith(ta) and z3.is_arith(tb):
+                mixed.append((pa, pb))
+            else:
+                raise UsageError(f"cannot equate {pa!r} and {pb!r}: {ta.sort()} vs {tb.sort()}")
+        if mixed:
 
+            def build() -> tuple[z3.BoolRef, list[str]]:
+                real = [(z3.ToReal(t) if z3.is_int(t) else t) for pair in mixed for t in map(self.term, pair)]
+                return z3.And(*[real[i] == real[i + 1] for i in range(0, len(real), 2)]), []
+
+            self._add(f"wire:{path_a}={path_b}", "wire", frozenset(p for pair in mixed for p in pair), build)
+
+    # -- hypotheses ---------------------------------------------------------------------
     def assume(self, rail: Rail, bind: Mapping[str, str], label: str) -> None:
         """Add ``rail`` (its root names bound to declared paths) as hypothesis ``label``.
 
-        A rail the solver cannot state exactly is still used where sound: its
-        uninterpreted parts only weaken it.
+        A rail with uninterpreted parts is still used: they only weaken it (sound).
         """
-        try:
-            formula, abstractions = rail.to_z3(self.ctx, self._leaf_for(rail, bind))
-        except (UnsupportedRail, ValueNotRepresentable) as exc:
-            raise UsageError(f"rail '{rail.name}' cannot be assumed: {exc}") from None
-        self._add(label, formula, "assume", rail, dict(bind), tuple(abstractions))
+        bind = dict(bind)
+        leaves = self._rail_leaves(rail, bind)
+        if label in self._hyps or label.startswith(("type:", "wire:")):
+            raise UsageError(f"hypothesis label {label!r} is used twice or reserved")
+        self._add(label, "assume", leaves, lambda: self._translate(rail, bind), rail=rail, bind=bind)
 
-    def _add(self, label: str, formula: z3.BoolRef, kind: str, rail=None, bind=None, abstractions=()) -> None:
-        if label in self._hyps:
-            raise UsageError(f"hypothesis label {label!r} is used twice")
-        literal = z3.Bool(f"[{label}]", self.ctx)
-        self.solver.add(z3.Implies(literal, formula))
-        self._hyps[label] = _Hyp(label, literal, formula, kind, rail, bind, abstractions)
+    def _add(
+        self, key: str, kind: str, leaves: frozenset[str], build, *, label=None, rail=None, bind=None
+    ) -> None:
+        if key in self._hyps:
+            raise UsageError(f"hypothesis label {key!r} is used twice")
+        literal = z3.Bool(f"[{key}]", self.ctx)
+        self._hyps[key] = _Hyp(key, label or key, kind, leaves, build, literal, rail, bind)
 
-    def _leaves_under(self, path: str) -> list[str]:
-        if path not in self._declared and path not in self._leaves:
-            found = [p for p in self._leaves if p.startswith(path + ".")]
-            if not found:
-                raise UsageError(f"{path!r} is not declared")
-            return found
-        if path in self._leaves:
-            return [path]
-        return [p for p in self._leaves if p.startswith(path + ".")]
+    def _formula(self, hyp: _Hyp) -> tuple[z3.BoolRef, tuple[str, ...]]:
+        if hyp.cache is None or hyp.cache[0] != self._epoch:
+            try:
+                formula, abstractions = hyp.build()
+            except (UnsupportedRail, ValueNotRepresentable) as exc:
+                raise UsageError(f"hypothesis {hyp.label!r} cannot be stated in Z3: {exc}") from None
+            hyp.cache = (self._epoch, formula, tuple(abstractions))
+        return hyp.cache[1], hyp.cache[2]
 
-    def _leaf_for(self, rail: Rail, bind: Mapping[str, str]):
+    def _rail_leaves(self, rail: Rail, bind: Mapping[str, str]) -> frozenset[str]:
         missing = sorted(rail.names - set(bind))
         if missing:
             raise UsageError(f"rail '{rail.name}': bind has no path for {missing[0]!r}")
+        leaves = set()
+        for var in rail.vars():
+            path = ".".join((bind[var.root], *var.fields))
+            if path not in self._leaves:
+                where = f"rail '{rail.name}': {var.path!r} is bound to {path!r}"
+                raise UsageError(f"{where}, which is not declared")
+            leaves.add(path)
+        return frozenset(leaves)
 
+    def _translate(self, rail: Rail, bind: Mapping[str, str]) -> tuple[z3.BoolRef, list[str]]:
         def leaf(var: ir.Var) -> z3.ExprRef:
             path = ".".join((bind[var.root], *var.fields))
-            found = self._leaves.get(path)
-            if found is None:
-                raise UsageError(
-                    f"rail '{rail.name}': {var.path!r} is bound to {path!r}, which is not declared"
-                )
-            term = found.term
+            found = self._leaves[path]
+            term = self.term(path)
             want = var.sort.kind
             if want == "real" and z3.is_int(term):
                 return z3.ToReal(term)
             if (want == "int" and not z3.is_int(term)) or (want == "real" and not z3.is_arith(term)):
                 raise UsageError(
-                    f"rail '{rail.name}': {var.path!r} is {want} but {path!r} is {found.typ.describe()}"
+                    f"rail '{rail.name}': {var.path!r} is {want}, {path!r} is {found.typ.describe()}"
                 )
             return term
 
-        return leaf
+        return rail.to_z3(self.ctx, leaf, self._cache)
 
-    # -- queries ------------------------------------------------------------------------
     def labels(self) -> list[str]:
         """Every hypothesis label, in the order added."""
-        return list(self._hyps)
+        return list(dict.fromkeys(h.label for h in self._hyps.values()))
 
     def _active(self, using: Iterable[str] | None) -> list[_Hyp]:
         if using is None:
             return list(self._hyps.values())
         wanted = set(using)
-        unknown = sorted(wanted - set(self._hyps))
+        unknown = sorted(wanted - {h.label for h in self._hyps.values()})
         if unknown:
             raise UsageError(f"unknown hypothesis label {unknown[0]!r}")
         return [h for h in self._hyps.values() if h.kind != "assume" or h.label in wanted]
 
-    def _check(self, literals: list[z3.BoolRef]) -> z3.CheckSatResult:
-        return self.solver.check(*literals)
+    def _cone(self, leaves: Iterable[str], hyps: list[_Hyp], whole_paths: bool = False) -> list[_Hyp]:
+        """The hypotheses connected to ``leaves`` through shared (wired) variables; with
+        ``whole_paths`` a declared record pulls in all its fields (for counterexamples)."""
+        by_root: dict[str, list[_Hyp]] = {}
+        for h in hyps:
+            for leaf in h.leaves:
+                by_root.setdefault(self._find(leaf), []).append(h)
+        siblings: dict[str, list[str]] = {}
+        members: dict[str, list[str]] = {}
+        if whole_paths:
+            for leaf, info in self._leaves.items():
+                siblings.setdefault(info.owner, []).append(leaf)
+                members.setdefault(self._find(leaf), []).append(leaf)
+        seen: set[str] = set()
+        chosen: dict[str, _Hyp] = {}
+        todo = list(leaves)
+        while todo:
+            root = self._find(todo.pop())
+            if root in seen:
+                continue
+            seen.add(root)
+            if whole_paths:
+                for leaf in members.get(root, ()):
+                    todo.extend(siblings[self._leaves[leaf].owner])
+            for h in by_root.get(root, ()):
+                if h.key not in chosen:
+                    chosen[h.key] = h
+                    todo.extend(h.leaves)
+        return [h for h in hyps if h.key in chosen]
 
-    def _minimal_core(self, literals: list[z3.BoolRef], fixed: list[z3.BoolRef]) -> list[z3.BoolRef]:
-        """Deletion-based minimisation of the solver's last unsat core."""
-        core = [lit for lit in self.solver.unsat_core() if any(lit.eq(x) for x in literals)]
-        i = 0
-        while i < len(core):
-            trial = core[:i] + core[i + 1 :]
-            if self._check(trial + fixed) == z3.unsat:
-                core = [lit for lit in self.solver.unsat_core() if any(lit.eq(x) for x in trial)]
-                core = [c for c in trial if any(c.eq(x) for x in core)]
-            else:
-                i += 1
-        return core
+    def relevant(
+        self, rail: Rail, bind: Mapping[str, str], using: Iterable[str] | None = None
+    ) -> list[tuple[str, str, Rail | None, z3.BoolRef]]:
+        """``(label, kind, rail or None, Z3 formula)`` of each hypothesis ``prove`` uses
+        (type facts of one declared path merged under its label)."""
+        hyps = self._cone(self._rail_leaves(rail, bind), self._active(using))
+        merged: dict[str, tuple[str, Rail | None, list[z3.BoolRef]]] = {}
+        for h in hyps:
+            formula = self._formula(h)[0]
+            if z3.is_true(formula):
+                continue
+            merged.setdefault(h.label, (h.kind, h.rail, []))[2].append(formula)
+        return [
+            (label, kind, r, z3.And(*fs) if len(fs) > 1 else fs[0]) for label, (kind, r, fs) in merged.items()
+        ]
 
+    def _solver(self, hyps: list[_Hyp]) -> tuple[z3.Solver, list[_Hyp]]:
+        """A solver holding ``literal -> formula`` for each distinct formula. Wired
+        chains repeat the same rail over the same variables; one copy (under the first
+        label) is enough and keeps the solver small."""
+        solver = z3.Solver(ctx=self.ctx)
+        solver.set("timeout", self.timeout_ms)
+        distinct: dict[int, _Hyp] = {}
+        for h in hyps:
+            formula = self._formula(h)[0]
+            if formula.get_id() not in distinct and not z3.is_true(formula):
+                distinct[formula.get_id()] = h
+                solver.add(z3.Implies(h.literal, formula))
+        return solver, list(distinct.values())
+
+    # -- queries ------------------------------------------------------------------------
     def prove(
         self, rail: Rail, bind: Mapping[str, str], *, using: Iterable[str] | None = None
     ) -> ProofResult:
@@ -251,123 +355,110 @@ class Prover:
         ``using`` restricts the ``assume``d hypotheses to these labels (type and wire
         hypotheses always apply); ``None`` uses all of them.
         """
+        bind = dict(bind)
+        leaves = self._rail_leaves(rail, bind)
+        active = self._active(using)
         try:
-            goal, abstractions = rail.to_z3(self.ctx, self._leaf_for(rail, bind))
+            goal, abstractions = self._translate(rail, bind)
         except (UnsupportedRail, ValueNotRepresentable) as exc:
             return ProofResult("unsupported", reason=str(exc))
-        hyps = self._active(using)
+        solver, hyps = self._solver(self._cone(leaves, active))
         lits = [h.literal for h in hyps]
-        by_lit = {h.literal.get_id(): h.label for h in hyps}
+        by_id = {h.literal.get_id(): h.label for h in hyps}
 
         def labels(core: list[z3.BoolRef]) -> tuple[str, ...]:
-            return tuple(by_lit[c.get_id()] for c in core if c.get_id() in by_lit)
+            return tuple(dict.fromkeys(by_id[c.get_id()] for c in core if c.get_id() in by_id))
 
         def unknown(what: str) -> ProofResult:
-            return ProofResult(
-                "unsupported", reason=f"{what}: z3 says unknown ({self.solver.reason_unknown()})"
-            )
+            return ProofResult("unsupported", reason=f"{what}: z3 says unknown ({solver.reason_unknown()})")
 
-        self.solver.push()
-        try:
-            pos, neg = z3.Bool("[goal]", self.ctx), z3.Bool("[not goal]", self.ctx)
-            self.solver.add(z3.Implies(pos, goal), z3.Implies(neg, z3.Not(goal)))
-            res = self._check(lits)
+        pos, neg = z3.Bool("[goal]", self.ctx), z3.Bool("[not goal]", self.ctx)
+        solver.add(z3.Implies(pos, goal), z3.Implies(neg, z3.Not(goal)))
+        # Implication first: most rails of a real flow end here (proved) or are enforced.
+        res = solver.check(*lits, neg)
+        if res == z3.unknown:
+            return unknown("implication")
+        if res == z3.unsat:
+            used = labels(list(solver.unsat_core()))
+            if solver.check(*[h.literal for h in hyps if h.kind != "assume"], neg) == z3.unsat:
+                return ProofResult("vacuous", reason="always true by types and wires alone")
+            res = solver.check(*lits)
             if res == z3.unknown:
                 return unknown("hypotheses")
             if res == z3.unsat:
-                core = labels(self._minimal_core(lits, []))
-                return ProofResult(
-                    "vacuous", core=core, reason="the hypotheses contradict each other: unreachable"
-                )
-            structural = [h.literal for h in hyps if h.kind != "assume"]
-            if self._check([*structural, neg]) == z3.unsat:
-                return ProofResult("vacuous", reason="always true by types and wires alone")
-            res = self._check([*lits, pos])
-            if res == z3.unknown:
-                return unknown("rail with hypotheses")
-            if res == z3.unsat:
-                core = labels(self._minimal_core(lits, [pos]))
-                return ProofResult(
-                    "conflict", core=core, reason="no value passes the hypotheses and this rail"
-                )
-            res = self._check([*lits, neg])
-            if res == z3.unknown:
-                return unknown("implication")
-            if res == z3.unsat:
-                used = labels([c for c in self.solver.unsat_core() if not c.eq(neg)])
-                return ProofResult("proved", core=used)
-            model = self.solver.model()
-        finally:
-            self.solver.pop()
-        example = self._counterexample(model)
-        problem = self._confirm(example, rail, bind, hyps)
+                core = labels(_minimal_core(solver, lits, []))
+                reason = "the hypotheses contradict each other: unreachable"
+                return ProofResult("vacuous", core=core, reason=reason)
+            return ProofResult("proved", core=used)
+        res = solver.check(*lits, pos)
+        if res == z3.unknown:
+            return unknown("rail with hypotheses")
+        if res == z3.unsat:
+            core = labels(_minimal_core(solver, lits, [pos]))
+            return ProofResult("conflict", core=core, reason="no value passes the hypotheses and this rail")
+        return self._enforced(rail, bind, goal, leaves, active, abstractions)
+
+    def _enforced(
+        self,
+        rail: Rail,
+        bind: dict[str, str],
+        goal: z3.BoolRef,
+        leaves: frozenset[str],
+        active: list[_Hyp],
+        abstractions: list[str],
+    ) -> ProofResult:
+        """A counterexample over whole declared records (every field satisfies its type
+        and the hypotheses on it), re-checked at runtime."""
+        solver, hyps = self._solver(self._cone(leaves, active, whole_paths=True))
+        solver.add(z3.Not(goal))
+        res = solver.check(*[h.literal for h in hyps])
+        if res != z3.sat:
+            why = "z3 says unknown" if res == z3.unknown else "unsat"
+            return ProofResult("enforced", reason=f"counterexample could not be completed ({why})")
+        model = solver.model()
+        owners = {self._leaves[leaf].owner for h in hyps for leaf in h.leaves}
+        owners |= {self._leaves[leaf].owner for leaf in leaves}
+        paths = [p for p in self._declared if p in owners]
+        example = {p: model_value(p, self._declared[p], model, self.term) for p in paths}
+        assumed = [(h.label, h.rail, h.bind) for h in hyps if h.rail is not None and h.bind is not None]
+        problem = confirm(example, {p: self._declared[p] for p in paths}, assumed, rail, bind)
         if problem is None:
             return ProofResult("enforced", counterexample=example, checked=True)
-        leaning = [a for h in hyps for a in h.abstractions] + abstractions
+        leaning = [a for h in hyps for a in self._formula(h)[1]] + list(abstractions)
         if leaning:
             return ProofResult("unsupported", counterexample=example, reason=f"{problem}; {leaning[0]}")
         return ProofResult("enforced", counterexample=example, checked=False, reason=problem)
 
-    # -- counterexamples ----------------------------------------------------------------
-    def _counterexample(self, model: z3.ModelRef) -> dict[str, Any]:
-        return {path: self._value(path, typ, model) for path, typ in self._declared.items()}
-
-    def _value(self, path: str, typ: Type, model: z3.ModelRef) -> Any:
-        if isinstance(typ, Record):
-            return {key: self._value(f"{path}.{key}", sub, model) for key, sub in typ.fields}
-        term = self._leaves[path].term
-        val = model.eval(term, model_completion=True)
-        if isinstance(typ, List):
-            if z3.is_int(term):
-                return [_default(typ.item)] * max(0, val.as_long())
-            n = model.eval(z3.Length(term), model_completion=True).as_long()
-            kind = sort_of_type(typ.item).kind
-            return [from_model(model.eval(term[i], model_completion=True), kind) for i in range(n)]
-        return from_model(val, sort_of_type(typ).kind)
-
-    def _confirm(
-        self, example: dict[str, Any], rail: Rail, bind: Mapping[str, str], hyps: list[_Hyp]
-    ) -> str | None:
-        """Why ``example`` is not a real counterexample, or None when it is one."""
-        for path, typ in self._declared.items():
-            try:
-                typ.validate(example[path], path)
-            except Exception as exc:
-                return f"counterexample breaks a declared type ({exc})"
-        for h in hyps:
-            if h.rail is not None and h.bind is not None and not h.rail.holds(_values(example, h.bind)):
-                return f"counterexample breaks hypothesis {h.label!r} at runtime"
-        if rail.holds(_values(example, bind)):
-            return "counterexample does not break the rail at runtime"
-        return None
-
     # -- feasibility --------------------------------------------------------------------
     def feasible_range(
-        self,
-        path: str,
-        *,
-        using: Iterable[str] | None = None,
-        fixed: Mapping[str, Any] | None = None,
+        self, path: str, *, using: Iterable[str] | None = None, fixed: Mapping[str, Any] | None = None
     ) -> FeasibleRange:
         """Smallest and largest value of the numeric leaf ``path`` (the length, for a
-        string leaf) over everything the hypotheses allow, with ``fixed`` leaves
-        pinned to known values (e.g. fields already decoded)."""
-        return feasible_range(self, path, using=using, fixed=fixed)
+        string or list leaf) that every hypothesis still allows, with the leaves in
+        ``fixed`` pinned to known values (e.g. fields already decoded)."""
+        if path not in self._leaves:
+            raise UsageError(f"{path!r} is not a declared leaf")
+        fixed = dict(fixed or {})
+        formulas = self._cone_formulas([path, *fixed], using) + self.pins(fixed)
+        return feasible_range(self.ctx, self.term(path), formulas, self.timeout_ms)
 
     def feasible(
         self, fixed: Mapping[str, Any] | None = None, *, using: Iterable[str] | None = None
     ) -> bool | None:
         """Can every hypothesis still hold with the leaves in ``fixed`` pinned?
         ``None`` when Z3 cannot tell in time."""
-        lits = [h.literal for h in self._active(using)]
-        self.solver.push()
-        try:
-            for eq in self.pins(fixed or {}):
-                self.solver.add(eq)
-            res = self._check(lits)
-        finally:
-            self.solver.pop()
+        fixed = dict(fixed or {})
+        solver = z3.Solver(ctx=self.ctx)
+        solver.set("timeout", self.timeout_ms)
+        solver.add(*self._cone_formulas(list(fixed), using), *self.pins(fixed))
+        res = solver.check()
         return None if res == z3.unknown else res == z3.sat
+
+    def _cone_formulas(self, leaves: list[str], using: Iterable[str] | None) -> list[z3.BoolRef]:
+        for leaf in leaves:
+            if leaf not in self._leaves:
+                raise UsageError(f"{leaf!r} is not a declared leaf")
+        return [self._formula(h)[0] for h in self._cone(leaves, self._active(using))]
 
     def pins(self, fixed: Mapping[str, Any]) -> list[z3.BoolRef]:
         """Equalities pinning leaf paths to plain values."""
@@ -379,37 +470,24 @@ class Prover:
             sort = sort_of_type(leaf.typ)
             if sort.kind in ("list", "record"):
                 raise UsageError(f"cannot pin {path!r}: only primitive leaves can be fixed")
-            out.append(leaf.term == python_to_z3(value, sort.kind, self.ctx, sort.enum))
+            try:
+                out.append(self.term(path) == python_to_z3(value, sort.kind, self.ctx, sort.enum))
+            except (ValueNotRepresentable, KeyError, TypeError, ValueError) as exc:
+                raise UsageError(f"cannot pin {path!r} to {value!r}: {exc}") from None
         return out
 
 
-def _values(example: Mapping[str, Any], bind: Mapping[str, str]) -> dict[str, Any]:
-    out = {}
-    for root, path in bind.items():
-        if path in example:
-            out[root] = example[path]
-            continue
-        for top, val in example.items():
-            if path.startswith(top + "."):
-                for key in path[len(top) + 1 :].split("."):
-                    val = val[key]
-                out[root] = val
-                break
-    return out
-
-
-def _default(typ: Type) -> Any:
-    """The simplest value of a type (used to fill lists Z3 only knows the length of)."""
-    if isinstance(typ, Record):
-        return {k: _default(t) for k, t in typ.fields}
-    if isinstance(typ, Int):
-        return typ.ge if typ.ge is not None else (min(0, typ.le) if typ.le is not None else 0)
-    if isinstance(typ, Float):
-        return float(typ.ge if typ.ge is not None else 0.0)
-    if isinstance(typ, Bool):
-        return False
-    if isinstance(typ, Enum):
-        return typ.values[0]
-    if isinstance(typ, List):
-        return []
-    return ""
+def _minimal_core(solver: z3.Solver, literals: list[z3.BoolRef], fixed: list[z3.BoolRef]) -> list[z3.BoolRef]:
+    """Deletion-based minimisation of the solver's last unsat core (each try timed out
+    like every query; a try that cannot decide keeps the literal)."""
+    ids = {x.get_id() for x in literals}
+    core = [c for c in solver.unsat_core() if c.get_id() in ids]
+    i = 0
+    while i < len(core):
+        trial = core[:i] + core[i + 1 :]
+        if solver.check(*trial, *fixed) == z3.unsat:
+            keep = {c.get_id() for c in solver.unsat_core()}
+            core = [c for c in trial if c.get_id() in keep]
+        else:
+            i += 1
+    return core

@@ -83,9 +83,12 @@ class Rail:
                 seen.setdefault(node.path, node)
         return list(seen.values())
 
-    def to_z3(self, ctx: z3.Context, leaf: Callable[[ir.Var], z3.ExprRef]) -> tuple[z3.BoolRef, list[str]]:
-        """The Z3 formula in ``ctx`` (leaves from ``leaf``) and the abstractions it needed."""
-        tr = Translator(ctx, leaf)
+    def to_z3(
+        self, ctx: z3.Context, leaf: Callable[[ir.Var], z3.ExprRef], cache: dict | None = None
+    ) -> tuple[z3.BoolRef, list[str]]:
+        """The Z3 formula in ``ctx`` (leaves from ``leaf``) and the abstractions it
+        needed; ``cache`` (one per context) shares literals and regexes across rails."""
+        tr = Translator(ctx, leaf, cache)
         return tr.rail(self.expr), tr.abstractions
 
     def to_smtlib(self, bind: Mapping[str, str] | None = None) -> str:

@@ -52,10 +52,12 @@ def sort_for(sort: ir.Sort, ctx: z3.Context) -> z3.SortRef:
 class Translator:
     """Translate IR to Z3 in one context, remembering what it had to abstract."""
 
-    def __init__(self, ctx: z3.Context, leaf: Callable[[ir.Var], z3.ExprRef]) -> None:
+    def __init__(
+        self, ctx: z3.Context, leaf: Callable[[ir.Var], z3.ExprRef], cache: dict | None = None
+    ) -> None:
         self.ctx, self.leaf = ctx, leaf
         self.abstractions: list[str] = []
-        self._regex: dict[str, z3.ReRef] = {}
+        self._cache: dict = {} if cache is None else cache
 
     def rail(self, e: Expr) -> z3.BoolRef:
         """The Z3 formula of a parsed rail."""
@@ -71,15 +73,20 @@ class Translator:
         return self._real(a), self._real(b)
 
     def const(self, sort: ir.Sort, value: object) -> z3.ExprRef:
-        try:
-            return python_to_z3(value, sort.kind, self.ctx, sort.enum)
-        except Exception as exc:
-            raise UnsupportedRail(str(exc)) from None
+        key = ("const", sort.kind, sort.enum.values if sort.enum else None, type(value), value)
+        found = self._cache.get(key)
+        if found is None:
+            try:
+                found = self._cache[key] = python_to_z3(value, sort.kind, self.ctx, sort.enum)
+            except Exception as exc:
+                raise UnsupportedRail(str(exc)) from None
+        return found
 
     def regex(self, pattern: str) -> z3.ReRef:
-        if pattern not in self._regex:
-            self._regex[pattern] = to_z3(pattern, self.ctx)
-        return self._regex[pattern]
+        key = ("regex", pattern)
+        if key not in self._cache:
+            self._cache[key] = to_z3(pattern, self.ctx)
+        return self._cache[key]
 
     def _uninterpreted(self, name: str, arg: z3.ExprRef, why: str) -> z3.BoolRef:
         self.abstractions.append(why)
