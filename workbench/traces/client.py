@@ -125,6 +125,10 @@ class SinkClient(_BaseTracer):
             if len(self._queue) >= self._batch_size:
                 self._wake.set()
 
+    def record(self, span: Span) -> None:
+        """Send an already-ended span as it is, its times kept (profiler events, imports)."""
+        self._export(span)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every span ended before this call is delivered (or dropped and counted)."""
         if not self._thread.is_alive():

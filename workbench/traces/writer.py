@@ -176,6 +176,10 @@ class TraceWriter(_BaseTracer):
     def _export(self, span: Span) -> None:
         self._put(span)
 
+    def record(self, span: Span) -> None:
+        """Store an already-ended span as it is, its times kept (profiler events, imports)."""
+        self._put(span)
+
     def submit(self, spans: list[Span], origin: Origin) -> bool:
         """Queue ended spans received from elsewhere; False when dropped (already counted)."""
         return self._put(ForeignSpans(spans, origin), weight=len(spans))
