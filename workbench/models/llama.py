@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.kernels import apply_rotary, decode_attention, rms_norm, rotary_cos_sin, silu_and_mul
+from workbench.kernels import decode_attention
 from workbench.models.config import ModelConfig
+from workbench.models.ops import apply_rotary, rms_norm, rotary_cos_sin, silu_and_mul
 
 __all__ = ["Transformer", "decode_one_token", "expected_weight_shapes", "fuse_checkpoint", "prefill"]
 
@@ -62,14 +63,13 @@ class Attention(nn.Module):
 
     def _qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         bsz, seq, _ = x.shape
-        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = q.view(bsz, seq, self.n_heads, self.head_dim)  # [B,T,Hq,Dh]
-        k = k.view(bsz, seq, self.n_kv, self.head_dim)  # [B,T,Hkv,Dh]
-        v = v.view(bsz, seq, self.n_kv, self.head_dim).transpose(1, 2)  # [B,Hkv,T,Dh]
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q = apply_rotary(q.transpose(1, 2), cos, sin)  # [B,Hq,T,Dh]
-        k = apply_rotary(k.transpose(1, 2), cos, sin)  # [B,Hkv,T,Dh]
+        heads = self.qkv_proj(x).view(bsz, seq, -1, self.head_dim).transpose(1, 2)  # [B,Hq+2Hkv,T,Dh]
+        qk, v = heads.split([self.n_heads + self.n_kv, self.n_kv], dim=1)  # [B,Hq+Hkv,T,Dh], [B,Hkv,T,Dh]
+        if self.q_norm is not None:  # Qwen3: RMSNorm per query head and per key head, before rotary
+            q, k = qk.split([self.n_heads, self.n_kv], dim=1)
+            qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=1)
+        qk = apply_rotary(qk, cos, sin)  # queries and keys rotate in one call, [B,Hq+Hkv,T,Dh]
+        q, k = qk.split([self.n_heads, self.n_kv], dim=1)  # [B,Hq,T,Dh], [B,Hkv,T,Dh]
         return q, k, v
 
     def prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -83,15 +83,31 @@ class Attention(nn.Module):
         )  # [B,Hq,T,Dh]
         return self.o_proj(out.transpose(1, 2).reshape(bsz, seq, self.q_size))
 
-    def decode(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor):
-        """x [B,1,D] at positions [B] -> [B,1,D]; writes K/V at ``positions`` first."""
+    def decode(self, x, cos, sin, positions: torch.Tensor, cpu_mask: torch.Tensor | None) -> torch.Tensor:
+        """x [B,1,D] at positions [B] -> [B,1,D]; writes K/V at ``positions`` first.
+
+        ``cpu_mask`` [B,1,1,T] (True = a filled slot) is given on CPU only: there one fused SDPA
+        call over the filled prefix is ~20x faster than the kernels' fp32 reference of
+        decode_attention at small sizes; on CUDA the Triton kernel runs and needs no mask.
+        """
         bsz = x.shape[0]
         q, k, v = self._qkv(x, cos, sin)  # q [B,Hq,1,Dh], k/v [B,Hkv,1,Dh]
         k_cache, v_cache = self.k_cache[:bsz], self.v_cache[:bsz]  # [B,Hkv,Tmax,Dh]
         rows = torch.arange(bsz, device=x.device)
         k_cache[rows, :, positions] = k[:, :, 0]  # one slot per sequence, [B,Hkv,Dh]
         v_cache[rows, :, positions] = v[:, :, 0]
-        out = decode_attention(q[:, :, 0], k_cache, v_cache, positions + 1, self.scale)  # [B,Hq,Dh]
+        if cpu_mask is None:
+            out = decode_attention(q[:, :, 0], k_cache, v_cache, positions + 1, self.scale)  # [B,Hq,Dh]
+        else:
+            filled = cpu_mask.shape[-1]
+            out = F.scaled_dot_product_attention(
+                q,
+                k_cache[:, :, :filled],
+                v_cache[:, :, :filled],
+                attn_mask=cpu_mask,
+                scale=self.scale,
+                enable_gqa=self.n_kv != self.n_heads,
+            )  # [B,Hq,1,Dh]
         return self.o_proj(out.reshape(bsz, 1, self.q_size))
 
 
@@ -119,13 +135,13 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, positions: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x, cos, sin, positions: torch.Tensor | None, cpu_mask: torch.Tensor | None = None):
         """x [B,T,D] -> [B,T,D]; ``positions`` None means prefill, else decode at those positions."""
         h = self.input_layernorm(x)
         if positions is None:
             x = x + self.self_attn.prefill(h, cos, sin)
         else:
-            x = x + self.self_attn.decode(h, cos, sin, positions)
+            x = x + self.self_attn.decode(h, cos, sin, positions, cpu_mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -142,6 +158,9 @@ class Transformer(nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self.cache_batch = self.cache_len = 0
+        # rotary tables [Tmax, Dh] for every cache slot, built with the cache: one lookup a step
+        self.register_buffer("rope_cos", torch.empty(0), persistent=False)
+        self.register_buffer("rope_sin", torch.empty(0), persistent=False)
 
     def setup_cache(self, batch: int, length: int) -> None:
         """Make sure the static KV cache holds at least ``batch`` sequences of ``length`` slots."""
@@ -156,28 +175,36 @@ class Transformer(nn.Module):
             for layer in self.layers:
                 layer.self_attn.k_cache = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
                 layer.self_attn.v_cache = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+            slots = torch.arange(length, device=weight.device)[None]  # [1,Tmax]
+            cos, sin = rotary_cos_sin(slots, c.head_dim, c.rope_theta, weight.dtype, c.rope_scaling)
+            self.rope_cos, self.rope_sin = cos[0], sin[0]  # [Tmax,Dh] each
         self.cache_batch, self.cache_len = batch, length
 
-    def _rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        c = self.config
-        dtype = self.embed_tokens.weight.dtype
-        return rotary_cos_sin(positions, c.head_dim, c.rope_theta, dtype, c.rope_scaling)
-
-    def hidden_states(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, tokens: torch.Tensor, positions: torch.Tensor | None = None, whole_cache: bool = False
+    ) -> torch.Tensor:
         """tokens [B,T] -> final-normed hidden states [B,T,D].
 
         ``positions`` None: prefill of a block starting at position 0. Otherwise ``tokens`` is
-        [B,1] and ``positions`` [B] the slot each sequence's token goes to.
+        [B,1] and ``positions`` [B] the slot each sequence's token goes to. ``whole_cache``: CPU
+        decode attends over every cache slot (masked) rather than the filled prefix, so shapes
+        never change (what torch.compile wants).
         """
         bsz, seq = tokens.shape
+        cpu_mask = None
         if positions is None:
             pos = torch.arange(seq, device=tokens.device).expand(bsz, seq)  # [B,T]
         else:
             pos = positions[:, None]  # [B,1]
-        cos, sin = self._rotary(pos)  # [B,T,Dh] each
+            if tokens.device.type == "cpu":
+                lengths = positions + 1  # [B]
+                filled = self.cache_len if whole_cache else int(lengths.max())
+                slots = torch.arange(filled)  # [T]
+                cpu_mask = (slots[None, :] < lengths[:, None])[:, None, None, :]  # [B,1,1,T]
+        cos, sin = F.embedding(pos, self.rope_cos), F.embedding(pos, self.rope_sin)  # [B,T,Dh] each
         x = self.embed_tokens(tokens)  # [B,T,D]
         for layer in self.layers:
-            x = layer(x, cos, sin, positions)
+            x = layer(x, cos, sin, positions, cpu_mask)
         return self.norm(x)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -193,9 +220,11 @@ def prefill(model: Transformer, tokens: torch.Tensor, lengths: torch.Tensor) -> 
     return model.lm_head(last)  # [B,V]
 
 
-def decode_one_token(model: Transformer, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def decode_one_token(
+    model: Transformer, tokens: torch.Tensor, positions: torch.Tensor, whole_cache: bool = False
+) -> torch.Tensor:
     """Feed tokens [B] at positions [B]; logits [B,V] for the token after each."""
-    hidden = model.hidden_states(tokens[:, None], positions)  # [B,1,D]
+    hidden = model.hidden_states(tokens[:, None], positions, whole_cache)  # [B,1,D]
     return model.lm_head(hidden[:, 0])  # [B,V]
 
 
