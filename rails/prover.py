@@ -39,7 +39,7 @@ from typing import Any
 import z3
 
 from workbench.errors import UsageError
-from workbench.types import Float, Int, List, Record, Str, Type
+from workbench.types import Enum, Float, Int, List, Record, Str, Type
 
 from . import ir
 from .counterexample import confirm, model_value
@@ -48,7 +48,7 @@ from .parser import sort_of_type
 from .rail import Rail, leaf_sort
 from .regex import UnsupportedRegex, to_z3
 from .z3terms import UnsupportedRail
-from .z3values import ValueNotRepresentable, python_to_z3, real_val
+from .z3values import ValueNotRepresentable, enum_sort, python_to_z3, real_val
 
 __all__ = ["STATUSES", "ProofResult", "Prover"]
 
@@ -191,7 +191,8 @@ class Prover:
 
     def equate(self, path_a: str, path_b: str) -> None:
         """A wire: the values at ``path_a`` and ``path_b`` are equal. Leaves of one sort
-        become one variable; an int meeting a float is an equation ``wire:a=b``."""
+        become one variable; an int meeting a float, or two enums with different value
+        sets, become an equation labelled ``wire:a=b``."""
         a_leaves, b_leaves = self._leaves_under(path_a), self._leaves_under(path_b)
         if [p[len(path_a) :] for p in a_leaves] != [p[len(path_b) :] for p in b_leaves]:
             raise UsageError(f"cannot equate {path_a!r} and {path_b!r}: their fields differ")
@@ -203,17 +204,33 @@ class Prover:
                 if ra != rb:
                     self._parent[rb] = ra
                     self._epoch += 1
-            elif z3.is_arith(ta) and z3.is_arith(tb):
+            elif (z3.is_arith(ta) and z3.is_arith(tb)) or all(
+                isinstance(self._leaves[p].typ, Enum) for p in (pa, pb)
+            ):
                 mixed.append((pa, pb))
             else:
                 raise UsageError(f"cannot equate {pa!r} and {pb!r}: {ta.sort()} vs {tb.sort()}")
         if mixed:
+            leaves = frozenset(p for pair in mixed for p in pair)
+            self._add(
+                f"wire:{path_a}={path_b}", "wire", leaves, lambda: (z3.And(*map(self._same, mixed)), [])
+            )
 
-            def build() -> tuple[z3.BoolRef, list[str]]:
-                real = [(z3.ToReal(t) if z3.is_int(t) else t) for pair in mixed for t in map(self.term, pair)]
-                return z3.And(*[real[i] == real[i + 1] for i in range(0, len(real), 2)]), []
-
-            self._add(f"wire:{path_a}={path_b}", "wire", frozenset(p for pair in mixed for p in pair), build)
+    def _same(self, pair: tuple[str, str]) -> z3.BoolRef:
+        """Equality of two leaves of different sorts (int/real, or two enum sorts: equal
+        when both hold the same value name)."""
+        (pa, pb), (ta, tb) = pair, (self.term(pair[0]), self.term(pair[1]))
+        if z3.is_arith(ta):
+            return (z3.ToReal(ta) if z3.is_int(ta) else ta) == (z3.ToReal(tb) if z3.is_int(tb) else tb)
+        ea, eb = self._leaves[pa].typ, self._leaves[pb].typ
+        assert isinstance(ea, Enum) and isinstance(eb, Enum)
+        ca, cb = enum_sort(ea, self.ctx)[1], enum_sort(eb, self.ctx)[1]
+        common = [v for v in ea.values if v in eb.values]
+        return (
+            z3.Or(*[z3.And(ta == ca[v], tb == cb[v]) for v in common])
+            if common
+            else z3.BoolVal(False, self.ctx)
+        )
 
     # -- hypotheses ---------------------------------------------------------------------
     def assume(self, rail: Rail, bind: Mapping[str, str], label: str) -> None:

@@ -227,3 +227,20 @@ def test_explain_shows_rail_smtlib_hypotheses_and_verdict() -> None:
     assert "verdict: vacuous" in alone and "[type:order]" in alone
     smt = rail("order.qty >= 0 and order.ticker != 'ACME'").to_smtlib()
     assert "(declare-fun order.ticker () String)" in smt and '"ACME"' in smt
+
+
+def test_wires_between_int_and_float_and_between_enums() -> None:
+    p = Prover()
+    small, big = Enum("buy", "sell"), Enum("buy", "sell", "hold")
+    p.declare("a.out", Record("A", side=small, qty=Int()))
+    p.declare("b.in", Record("B", side=big, qty=Float()))
+    p.equate("a.out", "b.in")
+    assert "wire:a.out=b.in" in p.labels()
+    scope = Scope({"o": Record("B", side=big, qty=Float())})
+    # true by types and wires alone: the wire's source has no 'hold', ints are never 2.5
+    assert p.prove(parse_rail("o.side != 'hold'", scope), {"o": "b.in"}).status == "vacuous"
+    assert p.prove(parse_rail("o.qty != 2.5", scope), {"o": "b.in"}).status == "vacuous"
+    p.assume(parse_rail("o.qty <= 5", scope), {"o": "b.in"}, "small")
+    assert p.prove(parse_rail("o.qty < 6", scope), {"o": "b.in"}).status == "proved"
+    result = p.prove(parse_rail("o.qty != 2", scope), {"o": "b.in"})
+    assert result.status == "enforced" and result.counterexample["a.out"]["qty"] == 2
