@@ -180,6 +180,10 @@ class _Compiler:
                 return lambda v: op(fa(v), cb)
             fa, fb = self.plain(a), self.plain(b)
             return lambda v: op(fa(v), fb(v))
+        if isinstance(e.left, ir.Var) and isinstance(e.right, ir.Const):
+            leaf_vs_const = self.leaf_vs_const(e)
+            if leaf_vs_const is not None:
+                return leaf_vs_const
         (fa, ka), (fb, kb) = self.fast(e.left), self.fast(e.right)
         xa, xb = self.exact(e.left), self.exact(e.right)
         coef = 4 * (ka + kb + 2) * _U
@@ -200,6 +204,31 @@ class _Compiler:
             return op(xa(v), xb(v))
 
         return real_compare
+
+    def leaf_vs_const(self, e: ir.Compare) -> Fn | None:
+        """``x op c`` for a float leaf needs no error bound: rounding is monotone, so
+        ``x > float(c)`` implies ``dec(x) > c`` (and likewise for ``<``); only
+        ``x == float(c)`` needs the exact comparison. Ints compare exactly anyway."""
+        op, c = _OPS[e.op], e.right.value  # type: ignore[attr-defined]
+        try:
+            cf = float(c)
+        except OverflowError:
+            return None
+        if cf in (float("inf"), float("-inf")):
+            return None
+        g = _getter(e.left)  # type: ignore[arg-type]
+        above, below = _DECIDED[e.op]
+
+        def leaf_compare(v: Mapping[str, Any]) -> bool:
+            x = g(v)
+            if type(x) is float:
+                if x > cf:
+                    return above
+                if x < cf:
+                    return below
+            return op(_exact_leaf(x), c)
+
+        return leaf_compare
 
     def member(self, e: ir.Member) -> Fn:
         item, cont, neg = e.item, e.container, e.negated
