@@ -52,6 +52,11 @@ def explain(
     if bind:
         lines.append("names: " + ", ".join(f"{k} -> {v}" for k, v in sorted(bind.items())))
     lines += ["SMT-LIB:", _indent(rail.to_smtlib(bind).split("\n", 1)[1])]
+    wired = prover.wired(rail, bind)
+    if wired:
+        lines.append("wires (one variable for both ends):")
+        lines += [f"  {leaf} is {rep}" for leaf, rep in wired]
+        lines += ["as checked:", _indent(prover.translate(rail, bind).sexpr())]
     hyps = prover.relevant(rail, bind, using)
     lines.append(f"hypotheses ({len(hyps)}):")
     for label, kind, hyp_rail, formula in hyps:

@@ -290,6 +290,21 @@ class Prover:
 
         return rail.to_z3(self.ctx, leaf, self._cache)
 
+    def translate(self, rail: Rail, bind: Mapping[str, str]) -> z3.BoolRef:
+        """The Z3 formula of ``rail`` as the prover checks it (wired leaves merged)."""
+        self._rail_leaves(rail, bind)
+        return self._translate(rail, dict(bind))[0]
+
+    def wired(self, rail: Rail, bind: Mapping[str, str]) -> list[tuple[str, str]]:
+        """``(leaf, representative)`` for each leaf of the rail that a wire merged into
+        another declared leaf's variable."""
+        out = []
+        for leaf in sorted(self._rail_leaves(rail, bind)):
+            rep = self._find(leaf)
+            if rep != leaf:
+                out.append((leaf, rep))
+        return out
+
     def labels(self) -> list[str]:
         """Every hypothesis label, in the order added."""
         return list(dict.fromkeys(h.label for h in self._hyps.values()))

@@ -223,6 +223,7 @@ def test_explain_shows_rail_smtlib_hypotheses_and_verdict() -> None:
     ) or ("(assert (>= 1000 risk.proposed.qty))" in text)
     assert "[budget] rail 'goal': order.qty * order.price <= cash" in text
     assert "verdict: enforced" in text and "counterexample:" in text
+    assert "risk.proposed.qty is analyst.order.qty" in text  # the wire, shown
     alone = explain(rail("order.qty >= 0"))
     assert "verdict: vacuous" in alone and "[type:order]" in alone
     smt = rail("order.qty >= 0 and order.ticker != 'ACME'").to_smtlib()
