@@ -32,6 +32,7 @@ from workbench.models.tokenizer import Tokenizer
 __all__ = ["Engine", "Job"]
 
 _CACHE_ROUND = 64  # cache lengths are rounded up so repeated calls reuse one allocation
+_COMPILED_CACHE = 4096  # a compiled decode step sees one cache length (up to this) so it compiles once
 
 
 class IncrementalText:
@@ -113,7 +114,7 @@ class Engine:
             # On CUDA, CUDA graphs (reduce-overhead): a small model's decode step is launch-bound.
             # On CPU, inductor's fused C++ removes the per-op dispatch that dominates small models.
             mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self._decode = torch.compile(decode_one_token, mode=mode, fullgraph=True)
+            self._decode = torch.compile(decode_one_token, mode=mode, fullgraph=True, dynamic=False)
         self.compiled = compile
 
     # ---- preparing requests -------------------------------------------------------------
@@ -162,6 +163,8 @@ class Engine:
             return [j.result() for j in jobs]
 
         total = max(n + b for n, b in zip(lengths, budgets))
+        if self.compiled:  # one cache shape for every call: a new shape would mean a new compile
+            total = max(total, min(context, _COMPILED_CACHE))
         self.model.setup_cache(bsz, -(-total // _CACHE_ROUND) * _CACHE_ROUND)
         width = max(lengths)
         block = torch.zeros(bsz, width, dtype=torch.long)
