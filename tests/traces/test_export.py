@@ -138,3 +138,48 @@ def test_cli_reads_through_a_running_sink(recorded: Path, capsys: pytest.Capture
         assert "run-a" in capsys.readouterr().out
         assert main(["traces", "show", "run-b", "--db", str(recorded)]) == 0
         assert "node failed" in capsys.readouterr().out
+
+
+def test_cli_serve_owns_the_file_until_sigterm(recorded: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from workbench.traces import find_sink, open_store, tracer_for
+
+    from .helpers import record_run
+
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench.traces.cli",
+            "traces",
+            "serve",
+            "--db",
+            str(recorded),
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line, child.stderr.read() if child.stderr else line
+        info = find_sink(recorded)
+        assert info is not None and info["pid"] == child.pid
+        with tracer_for(recorded) as t:
+            record_run(t, "via-serve", nodes=1)
+        assert "via-serve" in set(open_store(recorded).runs()["run_id"])
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=30)
+    assert child.returncode == 0
+    assert find_sink(recorded) is None
+    with TraceStore(recorded) as store:  # the file is free again and holds everything
+        assert set(store.runs()["run_id"]) == {"run-a", "run-b", "via-serve"}
