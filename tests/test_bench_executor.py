@@ -1,0 +1,42 @@
+"""The executor benchmark, run tiny: both engines compute the same value, and the report is whole.
+
+Keeps ``benchmarks/bench_executor.py`` from rotting; it says nothing about speed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("langgraph.graph")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_executor.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_executor", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_engines_agree(bench, tmp_path):
+    out = tmp_path / "report.json"
+    args = ["--quick", "--chain", "30", "--branches", "8", "--repeat", "1", "--warmup", "0"]
+    report = bench.main([*args, "--tracers", "memory", "--json", str(out)])
+    assert out.exists()
+    shapes = {s["shape"]: s for s in report["shapes"]}
+    assert set(shapes) == {"chain", "fan", "single"}
+    expected = {"chain": 30, "fan": 8, "single": 1}
+    for name, res in shapes.items():
+        values = {row["engine"]: row["value"] for row in res["rows"]}
+        assert values["workbench"] == values["langgraph"] == expected[name], values
+        assert values["workbench + MemoryTracer"] == expected[name]
+        assert res["ours_per_node_us"] > 0 and res["langgraph_per_node_us"] > 0
+    assert shapes["fan"]["nodes"] == 9
+    assert isinstance(report["goal_met"], bool) and report["verdict"][-1].startswith("goal ")
