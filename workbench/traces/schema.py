@@ -15,6 +15,7 @@ Tables (one row each per ...):
 
 Migrations are a list of SQL scripts; ``schema_version`` records which ran. A new schema
 version appends a script and never edits an old one, so any older file upgrades in place.
+Views are recreated by every writer that opens the file (they hold no data).
 """
 
 from __future__ import annotations
@@ -110,14 +111,14 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 # always see the newest rows). Durations are reported in milliseconds.
 VIEWS: dict[str, str] = {
     "node_latency": """
-        SELECT node, count(*) AS calls,
-               quantile_cont(duration_ns, 0.5) / 1e6 AS p50_ms,
-               quantile_cont(duration_ns, 0.95) / 1e6 AS p95_ms,
-               quantile_cont(duration_ns, 0.99) / 1e6 AS p99_ms,
-               avg(duration_ns) / 1e6 AS mean_ms,
-               max(duration_ns) / 1e6 AS max_ms,
-               count(*) FILTER (WHERE status = 'ERROR') AS errors
-        FROM spans WHERE node IS NOT NULL GROUP BY node""",
+        SELECT node, calls, q[1] / 1e6 AS p50_ms, q[2] / 1e6 AS p95_ms, q[3] / 1e6 AS p99_ms,
+               mean_ms, max_ms, errors
+        FROM (
+          -- one quantile aggregate with a list of fractions sorts each group once, not three times
+          SELECT node, count(*) AS calls, quantile_cont(duration_ns, [0.5, 0.95, 0.99]) AS q,
+                 avg(duration_ns) / 1e6 AS mean_ms, max(duration_ns) / 1e6 AS max_ms,
+                 count(*) FILTER (WHERE status = 'ERROR') AS errors
+          FROM spans WHERE node IS NOT NULL GROUP BY node)""",
     "model_calls": """
         SELECT trace_id, span_id, node, model, name, input_tokens, output_tokens,
                duration_ns / 1e6 AS duration_ms,
@@ -136,11 +137,7 @@ VIEWS: dict[str, str] = {
 }
 
 _V1 = [
-    *(
-        f"CREATE TABLE {name} ({', '.join(f'{col} {typ}' for col, typ in cols)})"
-        for name, cols in TABLES.items()
-    ),
-    *(f"CREATE OR REPLACE VIEW {name} AS {sql}" for name, sql in VIEWS.items()),
+    f"CREATE TABLE {name} ({', '.join(f'{col} {typ}' for col, typ in cols)})" for name, cols in TABLES.items()
 ]
 
 # MIGRATIONS[i] upgrades a file from version i to version i + 1.
@@ -184,4 +181,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+    # Views hold no data: every writer refreshes them, so a better view needs no migration.
+    for name, sql in VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
     return before

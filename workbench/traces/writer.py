@@ -170,7 +170,10 @@ class TraceWriter(_BaseTracer):
         if parent is None and attributes:
             rs = run_start(span)
             if rs is not None:
-                self._put(rs, bounded=False)  # never drop a run start: it is how a crash shows
+                # Never dropped and written right away: it is how a crash mid-run shows.
+                self._put(rs, bounded=False)
+                self._urgent = True
+                self._wake.set()
         return span
 
     def _export(self, span: Span) -> None:
