@@ -176,6 +176,9 @@ def test_the_query_endpoint_answers_selects_only_with_its_token(sink: SinkServer
         store.query("DROP TABLE spans")
     with pytest.raises(Exception, match="bearer token"):
         TraceStore.remote(sink.url, "wrong").query("SELECT 1")
+    with pytest.raises(Exception, match="file system operations are disabled"):
+        store.query("SELECT * FROM read_text('/etc/hostname')")
+    assert len(store.query("SELECT * FROM spans")) == 0  # the trace file itself still works
 
 
 def test_a_client_run_is_running_then_ok_and_the_sink_file_goes_away(sink: SinkServer) -> None:

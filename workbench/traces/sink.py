@@ -124,6 +124,13 @@ def make_app(
     from starlette.routing import Route
 
     query_token = query_token or token
+    if query_token is not None:
+        # /v1/query runs any SELECT, and DuckDB's table functions read files (read_text,
+        # read_csv, glob...): the database gives up file system access for good before the
+        # first query. The trace file itself stays attached and writable.
+        cursor = writer.reader()
+        cursor.execute("SET enable_external_access = false")
+        cursor.close()
 
     def authorized(request: Any, needed: str | None) -> bool:
         if needed is None:
@@ -152,8 +159,9 @@ def make_app(
                 return _error(413, f"decompressed body larger than {max_body} bytes")
         elif encoding not in ("identity", ""):
             return _error(415, f"unsupported content encoding {encoding!r}")
+        decode = decode_json if ctype == "application/json" else decode_protobuf
         try:
-            groups = decode_json(body) if ctype == "application/json" else decode_protobuf(body)
+            groups = await run_in_threadpool(decode, body)  # a 16 MiB body must not stall the loop
         except OTLPDecodeError as exc:
             return _error(400, str(exc))
         # Queueing may wait for room (back-pressure): off the event loop.
