@@ -161,6 +161,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 @dataclass(frozen=True)
 class Int(Type):
     """An integer with optional inclusive bounds ``ge`` and ``le``."""
@@ -214,15 +221,15 @@ class Float(Type):
     def __post_init__(self) -> None:
         for key in ("ge", "gt", "le", "lt"):
             bound = getattr(self, key)
-            if bound is not None and (not _is_number(bound) or not math.isfinite(bound)):
+            if bound is not None and (not _is_number(bound) or not _is_finite(bound)):
                 raise TypeSpecError(f"float bound {key} must be a finite number, got {_short(bound)}")
 
     def validate(self, value: Any, path: str = "value") -> Any:
         if not _is_number(value):
             raise ValueValidationError(path, f"{_short(value)} is not a float")
+        if not _is_finite(value):
+            raise ValueValidationError(path, f"{_short(value)} is not a finite number")
         value = float(value)
-        if not math.isfinite(value):
-            raise ValueValidationError(path, f"{value} is not a finite number")
         checks = (
             (self.ge, lambda b: value >= b, "less than the minimum"),
             (self.gt, lambda b: value > b, "not greater than"),
@@ -464,10 +471,10 @@ def parse_type(spec: Any, named: Mapping[str, Type] | None = None, where: str = 
 
 def _parse_constructor(spec: Mapping[str, Any], named: Mapping[str, Type], where: str) -> Type:
     if "list" in spec:
-        max_items = spec.get("max_items")
+        item = parse_type(spec["list"], named, f"{where}.list")
         try:
-            return List(parse_type(spec["list"], named, f"{where}.list"), max_items=max_items)
-        except TypeError as exc:  # pragma: no cover - defensive
+            return List(item, max_items=spec.get("max_items"))
+        except TypeSpecError as exc:
             raise TypeSpecError(f"{where}: {exc}") from None
     ((key, arg),) = spec.items()
     if key == "enum":

@@ -20,7 +20,7 @@ import yaml
 from workbench.errors import FlowError, FlowSyntaxError, TypeSpecError, WorkbenchError
 from workbench.flow.kinds import KINDS
 from workbench.flow.model import ENFORCE_MODES, Flow, Node, PortRef, RailSpec, Wire
-from workbench.types import Type, parse_named_types, parse_type
+from workbench.types import List, Record, Type, parse_named_types, parse_type
 
 __all__ = ["dump", "dumps", "flow_hash", "load", "loads", "save"]
 
@@ -55,10 +55,12 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> _Located:
+    own = {id(key_node) for key_node, _ in node.value}  # merged keys (``<<: *base``) may be overridden
     loader.flatten_mapping(node)
     out = _Located()
     out.marks = {}
     out.start = (node.start_mark.line + 1, node.start_mark.column + 1)
+    seen = set()
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         try:
@@ -67,8 +69,12 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
             raise yaml.constructor.ConstructorError(
                 None, None, "a mapping key must be a plain value", key_node.start_mark
             ) from None
-        if key in out:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        if id(key_node) in own:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
         out[key] = loader.construct_object(value_node, deep=True)
         out.marks[key] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
     return out
@@ -78,16 +84,68 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 def _yaml12_booleans(cls: type) -> None:
-    """Only ``true``/``false`` are booleans (YAML 1.2): a rail's ``on:`` key must stay a string."""
-    bool_tag = "tag:yaml.org,2002:bool"
+    """Plain scalars as YAML 1.2 reads them (JSON files are YAML 1.2 too).
+
+    Only ``true``/``false`` are booleans: a rail's ``on:`` key must stay a string. Dates
+    stay strings (JSON cannot hold them), and ``1e-05`` (as JSON writes it) is a float.
+    """
+    bool_tag, float_tag = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
     cls.yaml_implicit_resolvers = {
-        first: [(tag, rx) for tag, rx in resolvers if tag != bool_tag]
+        first: [(tag, rx) for tag, rx in resolvers if tag not in (bool_tag, "tag:yaml.org,2002:timestamp")]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
     cls.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    cls.add_implicit_resolver(
+        float_tag,
+        re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+        list("-+0123456789."),
+    )
 
 
 _yaml12_booleans(_Loader)
+
+
+def _refuse_tag(loader: _Loader, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None,
+        None,
+        f"{node.tag} values cannot be saved in a flow file; write a string or a list",
+        node.start_mark,
+    )
+
+
+for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+MAX_EXPANDED_VALUES = 1_000_000
+
+
+def _check_expansion(root: yaml.Node | None, source: str) -> None:
+    """Refuse a document that YAML aliases blow up (a small file standing for a huge tree)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = 0  # an alias cycle counts once (the constructor refuses it anyway)
+            children: list[yaml.Node] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            total = 1 + sum(size(child) for child in children)
+            if total > MAX_EXPANDED_VALUES and len(sizes) < total:
+                mark = node.start_mark
+                raise FlowSyntaxError(
+                    f"YAML aliases expand this value to more than {MAX_EXPANDED_VALUES:,} values",
+                    source=source,
+                    line=mark.line + 1,
+                    column=mark.column + 1,
+                )
+            sizes[id(node)] = total
+        return sizes[id(node)]
+
+    if root is not None:
+        size(root)
 
 
 class _Reader:
@@ -262,9 +320,13 @@ class _Reader:
         ):
             raise self.fail(spec, "max_attempts", f"rail '{name}': max_attempts must be a positive integer")
         try:
+            on = PortRef.parse(spec["on"])
+        except FlowError as exc:
+            raise self.fail(spec, "on", str(exc)) from None
+        try:
             return RailSpec(
                 name,
-                PortRef.parse(spec["on"]),
+                on,
                 spec.get("check"),
                 enforce,
                 attempts,
@@ -285,7 +347,13 @@ def loads(text: str | bytes, source: str = "<flow>", base_dir: Path | None = Non
     if len(text) > MAX_FLOW_BYTES:
         raise FlowSyntaxError(f"the file is larger than {MAX_FLOW_BYTES // 1024 // 1024} MiB", source=source)
     try:
-        data = yaml.load(text, Loader=_Loader)
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+            _check_expansion(root, source)
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
@@ -328,21 +396,35 @@ def dump(flow: Flow) -> dict[str, Any]:
     if flow.use:
         out["use"] = list(flow.use)
     if flow.types:
-        out["types"] = {name: typ.to_spec(expand=True) for name, typ in flow.types.items()}
+        out["types"] = {name: _type_spec(typ, flow.types, expand=True) for name, typ in flow.types.items()}
     if flow.constants:
         out["constants"] = dict(flow.constants)
     if flow.models:
         out["models"] = dict(flow.models)
-    out["inputs"] = {k: t.to_spec() for k, t in flow.inputs.items()}
-    out["outputs"] = {k: t.to_spec() for k, t in flow.outputs.items()}
-    out["nodes"] = {name: _dump_node(node) for name, node in flow.nodes.items()}
+    out["inputs"] = {k: _type_spec(t, flow.types) for k, t in flow.inputs.items()}
+    out["outputs"] = {k: _type_spec(t, flow.types) for k, t in flow.outputs.items()}
+    out["nodes"] = {name: _dump_node(node, flow.types) for name, node in flow.nodes.items()}
     out["wires"] = [str(w) for w in flow.wires]
     if flow.rails:
         out["rails"] = {name: _dump_rail(r) for name, r in flow.rails.items()}
     return out
 
 
-def _dump_node(node: Node) -> dict[str, Any]:
+def _type_spec(typ: Type, known: Mapping[str, Type], *, expand: bool = False) -> Any:
+    """A type's spec, by name only where the flow's ``types:`` defines that name as this type."""
+    if typ.name is not None and not expand and known.get(typ.name) == typ:
+        return typ.name
+    if isinstance(typ, List):
+        spec: dict[str, Any] = {"list": _type_spec(typ.item, known)}
+        if typ.max_items is not None:
+            spec["max_items"] = typ.max_items
+        return spec
+    if isinstance(typ, Record):
+        return {key: _type_spec(sub, known) for key, sub in typ.fields}
+    return typ.to_spec(expand=True)
+
+
+def _dump_node(node: Node, known: Mapping[str, Type]) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": node.kind}
     spec = KINDS.get(node.kind)
     order = list(spec.keys) if spec else []
@@ -352,8 +434,8 @@ def _dump_node(node: Node) -> dict[str, Any]:
             if isinstance(value, Flow):
                 value = value.origin or dump(value)
             out[key] = value
-    out["inputs"] = {k: t.to_spec() for k, t in node.inputs.items()}
-    out["outputs"] = {k: t.to_spec() for k, t in node.outputs.items()}
+    out["inputs"] = {k: _type_spec(t, known) for k, t in node.inputs.items()}
+    out["outputs"] = {k: _type_spec(t, known) for k, t in node.outputs.items()}
     if node.guarantees:
         out["guarantees"] = list(node.guarantees)
     if node.timeout is not None:
@@ -384,6 +466,14 @@ class _Dumper(yaml.SafeDumper):
 
 _yaml12_booleans(_Dumper)
 _Dumper.add_representer(_Located, lambda d, v: d.represent_dict(v))
+# Text with line breaks goes in double quotes, on one line: single quotes would fold it over
+# several lines, and YAML 1.1 reads NEL, LS and PS as breaks that only double quotes escape.
+_Dumper.add_representer(
+    str,
+    lambda d, v: d.represent_scalar(
+        "tag:yaml.org,2002:str", v, style='"' if any(c in v for c in "\n\r\x85\u2028\u2029") else None
+    ),
+)
 
 BLOCK_SECTIONS = ("types", "constants", "models", "rails")
 
@@ -392,7 +482,7 @@ def _inline(value: Any) -> str:
     text = yaml.dump(
         value, Dumper=_Dumper, default_flow_style=True, width=1 << 30, allow_unicode=True, sort_keys=False
     )
-    return text.removesuffix("\n").removesuffix("\n...").strip()
+    return text.removesuffix("\n").removesuffix("\n...").strip(" \n")
 
 
 def _block_ok(text: str) -> bool:
@@ -424,7 +514,7 @@ def _emit_flow(data: dict[str, Any], indent: int, lines: list[str]) -> None:
         elif key == "nodes":
             lines.append(f"{pad}nodes:")
             for name, node in value.items():
-                lines.append(f"{pad}  {name}:")
+                lines.append(f"{pad}  {_inline(name)}:")
                 for node_key, item in node.items():
                     if node_key == "flow" and isinstance(item, dict):
                         lines.append(f"{pad}    flow:")
@@ -438,11 +528,17 @@ def _emit_flow(data: dict[str, Any], indent: int, lines: list[str]) -> None:
             _emit(key, value, indent, lines)
 
 
+_YAML_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
 def dumps(flow: Flow, fmt: str = "yaml") -> str:
     """The flow file text (``fmt`` is ``yaml`` or ``json``) in the canonical layout."""
     data = dump(flow)
     if fmt == "json":
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        # Characters YAML may not hold raw, or reads as line breaks (the loader reads JSON as
+        # YAML), stay escaped.
+        return _YAML_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     lines: list[str] = []
     _emit_flow(data, 0, lines)
     return "\n".join(lines) + "\n"
