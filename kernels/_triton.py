@@ -83,26 +83,52 @@ def _interpreted(fn: Any) -> Any:
     return twin
 
 
+def _patched_objects(extra: ModuleType) -> list[Any]:
+    """Everything the interpreter patches (``triton.runtime.interpreter._patch_lang``) or we swap."""
+    objects: list[Any] = [tl, tl.core, tl.standard, tl.math, tl.random, tl.core.tensor, tl.core.dtype, extra]
+    for name in ("condition", "tensor_descriptor_base"):
+        if hasattr(tl.core, name):
+            objects.append(getattr(tl.core, name))
+    return objects
+
+
 @contextlib.contextmanager
 def _interpreter_scope(extra: ModuleType) -> Iterator[None]:
-    """Make every jitted function reachable from a kernel interpreted, then put them back."""
-    modules = [tl, tl.core, tl.standard, tl.math, tl.random, extra]
+    """Make every jitted function reachable from a kernel interpreted, then put everything back.
+
+    Two things need undoing afterwards: our swap of ``JITFunction``s, and the interpreter's own
+    patching of ``triton.language`` builtins, which it leaves in place whenever a kernel calls a
+    device function (``tl.sum``, a helper). Left patched, a later *compiled* launch in the same
+    process would run its builtins through the interpreter's builder and fail. So every
+    attribute of the patched objects is snapshotted and any changed value restored (and anything
+    added to a class removed). Names the interpreter *adds* to module globals stay: its cached
+    rewritten functions look them up.
+    """
+    objects = _patched_objects(extra)
     runtime = triton.knobs.runtime
-    swapped: list[tuple[ModuleType, str, Any]] = []
     with _LOCK:
+        snapshot = [(obj, dict(vars(obj))) for obj in objects]
         before = runtime.interpret
         runtime.interpret = True
         try:
-            for mod in modules:
+            for mod in (tl, tl.core, tl.standard, tl.math, tl.random, extra):
                 for name, value in list(vars(mod).items()):
                     if isinstance(value, JITFunction):
-                        swapped.append((mod, name, value))
                         setattr(mod, name, _interpreted(value))
             yield
         finally:
-            for mod, name, value in reversed(swapped):
-                setattr(mod, name, value)
+            for obj, saved in snapshot:
+                current = vars(obj)
+                for name, value in saved.items():
+                    if current.get(name, _MISSING) is not value:
+                        setattr(obj, name, value)
+                if not isinstance(obj, ModuleType):  # classes: drop what the interpreter added
+                    for name in set(current) - set(saved):
+                        delattr(obj, name)
             runtime.interpret = before
+
+
+_MISSING = object()
 
 
 def launch(kernel: Any, grid: tuple[int, ...], interpret: bool, *args: Any, **kwargs: Any) -> None:

@@ -244,38 +244,40 @@ def sample_kernel(
         if (top_k > 0) & (top_k < n_allowed):
             while lo < hi:
                 mid = lo + (hi - lo + 1) // 2
+                mid32 = mid.to(tl.int32)  # between two int32 keys, so it fits; int32 compares are cheaper
                 count = tl.full([], 0, tl.int32)
                 for v0 in range(0, V, BLOCK_V):
                     cols = v0 + tl.arange(0, BLOCK_V)
                     s, keys, allowed = load_scores(
                         logits_ptr, mask_ptr, row, cols, V, W, l_row_stride, m_row_stride, temp, HAS_MASK
                     )
-                    count += tl.sum((allowed & (keys.to(tl.int64) >= mid)).to(tl.int32), 0)
+                    count += tl.sum((allowed & (keys >= mid32)).to(tl.int32), 0)
                 ok = count >= top_k
                 lo = tl.where(ok, mid, lo)
                 hi = tl.where(ok, hi, mid - 1)
         # top-p: smallest K >= the top-k cut with mass(key > K) < top_p * Z.
         if top_p < 1.0:
-            thr = lo
+            thr = lo.to(tl.int32)
             z = tl.full([], 0.0, tl.float32)
             for v0 in range(0, V, BLOCK_V):
                 cols = v0 + tl.arange(0, BLOCK_V)
                 s, keys, allowed = load_scores(
                     logits_ptr, mask_ptr, row, cols, V, W, l_row_stride, m_row_stride, temp, HAS_MASK
                 )
-                w = tl.where(allowed & (keys.to(tl.int64) >= thr), tl.exp(s - best), 0.0)
+                w = tl.where(allowed & (keys >= thr), tl.exp(s - best), 0.0)
                 z += tl.sum(w, 0)
             bound = top_p * z
             hi = hi_key.to(tl.int64)
             while lo < hi:
                 mid = lo + (hi - lo) // 2
+                mid32 = mid.to(tl.int32)
                 mass = tl.full([], 0.0, tl.float32)
                 for v0 in range(0, V, BLOCK_V):
                     cols = v0 + tl.arange(0, BLOCK_V)
                     s, keys, allowed = load_scores(
                         logits_ptr, mask_ptr, row, cols, V, W, l_row_stride, m_row_stride, temp, HAS_MASK
                     )
-                    w = tl.where(allowed & (keys.to(tl.int64) > mid), tl.exp(s - best), 0.0)
+                    w = tl.where(allowed & (keys > mid32), tl.exp(s - best), 0.0)
                     mass += tl.sum(w, 0)
                 ok = mass < bound
                 hi = tl.where(ok, mid, hi)
@@ -285,6 +287,7 @@ def sample_kernel(
         key = mix32(
             mix32(mix32(seed.to(tl.uint32) ^ 0x9E3779B9) ^ (seed >> 32).to(tl.uint32)) ^ step.to(tl.uint32)
         )
+        cut = lo.to(tl.int32)
         best_score = tl.full([], float("-inf"), tl.float32)
         for v0 in range(0, V, BLOCK_V):
             cols = v0 + tl.arange(0, BLOCK_V)
@@ -294,7 +297,7 @@ def sample_kernel(
             r = mix32(mix32(cols.to(tl.uint32) ^ key) ^ key)
             u = ((r >> 9).to(tl.float32) + 0.5) * (1.0 / 8388608.0)
             g = -tl.log(-tl.log(u))
-            score = tl.where(allowed & (keys.to(tl.int64) >= lo), s + g, float("-inf"))
+            score = tl.where(allowed & (keys >= cut), s + g, float("-inf"))
             t_max, t_arg = tl.max(score, 0, return_indices=True)
             better = t_max > best_score
             token = tl.where(better, v0 + t_arg, token)

@@ -107,3 +107,19 @@ def test_compiles_for_sm90(case: str) -> None:
     fn, pointers, constexprs = CASES[case]
     compiled = compile_kernel(fn, pointers, constexprs)
     assert len(compiled.asm["cubin"]) > 0
+
+
+def test_compiling_still_works_after_interpreted_launches(tmp_path, monkeypatch) -> None:
+    # The interpreter patches triton.language builtins and leaves some patched after a kernel
+    # calls a device function; launch() must put them back or this compile would fail.
+    import torch
+    from workbench.kernels import triton_ops
+
+    logits = torch.randn(2, 40)
+    kw = {"temperature": torch.tensor([1.0, 0.5]), "top_k": torch.tensor([3, 0], dtype=torch.int32)}
+    kw |= {"top_p": torch.tensor([0.9, 1.0]), "seed": torch.tensor([1, 2]), "step": 0, "bitmask": None}
+    triton_ops.sample_tokens(logits, **kw)  # interpreted, calls helpers and tl.sum/tl.max
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))  # a cache hit would skip the front end
+    fn, pointers, constexprs = CASES["bitmask"]
+    compiled = compile_kernel(fn, pointers, constexprs)
+    assert len(compiled.asm["cubin"]) > 0
