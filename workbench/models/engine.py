@@ -114,7 +114,8 @@ class Engine:
             # On CUDA, CUDA graphs (reduce-overhead): a small model's decode step is launch-bound.
             # On CPU, inductor's fused C++ removes the per-op dispatch that dominates small models.
             mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self._decode = torch.compile(decode_one_token, mode=mode, fullgraph=True, dynamic=False)
+            # fullgraph off: a Triton launcher dynamo cannot trace costs a graph break, not the compile
+            self._decode = torch.compile(decode_one_token, mode=mode, fullgraph=False, dynamic=False)
         self.compiled = compile
 
     # ---- preparing requests -------------------------------------------------------------
