@@ -85,7 +85,7 @@ def _check_router(node: Node, flow: Flow) -> list[str]:
     default = node.config.get("default")
     if default is not None and default not in node.outputs:
         errors.append(f"node '{node.name}': default route '{default}' is not an output port")
-    if node.inputs:
+    if len(node.inputs) == 1:
         (in_type,) = node.inputs.values()
         for port, typ in node.outputs.items():
             reason = typ.accepts(in_type)
