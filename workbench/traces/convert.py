@@ -207,25 +207,31 @@ def _run_rows(rows: Sequence[tuple[Any, ...]]) -> pa.Table:
 
 def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | None) -> Batch:
     """Arrow tables for a drained queue of ``Span``, ``ForeignSpans`` and ``RunStart`` items."""
-    spans: list[Span] = []
-    origins: list[Origin] = []
+    items = items if isinstance(items, list) else list(items)
+    spans: list[Span] = [i for i in items if type(i) is Span]  # type: ignore[misc]
+    origins: list[Origin] | None = None  # None: every span is local (the usual case)
+    distinct: dict[str, Origin] = {local.resource_id: local} if spans else {}
     starts: list[RunStart] = []
-    for item in items:
-        t = type(item)
-        if t is Span:
-            spans.append(item)  # type: ignore[arg-type]
-            origins.append(local)
-        elif t is ForeignSpans:
-            for s in item.spans:  # type: ignore[attr-defined]
-                if s.end_ns:
-                    spans.append(s)
-                    origins.append(item.origin)  # type: ignore[attr-defined]
-                else:  # an open-span marker a client sent at run start
-                    rs = run_start(s, item.origin)  # type: ignore[attr-defined]
-                    if rs is not None:
-                        starts.append(rs)
-        elif t is RunStart:
-            starts.append(item)  # type: ignore[arg-type]
+    if len(spans) != len(items):  # foreign spans or run starts in the batch: the general path
+        spans, origins = [], []
+        for item in items:
+            t = type(item)
+            if t is Span:
+                spans.append(item)  # type: ignore[arg-type]
+                origins.append(local)
+            elif t is ForeignSpans:
+                origin = item.origin  # type: ignore[attr-defined]
+                for s in item.spans:  # type: ignore[attr-defined]
+                    if s.end_ns:
+                        spans.append(s)
+                        origins.append(origin)
+                        distinct[origin.resource_id] = origin
+                    else:  # an open-span marker a client sent at run start
+                        rs = run_start(s, origin)
+                        if rs is not None:
+                            starts.append(rs)
+            elif t is RunStart:
+                starts.append(item)  # type: ignore[arg-type]
     attrs, texts = _redacted(spans, redactor)
     tables: dict[str, pa.Table] = {}
     messages = [s.status_message for s in spans]
@@ -255,11 +261,11 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
             "status_message": messages,
             "attributes": texts,
         }
-        distinct = {o.resource_id: o for o in set(origins)}
         if len(distinct) == 1:  # the usual case: the inserter adds the two constants in SQL
             only = next(iter(distinct.values()))
             constants = {"service": only.service, "resource_id": only.resource_id}
         else:
+            assert origins is not None
             columns["service"] = [o.service for o in origins]
             columns["resource_id"] = [o.resource_id for o in origins]
         tables["spans"] = pa.Table.from_pydict(
@@ -275,8 +281,8 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
         )
     _events_and_rails(spans, attrs, redactor, tables)
     ended = [
-        (s, a, o, m)
-        for s, a, o, m in zip(spans, attrs, origins, messages)
+        (s, a, local if origins is None else origins[i], m)
+        for i, (s, a, m) in enumerate(zip(spans, attrs, messages))
         if s.parent_id is None and RUN_ID in a
     ]
     if ended:

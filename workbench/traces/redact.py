@@ -86,6 +86,7 @@ class RegexRedactor:
         self._combined = re.compile("|".join(f"(?P<{name}>{rx})" for name, rx in self.patterns.items()))
         # The prefilter is only sound for the default patterns; custom ones scan directly.
         self._prefilter = _PREFILTER if patterns is None else self._combined
+        self._clean: dict[str, None] = {}  # strings known to need nothing (bounded, thread-safe ops)
 
     def _replace(self, match: re.Match[str]) -> str:
         name = match.lastgroup or "pii"
@@ -104,9 +105,18 @@ class RegexRedactor:
         """String values (also inside lists) redacted; the same object when nothing changed."""
         out: dict[str, Any] | None = None
         search = self._prefilter.search
+        clean = self._clean
         for k, v in attributes.items():
             if type(v) is str:
-                if len(v) < 6 or not search(v):
+                # Node names, kinds, models repeat in every span: remember clean strings so
+                # the regex runs once per distinct value (a dict lookup uses the cached hash).
+                if len(v) < 6 or v in clean:
+                    continue
+                if not search(v):
+                    if len(v) <= 200:
+                        if len(clean) >= 50_000:
+                            clean.clear()
+                        clean[v] = None
                     continue
                 new: Any = self._combined.sub(self._replace, v)
             elif type(v) is list:
