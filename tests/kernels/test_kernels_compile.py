@@ -29,7 +29,7 @@ def kernel(module: str, name: str) -> Any:
     return getattr(importlib.import_module(f"workbench.kernels.{module}"), name)
 
 
-def compile_kernel(fn: Any, pointers: dict[str, str], constexprs: dict[str, Any]) -> Any:
+def compile_kernel(fn: Any, pointers: dict[str, str], constexprs: dict[str, Any], num_warps: int = 4) -> Any:
     signature = {}
     for arg in fn.arg_names:
         if arg in constexprs:
@@ -40,14 +40,16 @@ def compile_kernel(fn: Any, pointers: dict[str, str], constexprs: dict[str, Any]
             signature[arg] = "fp32" if arg in FLOAT_SCALARS else "i32"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Triton 3.9 warns about the FP-fusion default
-        return triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=TARGET)
+        source = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
+        return triton.compile(source, target=TARGET, options={"num_warps": num_warps})
 
 
 CASES = {
     "rms_norm": (
         kernel("rms_norm", "rms_norm_kernel"),
         {"x_ptr": "*bf16", "w_ptr": "*bf16", "out_ptr": "*bf16"},
-        {"BLOCK_D": 2048},
+        {"BLOCK_D": 4096},
+        8,  # the launcher's choice for rows of 2049-8192
     ),
     "rotary": (
         kernel("rotary", "rotary_kernel"),
@@ -72,6 +74,15 @@ CASES = {
             "len_ptr": "*i32",
         },
         {"NUM_SPLITS": 8, "BLOCK_G": 16, "BLOCK_T": 64, "BLOCK_D": 64, "UPCAST": False},
+    ),
+    "decode_split_bf16_dh128": (
+        kernel("decode_attention", "split_kernel"),
+        {
+            **{p: "*bf16" for p in ("q_ptr", "k_ptr", "v_ptr", "out_ptr")},
+            **{p: "*fp32" for p in ("m_ptr", "l_ptr", "acc_ptr")},
+            "len_ptr": "*i32",
+        },
+        {"NUM_SPLITS": 64, "BLOCK_G": 16, "BLOCK_T": 64, "BLOCK_D": 128, "UPCAST": False},
     ),
     "decode_split_fp32_single": (
         kernel("decode_attention", "split_kernel"),
@@ -98,14 +109,14 @@ CASES = {
             "out_ptr": "*i64",
         },
         {"HAS_MASK": True, "BLOCK_V": 4096},
+        8,
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_compiles_for_sm90(case: str) -> None:
-    fn, pointers, constexprs = CASES[case]
-    compiled = compile_kernel(fn, pointers, constexprs)
+    compiled = compile_kernel(*CASES[case])
     assert len(compiled.asm["cubin"]) > 0
 
 
@@ -120,6 +131,5 @@ def test_compiling_still_works_after_interpreted_launches(tmp_path, monkeypatch)
     kw |= {"top_p": torch.tensor([0.9, 1.0]), "seed": torch.tensor([1, 2]), "step": 0, "bitmask": None}
     triton_ops.sample_tokens(logits, **kw)  # interpreted, calls helpers and tl.sum/tl.max
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))  # a cache hit would skip the front end
-    fn, pointers, constexprs = CASES["bitmask"]
-    compiled = compile_kernel(fn, pointers, constexprs)
+    compiled = compile_kernel(*CASES["bitmask"])
     assert len(compiled.asm["cubin"]) > 0
