@@ -11,7 +11,7 @@ import pytest
 
 from workbench.errors import ModelUnavailable, UsageError, WorkbenchError
 from workbench.models import local
-from workbench.models.base import GenerationRequest
+from workbench.models.base import GenerationRequest, Model
 from workbench.models.config import ContextLengthError, ModelLoadError, UnsupportedModelError
 from workbench.models.local import LocalModel
 from workbench.models.registry import resolve_model
@@ -137,10 +137,22 @@ def test_bad_requests(checkpoints):
 
 def test_registry_backends(checkpoints, tmp_path, monkeypatch):
     model = resolve_model({"local": str(checkpoints["qwen2"].path)})
-    assert isinstance(model, LocalModel) and model.name == "qwen2"
+    assert isinstance(model, LocalModel) and isinstance(model, Model) and model.name == "qwen2"
     assert resolve_model({"local": str(checkpoints["qwen2"].path)}) is model  # loaded once
     monkeypatch.setattr(local, "DEFAULT_MODEL_DIR", tmp_path / "empty")
     with pytest.raises(ModelUnavailable, match="built-in tiny model is not in this installation"):
         local._load_default()
     with pytest.raises(WorkbenchError):
         resolve_model({"local": str(tmp_path / "missing")})
+
+
+@pytest.mark.skipif(
+    not (local.DEFAULT_MODEL_DIR / "model.safetensors").exists(), reason="tiny model not built"
+)
+def test_default_model_loads_and_generates():
+    model = local._load_default()
+    assert model.name == "default" and model.tokenizer.eos_token_ids
+    [gen] = model.generate_sync(
+        [GenerationRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=8)]
+    )
+    assert gen.finish_reason in ("stop", "length") and gen.input_tokens > 0
