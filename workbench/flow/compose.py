@@ -137,6 +137,11 @@ def sequence(a: Flow, b: Flow) -> Flow:
         if wire.target.node is not None:
             flow.wires.append(Wire(_rename(wire.source, left), _rename(wire.target, left)))
     for wire in b.wires:
+        if wire.source.node is None and wire.source.port not in boundary:
+            raise FlowError(
+                f"cannot compose '{a.name}' >> '{b.name}': output '{wire.source.port}' of '{a.name}' "
+                "is not connected"
+            )
         source = boundary[wire.source.port] if wire.source.node is None else _rename(wire.source, right)
         flow.wires.append(Wire(source, _rename(wire.target, right)))
     builder.add_rails(a, left)
