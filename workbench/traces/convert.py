@@ -353,7 +353,8 @@ def _events_and_rails(
     ev: list[tuple[Any, ...]] = []
     dec: list[tuple[Any, ...]] = []
     rails: list[tuple[Any, ...]] = []
-    for s, a in zip(spans, attrs):
+    # Most spans have neither events nor a rail: find the few that do in one C-speed pass.
+    for s, a in [(s, a) for s, a in zip(spans, attrs) if s.events or RAIL in a]:
         if a.get(SPAN_KIND) == "GUARDRAIL" and RAIL in a:
             rails.append(
                 (

@@ -177,7 +177,14 @@ class TraceWriter(_BaseTracer):
         return span
 
     def _export(self, span: Span) -> None:
-        self._put(span)
+        # The hot path of every end_span: one append; the checks of _put only when needed.
+        q = self._queue
+        if len(q) < self._max_queue and not self._closing:
+            q.append(span)
+            if len(q) >= self._batch_size:
+                self._wake.set()
+        else:
+            self._put(span)
 
     def record(self, span: Span) -> None:
         """Store an already-ended span as it is, its times kept (profiler events, imports)."""
