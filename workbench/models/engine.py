@@ -144,7 +144,7 @@ class Engine:
         return ids
 
     # ---- the loop -----------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def run(self, jobs: list[Job]) -> list[Generation]:
         """Generate for every job in one batch; events go to each job's ``on_event`` as tokens come."""
         bsz = len(jobs)

@@ -33,6 +33,11 @@ from workbench.models.ops import apply_rotary, rms_norm, rotary_cos_sin, silu_an
 __all__ = ["Transformer", "decode_one_token", "expected_weight_shapes", "fuse_checkpoint", "prefill"]
 
 
+def linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` without nn.Module's call machinery (hooks we never use; ~2 us a call)."""
+    return F.linear(x, layer.weight, layer.bias)
+
+
 class RMSNorm(nn.Module):
     """x / sqrt(mean(x^2) + eps) * weight over the last dimension."""
 
@@ -63,13 +68,15 @@ class Attention(nn.Module):
 
     def _qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         bsz, seq, _ = x.shape
-        heads = self.qkv_proj(x).view(bsz, seq, -1, self.head_dim).transpose(1, 2)  # [B,Hq+2Hkv,T,Dh]
-        qk, v = heads.split([self.n_heads + self.n_kv, self.n_kv], dim=1)  # [B,Hq+Hkv,T,Dh], [B,Hkv,T,Dh]
+        heads = linear(self.qkv_proj, x).view(bsz, seq, -1, self.head_dim).transpose(1, 2)  # [B,Hq+2Hkv,T,Dh]
+        qk, v = heads.split_with_sizes(
+            [self.n_heads + self.n_kv, self.n_kv], dim=1
+        )  # [B,Hq+Hkv,T,Dh], [B,Hkv,T,Dh]
         if self.q_norm is not None:  # Qwen3: RMSNorm per query head and per key head, before rotary
-            q, k = qk.split([self.n_heads, self.n_kv], dim=1)
-            qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=1)
+            q, k = qk.split_with_sizes([self.n_heads, self.n_kv], dim=1)
+            qk = torch.cat([self.q_norm.forward(q), self.k_norm.forward(k)], dim=1)
         qk = apply_rotary(qk, cos, sin)  # queries and keys rotate in one call, [B,Hq+Hkv,T,Dh]
-        q, k = qk.split([self.n_heads, self.n_kv], dim=1)  # [B,Hq,T,Dh], [B,Hkv,T,Dh]
+        q, k = qk.split_with_sizes([self.n_heads, self.n_kv], dim=1)  # [B,Hq,T,Dh], [B,Hkv,T,Dh]
         return q, k, v
 
     def prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -81,7 +88,7 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, scale=self.scale, enable_gqa=self.n_kv != self.n_heads
         )  # [B,Hq,T,Dh]
-        return self.o_proj(out.transpose(1, 2).reshape(bsz, seq, self.q_size))
+        return linear(self.o_proj, out.transpose(1, 2).reshape(bsz, seq, self.q_size))
 
     def decode(self, x, cos, sin, positions: torch.Tensor, cpu_mask: torch.Tensor | None) -> torch.Tensor:
         """x [B,1,D] at positions [B] -> [B,1,D]; writes K/V at ``positions`` first.
@@ -108,7 +115,7 @@ class Attention(nn.Module):
                 scale=self.scale,
                 enable_gqa=self.n_kv != self.n_heads,
             )  # [B,Hq,1,Dh]
-        return self.o_proj(out.reshape(bsz, 1, self.q_size))
+        return linear(self.o_proj, out.reshape(bsz, 1, self.q_size))
 
 
 class MLP(nn.Module):
@@ -121,8 +128,8 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(self.hidden, config.hidden_size, bias=config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).split(self.hidden, dim=-1)  # 2 x [B,T,I]
-        return self.down_proj(silu_and_mul(gate, up))
+        gate, up = linear(self.gate_up_proj, x).chunk(2, dim=-1)  # 2 x [B,T,I]
+        return linear(self.down_proj, silu_and_mul(gate, up))
 
 
 class Block(nn.Module):
@@ -137,12 +144,12 @@ class Block(nn.Module):
 
     def forward(self, x, cos, sin, positions: torch.Tensor | None, cpu_mask: torch.Tensor | None = None):
         """x [B,T,D] -> [B,T,D]; ``positions`` None means prefill, else decode at those positions."""
-        h = self.input_layernorm(x)
+        h = self.input_layernorm.forward(x)
         if positions is None:
             x = x + self.self_attn.prefill(h, cos, sin)
         else:
             x = x + self.self_attn.decode(h, cos, sin, positions, cpu_mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        return x + self.mlp.forward(self.post_attention_layernorm.forward(x))
 
 
 class Transformer(nn.Module):
@@ -202,10 +209,10 @@ class Transformer(nn.Module):
                 slots = torch.arange(filled)  # [T]
                 cpu_mask = (slots[None, :] < lengths[:, None])[:, None, None, :]  # [B,1,1,T]
         cos, sin = F.embedding(pos, self.rope_cos), F.embedding(pos, self.rope_sin)  # [B,T,Dh] each
-        x = self.embed_tokens(tokens)  # [B,T,D]
+        x = F.embedding(tokens, self.embed_tokens.weight)  # [B,T,D]
         for layer in self.layers:
-            x = layer(x, cos, sin, positions, cpu_mask)
-        return self.norm(x)
+            x = layer.forward(x, cos, sin, positions, cpu_mask)  # .forward: no hooks to run
+        return self.norm.forward(x)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits [B,T,V] for every position of a right-padded block (testing and scoring)."""
@@ -217,7 +224,7 @@ def prefill(model: Transformer, tokens: torch.Tensor, lengths: torch.Tensor) -> 
     """Run right-padded prompts tokens [B,T] (real lengths [B]); logits [B,V] of each last real token."""
     hidden = model.hidden_states(tokens)  # [B,T,D]
     last = hidden[torch.arange(tokens.shape[0], device=tokens.device), lengths - 1]  # [B,D]
-    return model.lm_head(last)  # [B,V]
+    return linear(model.lm_head, last)  # [B,V]
 
 
 def decode_one_token(
@@ -225,7 +232,7 @@ def decode_one_token(
 ) -> torch.Tensor:
     """Feed tokens [B] at positions [B]; logits [B,V] for the token after each."""
     hidden = model.hidden_states(tokens[:, None], positions, whole_cache)  # [B,1,D]
-    return model.lm_head(hidden[:, 0])  # [B,V]
+    return linear(model.lm_head, hidden[:, 0])  # [B,V]
 
 
 def expected_weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
