@@ -16,12 +16,17 @@ from .z3values import from_model
 __all__ = ["confirm", "default_value", "model_value", "values_for"]
 
 
-def model_value(path: str, typ: Type, model: z3.ModelRef, term_of: Any) -> Any:
-    """The plain value of declared ``path`` in ``model``; ``term_of(leaf_path)`` gives
-    the Z3 term of a leaf. Records come back as dicts, enums as str."""
+def model_value(path: str, typ: Type, model_for: Any, term_of: Any, override: Mapping[str, Any]) -> Any:
+    """The plain value of declared ``path``; ``model_for(leaf)`` gives the model that
+    holds a leaf and ``term_of(leaf)`` its Z3 term. Records come back as dicts, enums
+    as str; ``override`` gives the values of some leaves directly."""
     if isinstance(typ, Record):
-        return {key: model_value(f"{path}.{key}", sub, model, term_of) for key, sub in typ.fields}
-    term = term_of(path)
+        return {
+            key: model_value(f"{path}.{key}", sub, model_for, term_of, override) for key, sub in typ.fields
+        }
+    if path in override:
+        return override[path]
+    term, model = term_of(path), model_for(path)
     if isinstance(typ, List):
         if z3.is_int(term):
             n = model.eval(term, model_completion=True).as_long()

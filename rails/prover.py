@@ -32,6 +32,7 @@ Statuses, in the order they are decided:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +89,15 @@ class _Hyp:
     literal: z3.BoolRef
     rail: Rail | None = None
     bind: Mapping[str, str] | None = None
+    beyond_length: frozenset[str] = frozenset()  # string leaves used other than by len()
     cache: tuple[int, z3.BoolRef, tuple[str, ...]] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class _Goal:
+    formula: z3.BoolRef
+    leaves: frozenset[str]
+    beyond_length: frozenset[str]
 
 
 class Prover:
@@ -119,9 +128,10 @@ class Prover:
         leaves: list[str] = []
         self._declare_leaves(path, path, typ, leaves)
         for leaf in leaves:  # one fact per leaf, so a query only pulls in the leaves it needs
-            self._add(
-                f"type:{leaf}", "type", frozenset({leaf}), self._type_builder(leaf), label=f"type:{path}"
-            )
+            typ = self._leaves[leaf].typ
+            beyond = frozenset({leaf}) if isinstance(typ, Str) and typ.pattern is not None else frozenset()
+            build = self._type_builder(leaf)
+            self._add(f"type:{leaf}", "type", frozenset({leaf}), build, label=f"type:{path}", beyond=beyond)
 
     def _type_builder(self, leaf: str) -> Callable[[], tuple[z3.BoolRef, list[str]]]:
         def build() -> tuple[z3.BoolRef, list[str]]:
@@ -242,15 +252,26 @@ class Prover:
         leaves = self._rail_leaves(rail, bind)
         if label in self._hyps or label.startswith(("type:", "wire:")):
             raise UsageError(f"hypothesis label {label!r} is used twice or reserved")
-        self._add(label, "assume", leaves, lambda: self._translate(rail, bind), rail=rail, bind=bind)
+        beyond = _bound_paths(rail.strings_beyond_length(), bind)
+        build = lambda: self._translate(rail, bind)
+        self._add(label, "assume", leaves, build, rail=rail, bind=bind, beyond=beyond)
 
     def _add(
-        self, key: str, kind: str, leaves: frozenset[str], build, *, label=None, rail=None, bind=None
+        self,
+        key: str,
+        kind: str,
+        leaves: frozenset[str],
+        build: Callable[[], tuple[z3.BoolRef, list[str]]],
+        *,
+        label: str | None = None,
+        rail: Rail | None = None,
+        bind: Mapping[str, str] | None = None,
+        beyond: frozenset[str] = frozenset(),
     ) -> None:
         if key in self._hyps:
             raise UsageError(f"hypothesis label {key!r} is used twice")
         literal = z3.Bool(f"[{key}]", self.ctx)
-        self._hyps[key] = _Hyp(key, label or key, kind, leaves, build, literal, rail, bind)
+        self._hyps[key] = _Hyp(key, label or key, kind, leaves, build, literal, rail, bind, beyond)
 
     def _formula(self, hyp: _Hyp) -> tuple[z3.BoolRef, tuple[str, ...]]:
         if hyp.cache is None or hyp.cache[0] != self._epoch:
@@ -364,19 +385,21 @@ class Prover:
             (label, kind, r, z3.And(*fs) if len(fs) > 1 else fs[0]) for label, (kind, r, fs) in merged.items()
         ]
 
-    def _solver(self, hyps: list[_Hyp]) -> tuple[z3.Solver, list[_Hyp]]:
-        """A solver holding ``literal -> formula`` for each distinct formula. Wired
-        chains repeat the same rail over the same variables; one copy (under the first
-        label) is enough and keeps the solver small."""
-        solver = z3.Solver(ctx=self.ctx)
-        solver.set("timeout", self.timeout_ms)
-        distinct: dict[int, _Hyp] = {}
-        for h in hyps:
-            formula = self._formula(h)[0]
-            if formula.get_id() not in distinct and not z3.is_true(formula):
-                distinct[formula.get_id()] = h
-                solver.add(z3.Implies(h.literal, formula))
-        return solver, list(distinct.values())
+    def _query(self, hyps: list[_Hyp], goal: _Goal | None = None, plain: bool = False) -> _Query:
+        """A solver for one question over ``hyps`` (and a goal, behind literals).
+
+        Strings used only through ``len()`` and ``max_len`` in this question become
+        integers (see ``_Query``)."""
+        strings = {
+            self._find(leaf) for h in hyps for leaf in h.leaves if isinstance(self._leaves[leaf].typ, Str)
+        }
+        beyond = {self._find(leaf) for h in hyps for leaf in h.beyond_length}
+        if goal is not None:
+            strings |= {self._find(leaf) for leaf in goal.leaves if isinstance(self._leaves[leaf].typ, Str)}
+            beyond |= {self._find(leaf) for leaf in goal.beyond_length}
+        only_length = [self._leaves[root].term for root in sorted(strings - beyond)]
+        formulas = [(h, self._formula(h)[0]) for h in hyps]
+        return _Query(self.ctx, self.timeout_ms, formulas, goal.formula if goal else None, plain, only_length)
 
     # -- queries ------------------------------------------------------------------------
     def prove(
@@ -394,69 +417,124 @@ class Prover:
             goal, abstractions = self._translate(rail, bind)
         except (UnsupportedRail, ValueNotRepresentable) as exc:
             return ProofResult("unsupported", reason=str(exc))
-        solver, hyps = self._solver(self._cone(leaves, active))
-        lits = [h.literal for h in hyps]
-        by_id = {h.literal.get_id(): h.label for h in hyps}
+        cone = self._cone(leaves, active)
+        # Fast questions first, on a plain solver (hypotheses asserted, so Z3 may solve
+        # equalities away); labelled literals, for cores, only once the answer is unsat.
+        beyond = _bound_paths(rail.strings_beyond_length(), bind)
+        target = _Goal(goal, leaves, beyond)
+        fast = self._query(cone, target, plain=True)
+        res = fast.check(fast.neg)
+        if res == z3.unknown:
+            return _unknown("implication", fast)
+        if res == z3.sat:
+            model = fast.solver.model()  # the counterexample, unless the rail conflicts
+            res = fast.check(fast.pos)
+            if res == z3.unknown:
+                return _unknown("rail with hypotheses", fast)
+            if res == z3.sat:
+                return self._enforced(rail, bind, leaves, cone, active, abstractions, model, fast.lengths)
+            return self._conflict(cone, target)
+        return self._proved_or_vacuous(cone, target)
+
+    def _labelled(self, cone: list[_Hyp], goal: _Goal) -> tuple[_Query, list[z3.BoolRef], Callable]:
+        query = self._query(cone, goal)
+        by_id = {h.literal.get_id(): h.label for h in query.hyps}
 
         def labels(core: list[z3.BoolRef]) -> tuple[str, ...]:
             return tuple(dict.fromkeys(by_id[c.get_id()] for c in core if c.get_id() in by_id))
 
-        def unknown(what: str) -> ProofResult:
-            return ProofResult("unsupported", reason=f"{what}: z3 says unknown ({solver.reason_unknown()})")
+        return query, [h.literal for h in query.hyps], labels
 
-        pos, neg = z3.Bool("[goal]", self.ctx), z3.Bool("[not goal]", self.ctx)
-        solver.add(z3.Implies(pos, goal), z3.Implies(neg, z3.Not(goal)))
-        # Implication first: most rails of a real flow end here (proved) or are enforced.
-        res = solver.check(*lits, neg)
+    def _conflict(self, cone: list[_Hyp], goal: _Goal) -> ProofResult:
+        query, lits, labels = self._labelled(cone, goal)
+        res = query.check(*lits, query.pos)
+        if res != z3.unsat:
+            return _unknown("rail with hypotheses (labelled)", query)
+        core = labels(_minimal_core(query, lits, [query.pos]))
+        return ProofResult("conflict", core=core, reason="no value passes the hypotheses and this rail")
+
+    def _proved_or_vacuous(self, cone: list[_Hyp], goal: _Goal) -> ProofResult:
+        query, lits, labels = self._labelled(cone, goal)
+        if query.check(*lits, query.neg) != z3.unsat:
+            return _unknown("implication (labelled)", query)
+        used = labels(list(query.solver.unsat_core()))
+        structural = [h.literal for h in query.hyps if h.kind != "assume"]
+        if query.check(*structural, query.neg) == z3.unsat:
+            return ProofResult("vacuous", reason="always true by types and wires alone")
+        res = query.check(*lits)
         if res == z3.unknown:
-            return unknown("implication")
+            return _unknown("hypotheses", query)
         if res == z3.unsat:
-            used = labels(list(solver.unsat_core()))
-            if solver.check(*[h.literal for h in hyps if h.kind != "assume"], neg) == z3.unsat:
-                return ProofResult("vacuous", reason="always true by types and wires alone")
-            res = solver.check(*lits)
-            if res == z3.unknown:
-                return unknown("hypotheses")
-            if res == z3.unsat:
-                core = labels(_minimal_core(solver, lits, []))
-                reason = "the hypotheses contradict each other: unreachable"
-                return ProofResult("vacuous", core=core, reason=reason)
-            return ProofResult("proved", core=used)
-        res = solver.check(*lits, pos)
-        if res == z3.unknown:
-            return unknown("rail with hypotheses")
-        if res == z3.unsat:
-            core = labels(_minimal_core(solver, lits, [pos]))
-            return ProofResult("conflict", core=core, reason="no value passes the hypotheses and this rail")
-        return self._enforced(rail, bind, goal, leaves, active, abstractions)
+            core = labels(_minimal_core(query, lits, []))
+            return ProofResult(
+                "vacuous", core=core, reason="the hypotheses contradict each other: unreachable"
+            )
+        return ProofResult("proved", core=used)
+
+    def _owners_of(self, hyp: _Hyp) -> set[str]:
+        return {self._leaves[leaf].owner for leaf in hyp.leaves}
 
     def _enforced(
         self,
         rail: Rail,
         bind: dict[str, str],
-        goal: z3.BoolRef,
         leaves: frozenset[str],
+        cone: list[_Hyp],
         active: list[_Hyp],
         abstractions: list[str],
+        model: z3.ModelRef,
+        lengths: dict[str, z3.ArithRef],
     ) -> ProofResult:
-        """A counterexample over whole declared records (every field satisfies its type
-        and the hypotheses on it), re-checked at runtime."""
-        solver, hyps = self._solver(self._cone(leaves, active, whole_paths=True))
-        solver.add(z3.Not(goal))
-        res = solver.check(*[h.literal for h in hyps])
-        if res != z3.sat:
-            why = "z3 says unknown" if res == z3.unknown else "unsat"
-            return ProofResult("enforced", reason=f"counterexample could not be completed ({why})")
-        model = solver.model()
-        owners = {self._leaves[leaf].owner for h in hyps for leaf in h.leaves}
+        """A counterexample over whole declared records, re-checked at runtime.
+
+        ``model`` covers the rail's cone. The other fields of the records it touches
+        share no variable with the cone, so their values come from a separate model of
+        their own cone (no goal): together they satisfy every hypothesis on them.
+        """
+        roots = {self._find(leaf) for h in cone for leaf in h.leaves} | {self._find(leaf) for leaf in leaves}
+        owners = {self._leaves[leaf].owner for h in cone for leaf in h.leaves}
         owners |= {self._leaves[leaf].owner for leaf in leaves}
+        missing = [
+            leaf
+            for leaf, info in self._leaves.items()
+            if info.owner in owners and self._find(leaf) not in roots
+        ]
+        rest: list[_Hyp] = []
+        other = model
+        if missing:
+            rest = self._cone(missing, active)
+            second = self._query(rest, plain=True)
+            res = second.check()
+            if res != z3.sat:
+                why = "z3 says unknown" if res == z3.unknown else "the other fields have no value"
+                return ProofResult("enforced", reason=f"counterexample could not be completed ({why})")
+            other = second.solver.model()
+            lengths = {**lengths, **second.lengths}
+
+        def model_for(leaf: str) -> z3.ModelRef:
+            return model if self._find(leaf) in roots else other
+
+        # strings the query only knew by their length: any string of that length will do
+        override = {}
+        for leaf in self._leaves:
+            n = lengths.get(str(self.term(leaf)))
+            if n is not None and self._leaves[leaf].owner in owners:
+                override[leaf] = "a" * model_for(leaf).eval(n, model_completion=True).as_long()
         paths = [p for p in self._declared if p in owners]
-        example = {p: model_value(p, self._declared[p], model, self.term) for p in paths}
-        assumed = [(h.label, h.rail, h.bind) for h in hyps if h.rail is not None and h.bind is not None]
-        problem = confirm(example, {p: self._declared[p] for p in paths}, assumed, rail, bind)
+        example = {p: model_value(p, self._declared[p], model_for, self.term, override) for p in paths}
+        # re-check every assumed rail whose ports are all in the example (the rest of the
+        # second cone holds by construction, on ports outside the example)
+        checked = [
+            (h.label, h.rail, h.bind)
+            for h in cone + rest
+            if h.rail is not None
+            and h.bind is not None
+            and {self._leaves[x].owner for x in h.leaves} <= owners
+        ]
+        problem = confirm(example, {p: self._declared[p] for p in paths}, checked, rail, bind)
         if problem is None:
             return ProofResult("enforced", counterexample=example, checked=True)
-        leaning = [a for h in hyps for a in self._formula(h)[1]] + list(abstractions)
+        leaning = [a for h in cone + rest for a in self._formula(h)[1]] + list(abstractions)
         if leaning:
             return ProofResult("unsupported", counterexample=example, reason=f"{problem}; {leaning[0]}")
         return ProofResult("enforced", counterexample=example, checked=False, reason=problem)
@@ -509,17 +587,87 @@ class Prover:
         return out
 
 
-def _minimal_core(solver: z3.Solver, literals: list[z3.BoolRef], fixed: list[z3.BoolRef]) -> list[z3.BoolRef]:
+def _bound_paths(paths: Iterable[str], bind: Mapping[str, str]) -> frozenset[str]:
+    """Rail-side paths (``order.ticker``) as declared paths (``analyst.order.ticker``)."""
+    out = set()
+    for path in paths:
+        root, _, rest = path.partition(".")
+        out.add(f"{bind[root]}.{rest}" if rest else bind[root])
+    return frozenset(out)
+
+
+def _unknown(what: str, query: _Query) -> ProofResult:
+    reason = query.solver.reason_unknown()
+    return ProofResult("unsupported", reason=f"{what}: z3 says unknown ({reason})")
+
+
+def _minimal_core(query: _Query, literals: list[z3.BoolRef], fixed: list[z3.BoolRef]) -> list[z3.BoolRef]:
     """Deletion-based minimisation of the solver's last unsat core (each try timed out
     like every query; a try that cannot decide keeps the literal)."""
     ids = {x.get_id() for x in literals}
-    core = [c for c in solver.unsat_core() if c.get_id() in ids]
+    core = [c for c in query.solver.unsat_core() if c.get_id() in ids]
     i = 0
     while i < len(core):
         trial = core[:i] + core[i + 1 :]
-        if solver.check(*trial, *fixed) == z3.unsat:
-            keep = {c.get_id() for c in solver.unsat_core()}
+        if query.check(*trial, *fixed) == z3.unsat:
+            keep = {c.get_id() for c in query.solver.unsat_core()}
             core = [c for c in trial if c.get_id() in keep]
         else:
             i += 1
     return core
+
+
+class _Query:
+    """One solver for one question: each distinct hypothesis formula behind its literal,
+    the goal behind ``pos``/``neg``, and two guards.
+
+    - Strings used only through their length become integers: Z3's string solver can
+      take minutes (past its own timeout) to build a long witness string, e.g. for
+      ``len(news) > 1000``; an integer length has no such problem.
+    - Every check also has a watchdog that interrupts the context if Z3 overruns its
+      timeout, so no query can hang the process.
+    """
+
+    def __init__(
+        self,
+        ctx: z3.Context,
+        timeout_ms: int,
+        formulas: list[tuple[_Hyp, z3.BoolRef]],
+        goal: z3.BoolRef | None,
+        plain: bool = False,
+        only_length: list[z3.ExprRef] | None = None,
+    ) -> None:
+        self.ctx, self.timeout_ms = ctx, timeout_ms
+        self.solver = z3.Solver(ctx=ctx)
+        self.solver.set("timeout", timeout_ms)
+        distinct: dict[int, tuple[_Hyp, z3.BoolRef]] = {}
+        for h, f in formulas:
+            if f.get_id() not in distinct and not z3.is_true(f):
+                distinct[f.get_id()] = (h, f)
+        self.hyps = [h for h, _ in distinct.values()]
+        fs = [f for _, f in distinct.values()] + ([goal] if goal is not None else [])
+        only_length = only_length or []
+        self.lengths = {str(t): z3.Int(f"len({t})", ctx) for t in only_length}
+        if self.lengths:
+            subs = [(z3.Length(t), self.lengths[str(t)]) for t in only_length]
+            fs = [z3.substitute(f, *subs) for f in fs]
+        if goal is not None:
+            goal = fs.pop()
+        for h, f in zip(self.hyps, fs):
+            # plain: no cores wanted, so Z3 may solve equalities away (much faster)
+            self.solver.add(f if plain else z3.Implies(h.literal, f))
+        for n in self.lengths.values():
+            self.solver.add(n >= 0)
+        self.pos, self.neg = z3.Bool("[goal]", ctx), z3.Bool("[not goal]", ctx)
+        if goal is not None:
+            self.solver.add(z3.Implies(self.pos, goal), z3.Implies(self.neg, z3.Not(goal)))
+
+    def check(self, *literals: z3.BoolRef) -> z3.CheckSatResult:
+        """``solver.check`` under a watchdog (timeout + 50% + 0.5 s)."""
+        timer = threading.Timer(self.timeout_ms * 1.5 / 1000 + 0.5, self.ctx.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            return self.solver.check(*literals)
+        finally:
+            timer.cancel()

@@ -83,6 +83,21 @@ class Rail:
                 seen.setdefault(node.path, node)
         return list(seen.values())
 
+    def strings_beyond_length(self) -> frozenset[str]:
+        """Paths of string leaves the rail uses other than inside ``len()`` (the prover
+        models strings used only through their length as integers)."""
+        inside_len = {
+            id(arg)
+            for node in ir.walk(self.expr)
+            if isinstance(node, ir.Call) and node.fn == "len"
+            for arg in node.args
+        }
+        return frozenset(
+            node.path
+            for node in ir.walk(self.expr)
+            if isinstance(node, ir.Var) and node.sort == ir.STR and id(node) not in inside_len
+        )
+
     def to_z3(
         self, ctx: z3.Context, leaf: Callable[[ir.Var], z3.ExprRef], cache: dict | None = None
     ) -> tuple[z3.BoolRef, list[str]]:

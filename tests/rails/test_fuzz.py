@@ -38,7 +38,7 @@ def _exercise(text: str, scope: Scope, ctx: z3.Context) -> None:
 
 CTX = z3.Context()
 SETTINGS = settings(
-    max_examples=1500, deadline=500, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=1500, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
@@ -48,13 +48,13 @@ def test_token_soup_only_raises_rail_errors(scope: Scope, text: str) -> None:
     _exercise(text, scope, CTX)
 
 
-@settings(max_examples=1000, deadline=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=1000, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(max_size=40))
 def test_arbitrary_text_only_raises_rail_errors(scope: Scope, text: str) -> None:
     _exercise(text, scope, CTX)
 
 
-@settings(max_examples=300, deadline=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=30))
 def test_arbitrary_bytes_only_raise_rail_errors(scope: Scope, data: bytes) -> None:
     _exercise(data, scope, CTX)  # type: ignore[arg-type]
