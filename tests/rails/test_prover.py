@@ -245,3 +245,20 @@ def test_wires_between_int_and_float_and_between_enums() -> None:
     assert p.prove(parse_rail("o.qty < 6", scope), {"o": "b.in"}).status == "proved"
     result = p.prove(parse_rail("o.qty != 2", scope), {"o": "b.in"})
     assert result.status == "enforced" and result.counterexample["a.out"]["qty"] == 2
+
+
+def test_long_strings_known_by_length_are_fast() -> None:
+    """Z3's string solver can run for minutes building a 1001-character witness; a
+    string used only through len() and max_len is an integer to the prover."""
+    import time
+
+    p = Prover(timeout_ms=2000)
+    p.declare("news", Str(max_len=2000))
+    scope = Scope({"news": Str()})
+    start = time.perf_counter()
+    result = p.prove(parse_rail("len(news) <= 1000", scope), {"news": "news"})
+    assert result.status == "enforced" and result.checked
+    assert 1000 < len(result.counterexample["news"]) <= 2000
+    p.assume(parse_rail("len(news) < 500", scope), {"news": "news"}, "short")
+    assert p.prove(parse_rail("len(news) <= 1000", scope), {"news": "news"}).status == "proved"
+    assert time.perf_counter() - start < 5
