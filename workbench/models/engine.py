@@ -194,10 +194,13 @@ class Engine:
                     self._accept(job, chosen[row], lp, budgets[row])
             if all(j.finish_reason for j in jobs):
                 break
-            active = torch.tensor([j.finish_reason is None for j in jobs], device=dev)
             logits = self._step(tokens, positions)
-            # finished rows stay where they are: they rewrite one slot instead of running off the cache
-            positions = torch.where(active, positions + 1, positions)
+            if any(j.finish_reason for j in jobs):
+                # finished rows stay where they are: they rewrite one slot instead of running off the cache
+                active = torch.tensor([j.finish_reason is None for j in jobs], device=dev)
+                positions = torch.where(active, positions + 1, positions)
+            else:
+                positions = positions + 1
             step += 1
         return [j.result() for j in jobs]
 
