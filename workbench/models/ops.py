@@ -8,14 +8,15 @@ the 2-core dev machine, one thread, one decode row):
 
     op                     kernels reference   here
     rms_norm (fp32)        ~17 us              ~11 us   torch.nn.functional.rms_norm
+    apply_rotary           ~10 calls           4 calls  roll + addcmul (same maths, see below)
     decode attention       ~100-280 us         ~15 us   scaled_dot_product_attention (llama.py)
 
-Everything else (rotary tables and rotation, SiLU-and-multiply, sampling, bitmasks) is the
-kernels' maths on every device; on CPU this module calls ``workbench.kernels.reference``
-directly, deciding the device once here instead of in the kernels' per-call dispatch (which
-reads an environment variable on every call: ~1 us, times ~40 calls a token). Half-precision
-RMSNorm on CPU stays on the reference, whose fp32-then-cast order matches Hugging Face's
-rounding exactly.
+SiLU-and-multiply, rotary tables, sampling and bitmasks are the kernels' own code on every
+device; on CPU this module calls ``workbench.kernels.reference`` directly, deciding the device
+once here instead of in the kernels' per-call dispatch (which reads an environment variable on
+every call). Half-precision RMSNorm on CPU stays on the reference, whose fp32-then-cast order
+matches Hugging Face's rounding exactly. The parity tests (tests/models/test_parity.py) hold
+the CPU path to transformers' logits.
 """
 
 from __future__ import annotations
