@@ -10,7 +10,9 @@ all), cycling through notional caps (non-linear: qty * price), restricted lists,
     python benchmarks/bench_check.py [--nodes 50] [--rails 100] [--repeat 3] [--profile]
 
 Prints the time of each phase (parse the flow file, verify) and of the whole command in
-process (``workbench check FILE --json``), best of ``--repeat`` runs, and the statuses.
+process (``workbench check FILE --json``), best of ``--repeat`` runs (wall and CPU
+seconds: on a shared machine CPU time is the steadier figure), and the statuses. The
+goal is judged on the command's best wall time.
 """
 
 from __future__ import annotations
@@ -100,12 +102,18 @@ def flow_text(nodes: int = 50, rails: int = 100) -> str:
     return "\n".join(lines) + "\n"
 
 
-def best_of(fn, repeat: int) -> tuple[float, list[float], object]:
-    times, result = [], None
+CPU: dict[str, float] = {}  # best CPU seconds per phase (the machine is shared: wall time is noisy)
+
+
+def best_of(fn, repeat: int, phase: str = "") -> tuple[float, list[float], object]:
+    times, cpu, result = [], [], None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = fn()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    if phase:
+        CPU[phase] = min(cpu)
     return min(times), times, result
 
 
@@ -166,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     text = flow_text(args.nodes, args.rails)
     load_s, _, flow = best_of(lambda: loads(text), args.repeat)
     assert len(flow.nodes) == args.nodes and len(flow.rails) == args.rails
-    verify_s, verify_all, report = best_of(lambda: verify(flow), args.repeat)
+    verify_s, verify_all, report = best_of(lambda: verify(flow), args.repeat, "verify")
     assert not report.errors, report.errors
     counts = Counter(r.status for r in report.rails)
 
@@ -178,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.redirect_stdout(io.StringIO()):
                 return cli_main(["check", str(path), "--json"])
 
-        cli_s, cli_all, code = best_of(command, args.repeat)
+        cli_s, cli_all, code = best_of(command, args.repeat, "check")
     assert code == 0, f"workbench check exited {code}"
 
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}")
@@ -187,11 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"parse flow file:            {load_s * 1000:8.1f} ms")
     print(
         f"verify(flow):               {verify_s * 1000:8.1f} ms  "
-        f"(runs: {', '.join(f'{t:.2f}' for t in verify_all)} s; median {statistics.median(verify_all):.2f} s)"
+        f"(runs: {', '.join(f'{t:.2f}' for t in verify_all)} s; median {statistics.median(verify_all):.2f} s;"
+        f" CPU {CPU['verify']:.2f} s)"
     )
     print(
         f"workbench check FILE --json: {cli_s * 1000:7.1f} ms  "
-        f"(runs: {', '.join(f'{t:.2f}' for t in cli_all)} s; in process, best of {args.repeat})"
+        f"(runs: {', '.join(f'{t:.2f}' for t in cli_all)} s; CPU {CPU['check']:.2f} s; in process,"
+        f" best of {args.repeat})"
     )
     met = cli_s <= GOAL_S
     verdict = "met" if met else f"missed by {cli_s - GOAL_S:.2f} s ({cli_s / GOAL_S:.1f}x the goal)"
