@@ -516,9 +516,9 @@ class Prover:
 
         # strings the query only knew by their length: any string of that length will do
         override = {}
-        for leaf in self._leaves:
-            n = lengths.get(str(self.term(leaf)))
-            if n is not None and self._leaves[leaf].owner in owners:
+        for leaf, info in self._leaves.items() if lengths else ():
+            n = lengths.get(self._find(leaf))  # keyed by the root leaf, the variable's name
+            if n is not None and info.owner in owners:
                 override[leaf] = "a" * model_for(leaf).eval(n, model_completion=True).as_long()
         paths = [p for p in self._declared if p in owners]
         example = {p: model_value(p, self._declared[p], model_for, self.term, override) for p in paths}
@@ -647,9 +647,9 @@ class _Query:
         self.hyps = [h for h, _ in distinct.values()]
         fs = [f for _, f in distinct.values()] + ([goal] if goal is not None else [])
         only_length = only_length or []
-        self.lengths = {str(t): z3.Int(f"len({t})", ctx) for t in only_length}
+        self.lengths = {t.decl().name(): z3.Int(f"len({t.decl().name()})", ctx) for t in only_length}
         if self.lengths:
-            subs = [(z3.Length(t), self.lengths[str(t)]) for t in only_length]
+            subs = [(z3.Length(t), self.lengths[t.decl().name()]) for t in only_length]
             fs = [z3.substitute(f, *subs) for f in fs]
         if goal is not None:
             goal = fs.pop()
