@@ -137,6 +137,40 @@ def values_for(typ: Type) -> st.SearchStrategy[Any]:
     return near | json_scalars
 
 
+def valid_values(typ: Type) -> st.SearchStrategy[Any]:
+    """Values that fit ``typ`` (where its bounds leave room for one)."""
+    if isinstance(typ, Bool):
+        return st.booleans()
+    if isinstance(typ, Int):
+        lo = typ.ge if typ.ge is not None else -1000
+        return st.integers(lo, typ.le if typ.le is not None else max(lo, 0) + 1000)
+    if isinstance(typ, Float):
+        lower = max(
+            [(b, excl) for b, excl in ((typ.ge, False), (typ.gt, True)) if b is not None], default=None
+        )
+        upper = min(
+            [(b, not excl) for b, excl in ((typ.le, False), (typ.lt, True)) if b is not None], default=None
+        )
+        lo, lo_excl = lower if lower else (None, False)
+        hi, hi_excl = (upper[0], not upper[1]) if upper else (None, False)
+        if lo is not None and hi is not None and (lo > hi or (lo == hi and (lo_excl or hi_excl))):
+            return values_for(typ)  # no value fits: near ones only
+        return st.floats(
+            lo, hi, exclude_min=lo_excl, exclude_max=hi_excl, allow_nan=False, allow_infinity=False
+        )
+    if isinstance(typ, Str):
+        if typ.pattern is None:
+            return st.text(max_size=typ.max_len if typ.max_len is not None else 8)
+        found = st.from_regex(typ.pattern, fullmatch=True)
+        return found if typ.max_len is None else found.map(lambda text: text[: typ.max_len])
+    if isinstance(typ, Enum):
+        return st.sampled_from(typ.values)
+    if isinstance(typ, List):
+        return st.lists(valid_values(typ.item), max_size=3 if typ.max_items is None else typ.max_items)
+    assert isinstance(typ, Record)
+    return st.fixed_dictionaries({key: valid_values(sub) for key, sub in typ.fields})
+
+
 @st.composite
 def _record_values(draw: st.DrawFn, typ: Record) -> dict[str, Any]:
     out = {key: draw(values_for(sub)) for key, sub in typ.fields}

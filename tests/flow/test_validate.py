@@ -181,6 +181,9 @@ def test_router_checks():
     assert problems(router_flow({"big": "v > 1"}, default="other")) == [
         "node 'route': default route 'other' is not an output port"
     ]
+    assert problems(router_flow({"big": "v > 1"}, default=["big"])) == [
+        "node 'route': default route '['big']' is not an output port"
+    ]
     assert problems(router_flow({"big": "v > 1"}, inputs={"v": int, "w": int})) == [
         "node 'route': a router takes exactly one input port, has 2"
     ]

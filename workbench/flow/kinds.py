@@ -83,7 +83,7 @@ def _check_router(node: Node, flow: Flow) -> list[str]:
         if not isinstance(cond, str):
             errors.append(f"node '{node.name}': the condition of route '{port}' must be a string")
     default = node.config.get("default")
-    if default is not None and default not in node.outputs:
+    if default is not None and (not isinstance(default, str) or default not in node.outputs):
         errors.append(f"node '{node.name}': default route '{default}' is not an output port")
     if len(node.inputs) == 1:
         (in_type,) = node.inputs.values()
