@@ -32,7 +32,6 @@ Statuses, in the order they are decided:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +45,7 @@ from . import ir
 from .counterexample import confirm, model_value
 from .feasible import FeasibleRange, feasible_range
 from .parser import sort_of_type
+from .query import Query, minimal_core
 from .rail import Rail, leaf_sort
 from .regex import UnsupportedRegex, to_z3
 from .z3terms import UnsupportedRail
@@ -385,11 +385,11 @@ class Prover:
             (label, kind, r, z3.And(*fs) if len(fs) > 1 else fs[0]) for label, (kind, r, fs) in merged.items()
         ]
 
-    def _query(self, hyps: list[_Hyp], goal: _Goal | None = None, plain: bool = False) -> _Query:
+    def _query(self, hyps: list[_Hyp], goal: _Goal | None = None, plain: bool = False) -> Query:
         """A solver for one question over ``hyps`` (and a goal, behind literals).
 
         Strings used only through ``len()`` and ``max_len`` in this question become
-        integers (see ``_Query``)."""
+        integers (see ``Query``)."""
         strings = {
             self._find(leaf) for h in hyps for leaf in h.leaves if isinstance(self._leaves[leaf].typ, Str)
         }
@@ -399,7 +399,7 @@ class Prover:
             beyond |= {self._find(leaf) for leaf in goal.beyond_length}
         only_length = [self._leaves[root].term for root in sorted(strings - beyond)]
         formulas = [(h, self._formula(h)[0]) for h in hyps]
-        return _Query(self.ctx, self.timeout_ms, formulas, goal.formula if goal else None, plain, only_length)
+        return Query(self.ctx, self.timeout_ms, formulas, goal.formula if goal else None, plain, only_length)
 
     # -- queries ------------------------------------------------------------------------
     def prove(
@@ -418,10 +418,9 @@ class Prover:
         except (UnsupportedRail, ValueNotRepresentable) as exc:
             return ProofResult("unsupported", reason=str(exc))
         cone = self._cone(leaves, active)
+        target = _Goal(goal, leaves, _bound_paths(rail.strings_beyond_length(), bind))
         # Fast questions first, on a plain solver (hypotheses asserted, so Z3 may solve
         # equalities away); labelled literals, for cores, only once the answer is unsat.
-        beyond = _bound_paths(rail.strings_beyond_length(), bind)
-        target = _Goal(goal, leaves, beyond)
         fast = self._query(cone, target, plain=True)
         res = fast.check(fast.neg)
         if res == z3.unknown:
@@ -436,7 +435,7 @@ class Prover:
             return self._conflict(cone, target)
         return self._proved_or_vacuous(cone, target)
 
-    def _labelled(self, cone: list[_Hyp], goal: _Goal) -> tuple[_Query, list[z3.BoolRef], Callable]:
+    def _labelled(self, cone: list[_Hyp], goal: _Goal) -> tuple[Query, list[z3.BoolRef], Callable]:
         query = self._query(cone, goal)
         by_id = {h.literal.get_id(): h.label for h in query.hyps}
 
@@ -450,25 +449,24 @@ class Prover:
         res = query.check(*lits, query.pos)
         if res != z3.unsat:
             return _unknown("rail with hypotheses (labelled)", query)
-        core = labels(_minimal_core(query, lits, [query.pos]))
+        core = labels(minimal_core(query, lits, [query.pos]))
         return ProofResult("conflict", core=core, reason="no value passes the hypotheses and this rail")
 
     def _proved_or_vacuous(self, cone: list[_Hyp], goal: _Goal) -> ProofResult:
+        """The hypotheses imply the rail: say why (types alone, unreachable, or a proof)."""
         query, lits, labels = self._labelled(cone, goal)
         if query.check(*lits, query.neg) != z3.unsat:
             return _unknown("implication (labelled)", query)
         used = labels(list(query.solver.unsat_core()))
-        structural = [h.literal for h in query.hyps if h.kind != "assume"]
-        if query.check(*structural, query.neg) == z3.unsat:
+        if query.check(*[h.literal for h in query.hyps if h.kind != "assume"], query.neg) == z3.unsat:
             return ProofResult("vacuous", reason="always true by types and wires alone")
         res = query.check(*lits)
         if res == z3.unknown:
             return _unknown("hypotheses", query)
         if res == z3.unsat:
-            core = labels(_minimal_core(query, lits, []))
-            return ProofResult(
-                "vacuous", core=core, reason="the hypotheses contradict each other: unreachable"
-            )
+            core = labels(minimal_core(query, lits, []))
+            reason = "the hypotheses contradict each other: unreachable"
+            return ProofResult("vacuous", core=core, reason=reason)
         return ProofResult("proved", core=used)
 
     def _owners_of(self, hyp: _Hyp) -> set[str]:
@@ -596,78 +594,6 @@ def _bound_paths(paths: Iterable[str], bind: Mapping[str, str]) -> frozenset[str
     return frozenset(out)
 
 
-def _unknown(what: str, query: _Query) -> ProofResult:
+def _unknown(what: str, query: Query) -> ProofResult:
     reason = query.solver.reason_unknown()
     return ProofResult("unsupported", reason=f"{what}: z3 says unknown ({reason})")
-
-
-def _minimal_core(query: _Query, literals: list[z3.BoolRef], fixed: list[z3.BoolRef]) -> list[z3.BoolRef]:
-    """Deletion-based minimisation of the solver's last unsat core (each try timed out
-    like every query; a try that cannot decide keeps the literal)."""
-    ids = {x.get_id() for x in literals}
-    core = [c for c in query.solver.unsat_core() if c.get_id() in ids]
-    i = 0
-    while i < len(core):
-        trial = core[:i] + core[i + 1 :]
-        if query.check(*trial, *fixed) == z3.unsat:
-            keep = {c.get_id() for c in query.solver.unsat_core()}
-            core = [c for c in trial if c.get_id() in keep]
-        else:
-            i += 1
-    return core
-
-
-class _Query:
-    """One solver for one question: each distinct hypothesis formula behind its literal,
-    the goal behind ``pos``/``neg``, and two guards.
-
-    - Strings used only through their length become integers: Z3's string solver can
-      take minutes (past its own timeout) to build a long witness string, e.g. for
-      ``len(news) > 1000``; an integer length has no such problem.
-    - Every check also has a watchdog that interrupts the context if Z3 overruns its
-      timeout, so no query can hang the process.
-    """
-
-    def __init__(
-        self,
-        ctx: z3.Context,
-        timeout_ms: int,
-        formulas: list[tuple[_Hyp, z3.BoolRef]],
-        goal: z3.BoolRef | None,
-        plain: bool = False,
-        only_length: list[z3.ExprRef] | None = None,
-    ) -> None:
-        self.ctx, self.timeout_ms = ctx, timeout_ms
-        self.solver = z3.Solver(ctx=ctx)
-        self.solver.set("timeout", timeout_ms)
-        distinct: dict[int, tuple[_Hyp, z3.BoolRef]] = {}
-        for h, f in formulas:
-            if f.get_id() not in distinct and not z3.is_true(f):
-                distinct[f.get_id()] = (h, f)
-        self.hyps = [h for h, _ in distinct.values()]
-        fs = [f for _, f in distinct.values()] + ([goal] if goal is not None else [])
-        only_length = only_length or []
-        self.lengths = {t.decl().name(): z3.Int(f"len({t.decl().name()})", ctx) for t in only_length}
-        if self.lengths:
-            subs = [(z3.Length(t), self.lengths[t.decl().name()]) for t in only_length]
-            fs = [z3.substitute(f, *subs) for f in fs]
-        if goal is not None:
-            goal = fs.pop()
-        for h, f in zip(self.hyps, fs):
-            # plain: no cores wanted, so Z3 may solve equalities away (much faster)
-            self.solver.add(f if plain else z3.Implies(h.literal, f))
-        for n in self.lengths.values():
-            self.solver.add(n >= 0)
-        self.pos, self.neg = z3.Bool("[goal]", ctx), z3.Bool("[not goal]", ctx)
-        if goal is not None:
-            self.solver.add(z3.Implies(self.pos, goal), z3.Implies(self.neg, z3.Not(goal)))
-
-    def check(self, *literals: z3.BoolRef) -> z3.CheckSatResult:
-        """``solver.check`` under a watchdog (timeout + 50% + 0.5 s)."""
-        timer = threading.Timer(self.timeout_ms * 1.5 / 1000 + 0.5, self.ctx.interrupt)
-        timer.daemon = True
-        timer.start()
-        try:
-            return self.solver.check(*literals)
-        finally:
-            timer.cancel()
