@@ -595,3 +595,25 @@ def test_loaded_errors_name_the_path(tmp_path):
     with pytest.raises(FlowError) as info:
         load(path)
     assert str(info.value).startswith(f"{path}:3:28: node 'n' input 'a': unknown type name 'nope'")
+
+
+def test_a_flow_that_includes_itself_is_refused(tmp_path):
+    (tmp_path / "a.flow.yaml").write_text(
+        "flow: a\nnodes:\n  b: {kind: flow, flow: b.flow.yaml}\n", encoding="utf-8"
+    )
+    (tmp_path / "b.flow.yaml").write_text(
+        "flow: b\nnodes:\n  a: {kind: flow, flow: a.flow.yaml}\n", encoding="utf-8"
+    )
+    with pytest.raises(FlowSyntaxError) as info:
+        load(tmp_path / "a.flow.yaml")
+    a, b = (tmp_path / "a.flow.yaml").resolve(), (tmp_path / "b.flow.yaml").resolve()
+    assert str(info.value) == (
+        f"{tmp_path / 'a.flow.yaml'}: the flow includes itself as a sub-flow ({a} -> {b} -> {a})"
+    )
+    # the same file twice side by side is fine
+    (tmp_path / "c.flow.yaml").write_text(
+        "flow: c\nnodes:\n  x: {kind: flow, flow: d.flow.yaml}\n  y: {kind: flow, flow: d.flow.yaml}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "d.flow.yaml").write_text("flow: d\n", encoding="utf-8")
+    assert list(load(tmp_path / "c.flow.yaml").nodes) == ["x", "y"]

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -382,7 +383,18 @@ def load(path: str | Path) -> Flow:
         raise FlowSyntaxError("no such file", source=str(path)) from None
     except OSError as exc:
         raise FlowSyntaxError(f"cannot read the file: {exc.strerror}", source=str(path)) from None
-    return loads(data, source=str(path), base_dir=path.parent)
+    chain = _LOADING.get()  # the files whose sub-flows are being loaded, outermost first
+    if path.resolve() in chain:
+        names = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise FlowSyntaxError(f"the flow includes itself as a sub-flow ({names})", source=str(path))
+    token = _LOADING.set((*chain, path.resolve()))
+    try:
+        return loads(data, source=str(path), base_dir=path.parent)
+    finally:
+        _LOADING.reset(token)
+
+
+_LOADING: ContextVar[tuple[Path, ...]] = ContextVar("workbench_flow_loading", default=())
 
 
 # -- saving -------------------------------------------------------------------------------
