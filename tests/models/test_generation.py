@@ -186,3 +186,44 @@ def test_leaving_a_stream_early_keeps_the_model_usable(model):
 
     [gen] = asyncio.run(main())
     assert gen.output_tokens == 4
+
+
+class BrokenState:
+    """Allows everything and raises on its third ``advance``."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def allowed_tokens(self) -> None:
+        return None
+
+    def advance(self, token_id: int) -> None:
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("constraint broke")
+
+    def is_finished(self) -> bool:
+        return False
+
+
+class Broken:
+    """A constraint whose states break mid-sequence."""
+
+    def start(self, tokenizer: Tokenizer) -> ConstraintState:
+        return BrokenState()
+
+
+def test_a_raising_constraint_fails_only_its_request(model):
+    good = GenerationRequest(prompt="hello", max_tokens=6)
+    bad = GenerationRequest(prompt="hello", max_tokens=6, constraint=Broken())
+    with pytest.raises(RuntimeError, match="constraint broke"):
+        model.generate_sync([good, bad])
+
+    async def main():
+        return await asyncio.gather(model.generate([good]), model.generate([bad]), return_exceptions=True)
+
+    ok, failed = asyncio.run(main())
+    assert ok[0].output_tokens == 6 and ok[0].token_ids == greedy(model, "hello", 6).token_ids
+    assert isinstance(failed, RuntimeError)
+    with pytest.raises(RuntimeError, match="constraint broke"):
+        asyncio.run(_collect(model, bad))

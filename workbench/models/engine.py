@@ -10,6 +10,10 @@ position) until every row is done: static shapes, no cache shuffling.
 Finish reasons: ``constraint`` (the constraint's state reports finished after the token, or
 allows no token at all), ``stop`` (an EOS token, or a stop string: the text ends before it),
 ``length`` (``max_tokens`` reached, or the context window is full).
+
+A constraint that raises (in ``start``, ``allowed_tokens``, ``advance`` or ``is_finished``) or
+returns a malformed mask fails only its own sequence: the job gets ``error`` set and finish
+reason ``error``, and the rest of the batch carries on.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class Job:
     sampled: int = 0
     finish_reason: str | None = None
     cancelled: bool = False  # set by the caller who stopped listening; the row stops quietly
+    error: BaseException | None = None  # what its constraint raised; the job failed alone
     state: ConstraintState | None = None
     detok: IncrementalText | None = None
 
@@ -154,11 +159,16 @@ class Engine:
         for job in jobs:
             job.detok = IncrementalText(self.tokenizer)
             if job.request.constraint is not None:
-                job.state = job.request.constraint.start(self.tokenizer)
+                try:
+                    job.state = job.request.constraint.start(self.tokenizer)
+                except Exception as exc:
+                    self._fail(job, exc)
         for job, budget in zip(jobs, budgets):
+            if job.finish_reason:
+                continue
             if budget == 0:
                 self._finish(job, "length", None)
-            elif job.state is not None and job.state.is_finished():
+            elif job.state is not None and self._constraint_done(job):
                 self._finish(job, "constraint", None)
         if all(j.finish_reason for j in jobs):
             return [j.result() for j in jobs]
@@ -237,7 +247,13 @@ class Engine:
 
     def _bitmask(self, jobs: list[Job]) -> torch.Tensor | None:
         """[B, ceil(V/32)] int32 allowed-token bits, or None when no row is constrained."""
-        rows = [j.state.allowed_tokens() if j.state and j.finish_reason is None else None for j in jobs]
+        rows = []
+        for job in jobs:
+            try:
+                rows.append(job.state.allowed_tokens() if job.state and job.finish_reason is None else None)
+            except Exception as exc:
+                self._fail(job, exc)
+                rows.append(None)
         if all(r is None for r in rows):
             return None
         mask = np.full((len(jobs), self.words), -1, dtype=np.int32)  # -1: all 32 bits set
@@ -246,7 +262,11 @@ class Engine:
                 continue
             if isinstance(allowed, torch.Tensor):
                 allowed = allowed.detach().cpu().numpy()
-            words = np.asarray(allowed, dtype=np.int64).astype(np.int32).reshape(-1)[: self.words]
+            try:  # int64 first: a uint32 word with its top bit set must wrap, not overflow
+                words = np.asarray(allowed, dtype=np.int64).astype(np.int32).reshape(-1)[: self.words]
+            except (TypeError, ValueError) as exc:
+                self._fail(jobs[i], ValueError(f"constraint returned a malformed token mask: {exc}"))
+                continue
             mask[i] = 0  # tokens past the constraint's vocabulary (padding rows of the head) stay banned
             mask[i, : words.size] = words
             if not mask[i].any():
@@ -258,8 +278,15 @@ class Engine:
     def _accept(self, job: Job, token: int, logprob: float | None, budget: int) -> None:
         job.sampled += 1
         if job.state is not None:
-            job.state.advance(token)
-            if job.state.is_finished():
+            try:
+                job.state.advance(token)
+            except Exception as exc:
+                self._fail(job, exc)
+                return
+            done = self._constraint_done(job)
+            if job.error is not None:
+                return
+            if done:
                 if token not in self.eos:
                     self._add_token(job, token, logprob)
                 self._finish(job, "constraint", token, logprob)
@@ -294,6 +321,17 @@ class Engine:
         job.emitted = max(job.emitted, end)
         if job.on_event is not None:
             job.on_event(TokenEvent(token_id=token, text=piece, logprob=logprob, finish_reason=finish))
+
+    def _constraint_done(self, job: Job) -> bool:
+        """``job.state.is_finished()``; a raising constraint fails the job (and counts as done)."""
+        try:
+            return bool(job.state.is_finished())
+        except Exception as exc:
+            self._fail(job, exc)
+            return False
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        job.error, job.finish_reason = exc, "error"
 
     def _finish(self, job: Job, reason: str, token: int | None, logprob: float | None = None) -> None:
         job.finish_reason = reason

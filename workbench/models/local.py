@@ -187,7 +187,11 @@ class LocalModel:
         """Blocking generate in the calling thread, as one batch (scripts, benchmarks)."""
         jobs = [Job(request=r, prompt_ids=self.engine.encode_request(r)) for r in requests]
         with self._run_lock:  # keeps the worker out while we use the model
-            return self.engine.run(jobs)
+            results = self.engine.run(jobs)
+        for job in jobs:
+            if job.error is not None:
+                raise job.error
+        return results
 
     # ---- the worker ---------------------------------------------------------------------
     def _submit(self, pending: _Pending) -> None:
@@ -222,7 +226,12 @@ class LocalModel:
                         _deliver(p.loop, p.events.put_nowait, exc)
                 continue
             for p, result in zip(batch, results):
-                if p.future is not None:
+                if p.job.error is not None:  # its constraint raised: this request alone fails
+                    if p.future is not None:
+                        _deliver(p.loop, _set_exception, p.future, p.job.error)
+                    if p.events is not None:
+                        _deliver(p.loop, p.events.put_nowait, p.job.error)
+                elif p.future is not None:
                     _deliver(p.loop, _set_result, p.future, result)
 
 
