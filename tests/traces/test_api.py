@@ -18,6 +18,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "TraceStore",
         "TraceStoreError",
         "TraceWriter",
+        "announce_sink",
         "default_db_path",
         "find_sink",
         "make_app",
@@ -25,6 +26,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "serve_sink",
         "sink_file",
         "tracer_for",
+        "withdraw_sink",
     ]
     for name in traces.__all__:
         assert getattr(traces, name).__doc__, name

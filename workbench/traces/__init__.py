@@ -33,7 +33,7 @@ from workbench.tracing import Tracer
 from .client import SinkClient
 from .db import EncryptionUnavailable, TraceLockedError, TraceStoreError, default_db_path
 from .redact import Redactor, RegexRedactor
-from .sink import SinkServer, make_app, read_sink_file, serve_sink, sink_file
+from .sink import SinkServer, announce_sink, make_app, read_sink_file, serve_sink, sink_file, withdraw_sink
 from .store import TraceStore
 from .writer import TraceWriter
 
@@ -48,6 +48,7 @@ __all__ = [
     "TraceStore",
     "TraceStoreError",
     "TraceWriter",
+    "announce_sink",
     "default_db_path",
     "find_sink",
     "make_app",
@@ -55,6 +56,7 @@ __all__ = [
     "serve_sink",
     "sink_file",
     "tracer_for",
+    "withdraw_sink",
 ]
 
 SINK_ENV = "WORKBENCH_SINK"

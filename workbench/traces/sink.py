@@ -42,7 +42,16 @@ from .db import default_db_path
 from .otlp import OTLPDecodeError, decode_json, decode_protobuf
 from .writer import TraceWriter, pid_alive
 
-__all__ = ["DEFAULT_MAX_BODY", "SinkServer", "make_app", "read_sink_file", "serve_sink", "sink_file"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "SinkServer",
+    "announce_sink",
+    "make_app",
+    "read_sink_file",
+    "serve_sink",
+    "sink_file",
+    "withdraw_sink",
+]
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_PORT = 4318  # the OTLP/HTTP port every OpenTelemetry exporter tries by default
@@ -66,6 +75,37 @@ def read_sink_file(db_path: str | Path) -> dict[str, Any] | None:
     if not pid_alive(info.get("pid"), info.get("host")):
         return None
     return info
+
+
+def announce_sink(db_path: str | Path, url: str, query_token: str, *, token_required: bool = False) -> Path:
+    """Tell other processes that this process owns ``db_path`` and receives OTLP at ``url``.
+
+    Writes ``<db>.sink.json`` atomically, readable by this user only (it holds the query
+    token). ``workbench serve`` calls this after mounting ``make_app``; ``withdraw_sink`` on exit.
+    """
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "url": url,
+        "query_token": query_token,
+        "token_required": token_required,
+        "started_ns": time.time_ns(),
+    }
+    target = sink_file(db_path)
+    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(info, fh)
+    os.replace(tmp, target)
+    return target
+
+
+def withdraw_sink(db_path: str | Path, url: str) -> None:
+    """Remove the announcement, if it is still this process's for ``url``."""
+    with contextlib.suppress(OSError, ValueError):
+        info = json.loads(sink_file(db_path).read_text())
+        if info.get("pid") == os.getpid() and info.get("url") == url:
+            sink_file(db_path).unlink()
 
 
 def _is_loopback(host: str) -> bool:
@@ -301,28 +341,12 @@ class SinkServer:
         return self
 
     def _announce(self) -> None:
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "url": self.url,
-            "query_token": self.query_token,
-            "token_required": bool(self.token),
-            "started_ns": time.time_ns(),
-        }
-        target = sink_file(self.db_path)
-        tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(info, fh)
-        os.replace(tmp, target)
+        announce_sink(self.db_path, self.url, self.query_token, token_required=bool(self.token))
 
     def close(self) -> None:
         """Stop serving, remove the announcement, flush and close the file (idempotent)."""
         if self.announce:
-            with contextlib.suppress(OSError, ValueError):
-                info = json.loads(sink_file(self.db_path).read_text())
-                if info.get("pid") == os.getpid() and info.get("url") == self.url:
-                    sink_file(self.db_path).unlink()
+            withdraw_sink(self.db_path, self.url)
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
