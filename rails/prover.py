@@ -4,18 +4,21 @@ The flow layer declares one path per port (``declare("analyst.order", Order)``),
 wires (``equate``), adds the rails that hold upstream as labelled hypotheses
 (``assume``) and asks for each rail's status (``prove``).
 
-Two things keep this fast at flow scale (a 50-node flow with 100 rails):
+What keeps this fast at flow scale (a 50-node flow with 100 rails):
 
 - a wire between leaves of the same sort *aliases* them (union-find): both ends are
   one Z3 variable, so a chain of pass-through nodes collapses and the same rail
-  upstream and downstream becomes the same Z3 term. Only an int -> float wire is an
-  equation (labelled ``wire:a=b``);
-- each query only sees its *cone*: the declared paths connected to the rail through
-  wires and hypotheses, and the hypotheses on them. Unconnected hypotheses cannot change
-  the verdict (they share no variable) unless they are contradictory by themselves,
-  which is reported when the rail that made them so is itself proved (``conflict``).
+  upstream and downstream becomes the same Z3 term. Only an int -> float wire, or two
+  enums with different values, is an equation (labelled ``wire:a=b``);
+- each query only sees its *cone*: the leaves connected to the rail's leaves through
+  shared variables and hypotheses, and the hypotheses on them. Unconnected hypotheses
+  cannot change the verdict (they share no variable) unless they are contradictory by
+  themselves, which is reported when the rail that made them so is itself proved;
+- the status is first asked of a plain solver (hypotheses asserted, so Z3 may solve
+  equalities away); a solver with one literal per hypothesis, for unsat cores, is only
+  built when the answer is unsat (``query.py``).
 
-Statuses, in the order they are decided:
+Statuses, by precedence:
 
 1. ``unsupported``: the rail has no exact Z3 form, or Z3 answered ``unknown``
    (timeout, non-linear arithmetic...); ``reason`` says which.
@@ -24,10 +27,11 @@ Statuses, in the order they are decided:
 3. ``conflict``: hypotheses + rail are unsatisfiable; ``core`` is a minimal set of
    hypothesis labels that contradict the rail.
 4. ``proved``: the hypotheses imply the rail (``core``: the hypotheses the proof used).
-5. ``enforced``: otherwise; ``counterexample`` maps each declared path of the cone to
-   a value that passes every hypothesis and breaks the rail. It is re-checked with the
-   runtime evaluator and the declared types (``checked``); a counterexample that leans
-   on an uninterpreted predicate and fails that check gives ``unsupported`` instead.
+5. ``enforced``: otherwise; ``counterexample`` maps each declared path the cone touches
+   to a whole value (all record fields) that passes every hypothesis and breaks the
+   rail. It is re-checked with the runtime evaluator and the declared types
+   (``checked``); a counterexample that leans on an uninterpreted predicate and fails
+   that check gives ``unsupported`` instead.
 """
 
 from __future__ import annotations
