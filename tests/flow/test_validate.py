@@ -554,3 +554,17 @@ def test_graph_problems_wait_for_sound_wires():
         "wire 'ghost.o -> a.i': there is no node 'ghost'",
         "'a.i' is wired twice (from x and ghost.o)",
     ]
+
+
+def test_problems_inside_a_sub_flow_are_reported_by_the_parent():
+    inner = chain("a")
+    inner.outputs["z"] = Int()
+    outer = Flow("outer", inputs={"x": int}, outputs={"y": int}).add(inner.as_node("sub"))
+    outer.connect("x", "sub.x").connect("sub.y", "y")
+    outer.nodes["sub"].outputs["z"] = Int()
+    assert problems(outer) == ["node 'sub': sub-flow 'chain': flow output 'z' is not connected"]
+    deeper = Flow("deeper", inputs={"x": int}, outputs={"y": int}).add(outer.as_node("mid"))
+    deeper.connect("x", "mid.x").connect("mid.y", "y")
+    assert problems(deeper) == [
+        "node 'mid': sub-flow 'outer': node 'sub': sub-flow 'chain': flow output 'z' is not connected"
+    ]

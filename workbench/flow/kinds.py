@@ -160,6 +160,9 @@ def _check_flow(node: Node, flow: Flow) -> list[str]:
             errors.append(
                 f"node '{node.name}': {side} ports {sorted(mine)} are not the sub-flow's {sorted(theirs)}"
             )
+    from workbench.flow.validate import problems
+
+    errors += [f"node '{node.name}': sub-flow '{inner.name}': {p}" for p in problems(inner)]
     return errors
 
 
