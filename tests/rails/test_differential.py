@@ -7,9 +7,11 @@ is a bug in one translation.
 
 from __future__ import annotations
 
+import pytest
 import z3
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import HypothesisWarning
 from workbench.rails import parse_rail
 
 from .conftest import z3_verdict
@@ -122,6 +124,8 @@ values_strategy = st.fixed_dictionaries(
 )
 
 CTX = z3.Context()
+# the recursive rail strategy has a long repr; hypothesis warns when it prints it
+pytestmark = pytest.mark.filterwarnings("ignore", category=HypothesisWarning)
 
 
 def _agree(text: str, values: dict, scope) -> None:
