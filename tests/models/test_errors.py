@@ -131,6 +131,19 @@ def test_bad_requests(checkpoints):
         model.generate_sync([GenerationRequest()])
     with pytest.raises(UsageError, match="max_tokens"):
         model.generate_sync([GenerationRequest(prompt="x", max_tokens=-1)])
+    for bad, field in [
+        ({"temperature": -1.0}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_k": -1}, "top_k"),
+        ({"seed": 1.5}, "seed"),
+        ({"stop": ["ok", 3]}, "stop"),
+    ]:
+        with pytest.raises(UsageError, match=field):
+            model.generate_sync([GenerationRequest(prompt="x", **bad)])
+    # a bare string is one stop string; any int is a seed
+    [gen] = model.generate_sync([GenerationRequest(prompt="x", max_tokens=3, stop="zz", seed=-(2**70))])
+    assert gen.output_tokens == 3
     with pytest.raises(UsageError, match="dtype"):
         LocalModel.from_pretrained(checkpoints["llama"].path, dtype="int8")
 

@@ -93,6 +93,29 @@ class Job:
         )
 
 
+def _check_sampling(request: GenerationRequest) -> None:
+    """Refuse settings the sampler cannot honour, before they reach a shared batch."""
+    r = request
+    if not isinstance(r.max_tokens, int) or r.max_tokens < 0:
+        raise UsageError(f"max_tokens must be an int >= 0, got {r.max_tokens!r}")
+    if not r.temperature >= 0:  # also catches NaN
+        raise UsageError(f"temperature must be >= 0, got {r.temperature!r}")
+    if not 0 < r.top_p <= 1:
+        raise UsageError(f"top_p must be in (0, 1], got {r.top_p!r}")
+    if not isinstance(r.top_k, int) or r.top_k < 0:
+        raise UsageError(f"top_k must be an int >= 0 (0: off), got {r.top_k!r}")
+    if r.seed is not None and not isinstance(r.seed, int):
+        raise UsageError(f"seed must be an int or None, got {r.seed!r}")
+    if not all(isinstance(s, str) for s in _stops(r)):
+        raise UsageError(f"stop must be a string or a list of strings, got {r.stop!r}")
+
+
+def _stops(request: GenerationRequest) -> tuple[str, ...]:
+    """The request's stop strings as a tuple (a bare string is one stop string, not characters)."""
+    stop = request.stop
+    return (stop,) if isinstance(stop, str) else tuple(stop or ())
+
+
 def _holdback(text: str, stops: tuple[str, ...]) -> int:
     """Length of the longest end of ``text`` that could still grow into a stop string."""
     best = 0
@@ -144,8 +167,7 @@ class Engine:
                 f"the prompt is {len(ids)} tokens but the model's context holds {context} "
                 "(prompt plus at least one generated token): shorten the prompt"
             )
-        if request.max_tokens < 0:
-            raise UsageError(f"max_tokens must be >= 0, got {request.max_tokens}")
+        _check_sampling(request)
         return ids
 
     # ---- the loop -----------------------------------------------------------------------
@@ -237,7 +259,8 @@ class Engine:
 
     def _sampling_params(self, jobs: list[Job]) -> dict[str, torch.Tensor]:
         dev = self.device
-        seeds = [j.request.seed if j.request.seed is not None else random.randrange(2**62) for j in jobs]
+        # any Python int is a seed; the sampler takes int64, so fold it into [0, 2**63)
+        seeds = [random.randrange(2**62) if j.request.seed is None else j.request.seed % 2**63 for j in jobs]
         return {
             "temperature": torch.tensor([float(j.request.temperature) for j in jobs], device=dev),
             "top_k": torch.tensor([int(j.request.top_k) for j in jobs], dtype=torch.int32, device=dev),
@@ -307,16 +330,17 @@ class Engine:
         piece = job.detok.add(token)
         if not piece:
             return False
-        start = max(0, len(job.text) - max((len(s) for s in job.request.stop), default=0))
+        stops = _stops(job.request)
+        start = max(0, len(job.text) - max((len(s) for s in stops), default=0))
         job.text += piece
-        hits = [i for s in job.request.stop if s and (i := job.text.find(s, start)) >= 0]
+        hits = [i for s in stops if s and (i := job.text.find(s, start)) >= 0]
         if hits:
             job.text = job.text[: min(hits)]
             return True
         return False
 
     def _emit(self, job: Job, token: int, finish: str | None, logprob: float | None = None) -> None:
-        end = len(job.text) if finish else len(job.text) - _holdback(job.text, tuple(job.request.stop))
+        end = len(job.text) if finish else len(job.text) - _holdback(job.text, _stops(job.request))
         piece = job.text[job.emitted : end]
         job.emitted = max(job.emitted, end)
         if job.on_event is not None:
