@@ -14,11 +14,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import UsageError, WorkbenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["main", "register"]
 
@@ -30,6 +31,8 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _print_frame(df: pd.DataFrame, fmt: str) -> None:
+    import pandas as pd
+
     if fmt == "json":
         print(df.to_json(orient="records", date_format="iso"))
     elif fmt == "csv":
@@ -57,6 +60,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_frame(df, "json")
     else:
+        import pandas as pd
+
         cols = ["run_id", "flow_name", "status", "duration_ms", "spans", "start"]
         df["start"] = pd.to_datetime(df["start_ns"], unit="ns", utc=True).dt.strftime("%Y-%m-%d %H:%M:%S")
         _print_frame(df[cols], "table")
@@ -99,7 +104,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if len(rails):
         print("rails:")
         for r in rails.itertuples(index=False):
-            print(f"  {r.rail} on {r.port}: {r.verdict}" + (f" ({r.us:.1f} us)" if pd.notna(r.us) else ""))
+            try:
+                us = f" ({float(r.us):.1f} us)" if float(r.us) == float(r.us) else ""  # NaN: no time
+            except (TypeError, ValueError):
+                us = ""
+            print(f"  {r.rail} on {r.port}: {r.verdict}{us}")
     return 0
 
 

@@ -14,10 +14,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -28,6 +27,9 @@ from .convert import DECODE_STEP_EVENT
 from .db import TraceStoreError, default_db_path, open_database, resolve_key
 from .schema import SCHEMA_VERSION, TABLES, current_version
 from .writer import pid_alive
+
+if TYPE_CHECKING:  # pandas is needed only by whoever asks for a DataFrame
+    import pandas as pd
 
 __all__ = ["TraceStore"]
 
@@ -118,7 +120,7 @@ class TraceStore:
         df = self.query(sql, [flow] if flow else None)
         if len(df):
             dead = [
-                status == "running" and not pid_alive(None if pd.isna(pid) else int(pid), host)
+                status == "running" and not pid_alive(_int_or_none(pid), host)
                 for status, pid, host in zip(df["status"], df["pid"], df["host"])
             ]
             df.loc[dead, "status"] = "incomplete"
@@ -282,6 +284,14 @@ class TraceStore:
                 post_otlp(url, encode_protobuf([(resource, chunk)]), headers=headers, timeout=timeout)
                 sent += len(chunk)
         return sent
+
+
+def _int_or_none(value: Any) -> int | None:
+    """An int, or None for a missing value (None, NaN or pandas.NA)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def post_otlp(url: str, body: bytes, *, headers: dict[str, str] | None = None, timeout: float = 10.0) -> None:
