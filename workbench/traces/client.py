@@ -184,7 +184,11 @@ class SinkClient(_BaseTracer):
                 markers = [i for i in items if type(i) is _Flush]
                 spans: list[Span] = [i for i in items if type(i) is Span]  # type: ignore[misc]
                 if spans:
-                    self._deliver(spans)
+                    try:
+                        self._deliver(spans)
+                    except Exception as exc:  # e.g. opentelemetry-proto missing: report, never hang
+                        self._problem(f"cannot send spans to {self.url}: {exc!r}")
+                        self._drop(len(spans), "the trace client failed")
                 for m in markers:
                     m.done.set()
             if self._closed and not q:
