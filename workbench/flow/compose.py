@@ -9,6 +9,10 @@ The results are flat flows (nodes of both sides, wires joined through the bounda
 they save, validate and run like any other flow. Laws, checked by property tests:
 ``(a >> b) >> c == a >> (b >> c)``, ``identity >> a == a == a >> identity``, and the
 interchange law ``(a >> b) | (c >> d) == (a | c) >> (b | d)`` where both sides exist.
+Equality is exact when node names are distinct and up to the renaming of clashing nodes
+otherwise (``n_2_2`` on one side, ``n_3`` on the other); both sides always compute the
+same function. ``identity`` is a unit of composition, not a runnable flow on its own: its
+inputs and outputs share names, which a runnable flow may not.
 """
 
 from __future__ import annotations
