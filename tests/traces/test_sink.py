@@ -114,6 +114,14 @@ def test_json_and_gzip_encodings(sink: SinkServer) -> None:
             400,
             "startTimeUnixNano",
         ),
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "5b8efff798038103d269b633813fc60c",'
+            b' "spanId": "eee19b7ec3c1b174", "name": "far",'
+            b' "startTimeUnixNano": "18446744073709551615"}]}]}]}',
+            "application/json",
+            400,
+            "year 2262",
+        ),
         (b"hello", "text/plain", 415, "unsupported content type"),
     ],
 )
@@ -298,3 +306,56 @@ def test_fuzzed_protobuf_never_crashes_the_sink(sink: SinkServer, http: httpx.Cl
 def test_fuzzed_json_never_crashes_the_sink(sink: SinkServer, http: httpx.Client, doc: object) -> None:
     r = http.post(sink.url, content=json.dumps(doc).encode(), headers={"Content-Type": "application/json"})
     assert r.status_code in (200, 400), r.text
+
+
+@_fuzz
+@given(
+    trace_id=st.binary(max_size=20),
+    span_id=st.binary(max_size=10),
+    parent=st.binary(max_size=10),
+    start=st.integers(min_value=0, max_value=2**64 - 1),
+    end=st.integers(min_value=0, max_value=2**64 - 1),
+    kind=st.integers(min_value=0, max_value=2**31 - 1),
+    code=st.integers(min_value=0, max_value=2**31 - 1),
+    name=st.text(max_size=30),
+    value=st.one_of(st.text(max_size=10), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats()),
+)
+def test_fuzzed_well_formed_protobuf_is_stored_whole_or_refused_whole(
+    sink: SinkServer,
+    http: httpx.Client,
+    trace_id: bytes,
+    span_id: bytes,
+    parent: bytes,
+    start: int,
+    end: int,
+    kind: int,
+    code: int,
+    name: str,
+    value: object,
+) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    good = spans.add()  # a valid span beside the fuzzed one: all or nothing of the request
+    good.trace_id, good.span_id, good.name = b"\x01" * 16, b"\x02" * 8, "good"
+    good.start_time_unix_nano, good.end_time_unix_nano = 10, 20
+    bad = spans.add()
+    bad.trace_id, bad.span_id, bad.parent_span_id, bad.name = trace_id, span_id, parent, name
+    bad.start_time_unix_nano, bad.end_time_unix_nano = start, end
+    bad.kind, bad.status.code = kind, code  # type: ignore[assignment]
+    attr = bad.attributes.add()
+    attr.key = "v"
+    if isinstance(value, str):
+        attr.value.string_value = value
+    elif isinstance(value, int):
+        attr.value.int_value = value
+    else:
+        attr.value.double_value = value  # type: ignore[assignment]
+    before = _count(sink)
+    r = http.post(
+        sink.url, content=request.SerializeToString(), headers={"Content-Type": "application/x-protobuf"}
+    )
+    assert r.status_code in (200, 400), r.text
+    stored = _count(sink) - before
+    assert stored == (2 if r.status_code == 200 else 0) or (r.status_code == 200 and end == 0 and stored == 1)

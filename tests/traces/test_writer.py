@@ -198,3 +198,21 @@ def test_tracer_for_defaults_to_the_working_directory(
     assert (tmp_path / ".workbench" / "traces.duckdb").exists()
     with TraceStore() as store:
         assert store.runs()["run_id"].tolist() == ["cwd-run"]
+
+
+def test_one_unstorable_span_costs_only_itself(db: Path) -> None:
+    with TraceWriter(db, interval=5.0) as w:  # all in one batch
+        w.end_span(w.start_span("fine"))
+        bad = w.start_span("far future")
+        bad.start_ns = 2**70  # no BIGINT holds it
+        w.record(bad)
+        odd = w.start_span(
+            "odd tokens", attributes={"gen_ai.usage.output_tokens": "9" * 30, "workbench.node.name": 7}
+        )
+        w.end_span(odd)
+        w.end_span(w.start_span("also fine"))
+        with pytest.warns(RuntimeWarning, match="dropped"):
+            w.flush()
+        names = set(w.store().query("SELECT name FROM spans")["name"])
+    assert names == {"fine", "odd tokens", "also fine"}
+    assert w.stats.dropped == 1 and any("could not be stored" in p for p in w.stats.problems)

@@ -95,7 +95,7 @@ class Origin:
         return cls(
             service=str(resource.get("service.name", "unknown_service")),
             resource_json=text,
-            pid=int(pid) if isinstance(pid, int | float | str) and str(pid).isdigit() else None,
+            pid=_opt_int(pid) if isinstance(pid, int | str) and str(pid).isdigit() else None,
             host=str(resource["host.name"]) if "host.name" in resource else None,
             resource_id=hashlib.blake2b(text.encode(), digest_size=8).hexdigest(),
         )
@@ -146,12 +146,14 @@ def _opt_str(v: Any) -> str | None:
 
 
 def _opt_int(v: Any) -> int | None:
-    if v is None or type(v) is int:
-        return v
-    try:
-        return int(v)
-    except (TypeError, ValueError):
+    """An int that fits BIGINT, else None (foreign senders may put anything in an attribute)."""
+    if v is None:
         return None
+    try:
+        n = int(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return n if -(2**63) <= n < 2**63 else None
 
 
 def _opt_float(v: Any) -> float | None:
@@ -249,12 +251,8 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
             "span_kind": [v if (v := a.get(SPAN_KIND)) is None or type(v) is str else str(v) for a in attrs],
             "node": [v if (v := a.get(NODE)) is None or type(v) is str else str(v) for a in attrs],
             "model": [_opt_str(a.get(MODEL) or a.get(RESPONSE_MODEL)) for a in attrs],
-            "input_tokens": [
-                v if (v := a.get(IN_TOKENS)) is None or type(v) is int else _opt_int(v) for a in attrs
-            ],
-            "output_tokens": [
-                v if (v := a.get(OUT_TOKENS)) is None or type(v) is int else _opt_int(v) for a in attrs
-            ],
+            "input_tokens": [None if (v := a.get(IN_TOKENS)) is None else _opt_int(v) for a in attrs],
+            "output_tokens": [None if (v := a.get(OUT_TOKENS)) is None else _opt_int(v) for a in attrs],
             "start_ns": [s.start_ns for s in spans],
             "end_ns": [s.end_ns for s in spans],
             "status": [s.status for s in spans],

@@ -95,6 +95,8 @@ def from_request(request: Any) -> list[tuple[Origin, list[Span]]]:
                 span_id = _hex_id(ps.span_id, 8, "spanId")
                 assert span_id is not None
                 parent = _hex_id(ps.parent_span_id, 8, "parentSpanId", optional=True)
+                if ps.start_time_unix_nano >= 2**63 or ps.end_time_unix_nano >= 2**63:
+                    raise OTLPDecodeError(f"span {span_id}: time beyond the year 2262 (int64 nanoseconds)")
                 if ps.start_time_unix_nano <= 0:
                     raise OTLPDecodeError(f"span {span_id}: startTimeUnixNano missing")
                 if ps.end_time_unix_nano and ps.end_time_unix_nano < ps.start_time_unix_nano:

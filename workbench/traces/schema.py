@@ -91,7 +91,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "decode_steps": [
         ("trace_id", "VARCHAR"),
         ("span_id", "VARCHAR"),
-        ("step", "INTEGER"),
+        ("step", "BIGINT"),
         ("token", "VARCHAR"),
         ("token_id", "BIGINT"),
         ("logprob", "DOUBLE"),

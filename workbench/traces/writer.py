@@ -376,13 +376,26 @@ class TraceWriter(_BaseTracer):
         if items:
             try:
                 batch = _without_gc(build_batch, items, self._origin, self.redactor)
-            except Exception as exc:  # a bug or an unencodable value must not stop the writer
-                self._problem(f"cannot convert {len(items)} queued items: {exc!r}")
-                self._drop(
-                    sum(len(i.spans) if type(i) is ForeignSpans else 1 for i in items),  # type: ignore[attr-defined]
-                    "conversion failed",
-                )
+            except Exception as exc:  # one unencodable span must not cost the whole batch
+                good = self._isolate(items, exc)
+                if good:
+                    with contextlib.suppress(Exception):
+                        batch = _without_gc(build_batch, good, self._origin, self.redactor)
         self._ready.put((batch, markers))
+
+    def _isolate(self, items: list[object], exc: Exception) -> list[object]:
+        """The items that convert on their own; the others are dropped, counted and reported."""
+        good, bad = [], 0
+        for item in items:
+            try:
+                build_batch([item], self._origin, self.redactor)
+            except Exception:
+                bad += len(item.spans) if type(item) is ForeignSpans else 1  # type: ignore[attr-defined]
+            else:
+                good.append(item)
+        self._problem(f"dropped {bad} spans that could not be stored: {exc!r}")
+        self._drop(bad, "a span could not be converted")
+        return good
 
     def _commit(self, batch: Batch) -> None:
         # Retry a first failure (a transient error); once failing, try each batch only once
