@@ -36,6 +36,7 @@ from workbench.models.tokenizer import Tokenizer
 __all__ = ["Engine", "Job"]
 
 _CACHE_ROUND = 64  # cache lengths are rounded up so repeated calls reuse one allocation
+_ADMIT_CACHE = 1024  # with continuous batching, cache room for requests that join later
 _COMPILED_CACHE = 4096  # a compiled decode step sees one cache length (up to this) so it compiles once
 
 
@@ -78,8 +79,11 @@ class Job:
     finish_reason: str | None = None
     cancelled: bool = False  # set by the caller who stopped listening; the row stops quietly
     error: BaseException | None = None  # what its constraint raised; the job failed alone
+    on_done: Callable[[Job], None] | None = None  # told once, when the job has finished or failed
     state: ConstraintState | None = None
     detok: IncrementalText | None = None
+    budget: int = 0  # tokens it may still sample: max_tokens capped by the context
+    seed: int = 0  # the sampler's seed (drawn once when the request has none)
 
     def result(self) -> Generation:
         """The finished ``Generation``."""
@@ -171,70 +175,126 @@ class Engine:
         return ids
 
     # ---- the loop -----------------------------------------------------------------------
-    @torch.inference_mode()
-    def run(self, jobs: list[Job]) -> list[Generation]:
-        """Generate for every job in one batch; events go to each job's ``on_event`` as tokens come."""
-        bsz = len(jobs)
-        context = self.config.context_length
-        lengths = [len(j.prompt_ids) for j in jobs]
-        budgets = [min(j.request.max_tokens, context - n) for j, n in zip(jobs, lengths)]
-        for job in jobs:
-            job.detok = IncrementalText(self.tokenizer)
-            if job.request.constraint is not None:
-                try:
-                    job.state = job.request.constraint.start(self.tokenizer)
-                except Exception as exc:
-                    self._fail(job, exc)
-        for job, budget in zip(jobs, budgets):
-            if job.finish_reason:
-                continue
-            if budget == 0:
-                self._finish(job, "length", None)
-            elif job.state is not None and self._constraint_done(job):
-                self._finish(job, "constraint", None)
-        if all(j.finish_reason for j in jobs):
-            return [j.result() for j in jobs]
+    def needs(self, job: Job) -> int:
+        """Cache positions a job occupies at most: prompt plus its token budget."""
+        n = len(job.prompt_ids)
+        return n + min(job.request.max_tokens, self.config.context_length - n)
 
-        total = max(n + b for n, b in zip(lengths, budgets))
+    def _begin(self, job: Job) -> None:
+        """Set a job up to join a batch (and finish it at once if it may not sample at all)."""
+        n = len(job.prompt_ids)
+        job.budget = min(job.request.max_tokens, self.config.context_length - n)
+        job.seed = random.randrange(2**62) if job.request.seed is None else job.request.seed % 2**63
+        job.detok = IncrementalText(self.tokenizer)
+        if job.request.constraint is not None:
+            try:
+                job.state = job.request.constraint.start(self.tokenizer)
+            except Exception as exc:
+                self._fail(job, exc)
+                return
+        if job.budget == 0:
+            self._finish(job, "length", None)
+        elif job.state is not None and self._constraint_done(job):
+            self._finish(job, "constraint", None)
+
+    @torch.inference_mode()
+    def run(
+        self,
+        jobs: list[Job],
+        admit: Callable[[int, int], list[Job]] | None = None,
+        capacity: int | None = None,
+    ) -> list[Generation]:
+        """Generate for every job in one batch; events go to each job's ``on_event`` as tokens come.
+
+        Continuous batching: with ``admit``, before every step the engine asks ``admit(free,
+        room)`` for up to ``free`` more jobs (each needing at most ``room`` cache positions,
+        see ``needs``); they are prefilled into rows whose job has finished, or new rows up to
+        ``capacity``, and decode with the rest from then on. Each job's ``on_done`` hears when it
+        ends; the return value covers ``jobs`` only.
+        """
+        rows = list(jobs)
+        for job in rows:
+            self._begin(job)
+        if all(j.finish_reason for j in rows):
+            return [j.result() for j in jobs]
+        capacity = max(capacity or len(rows), len(rows)) if admit is not None else len(rows)
+        context = self.config.context_length
+        total = max(self.needs(j) for j in rows)
+        if admit is not None:  # room for requests that join later, not only for these
+            total = max(total, min(context, _ADMIT_CACHE))
         if self.compiled:  # one cache shape for every call: a new shape would mean a new compile
             total = max(total, min(context, _COMPILED_CACHE))
-        self.model.setup_cache(bsz, -(-total // _CACHE_ROUND) * _CACHE_ROUND)
-        width = max(lengths)
-        block = torch.zeros(bsz, width, dtype=torch.long)
-        for row, job in enumerate(jobs):
+        self.model.setup_cache(capacity, -(-total // _CACHE_ROUND) * _CACHE_ROUND)
+        lengths = [len(j.prompt_ids) for j in rows]
+        block = torch.zeros(len(rows), max(lengths), dtype=torch.long)
+        for row, job in enumerate(rows):
             block[row, : lengths[row]] = torch.tensor(job.prompt_ids)
         dev = self.device
         positions = torch.tensor(lengths, device=dev)  # [B] slot of the next token
-        params = self._sampling_params(jobs)
-        want_logprobs = any(j.request.logprobs for j in jobs)
-        all_greedy = all(j.request.temperature <= 0 for j in jobs)
+        starts = [0] * len(rows)  # step at which each row's sampling stream began
+        params = self._sampling_params(rows)
 
         logits = prefill(self.model, block.to(dev), positions)  # [B,V]
         step = 0
         while True:
-            tokens = self._sample(logits, self._bitmask(jobs), step, params, all_greedy)  # [B]
+            if admit is not None:
+                joined, logits, positions = self._admit(
+                    rows, admit, capacity, logits, positions, starts, step
+                )
+                if joined:
+                    params = self._sampling_params(rows)
+            running = [j for j in rows if j.finish_reason is None]
+            if not running:
+                break
+            greedy = all(j.request.temperature <= 0 for j in running)
+            steps = [step - t for t in starts]  # tokens each row has sampled so far
+            tokens = self._sample(logits, self._bitmask(rows), steps, params, greedy)  # [B]
             chosen = tokens.tolist()
-            for job in jobs:
-                if job.cancelled and job.finish_reason is None:
+            for job in running:
+                if job.cancelled:
                     job.finish_reason = "cancelled"
             picked = None
-            if want_logprobs:
+            if any(j.request.logprobs for j in running):
                 picked = torch.log_softmax(logits.float(), -1).gather(1, tokens[:, None])[:, 0].tolist()
-            for row, job in enumerate(jobs):
+            for row, job in enumerate(rows):
                 if job.finish_reason is None:
-                    lp = picked[row] if picked is not None else None
-                    self._accept(job, chosen[row], lp, budgets[row])
-            if all(j.finish_reason for j in jobs):
-                break
+                    self._accept(job, chosen[row], picked[row] if picked is not None else None)
+            if all(j.finish_reason for j in rows):
+                if admit is None:
+                    break
+                continue  # no decode for a batch of finished rows: admit, or stop
             logits = self._step(tokens, positions)
-            if any(j.finish_reason for j in jobs):
+            if any(j.finish_reason for j in rows):
                 # finished rows stay where they are: they rewrite one slot instead of running off the cache
-                active = torch.tensor([j.finish_reason is None for j in jobs], device=dev)
+                active = torch.tensor([j.finish_reason is None for j in rows], device=dev)
                 positions = torch.where(active, positions + 1, positions)
             else:
                 positions = positions + 1
             step += 1
         return [j.result() for j in jobs]
+
+    def _admit(self, rows, admit, capacity: int, logits, positions, starts: list[int], step: int):
+        """Prefill jobs ``admit`` offers into free rows; (any joined, logits [B',V], positions [B'])."""
+        free = [i for i, j in enumerate(rows) if j.finish_reason]
+        offered = admit(len(free) + capacity - len(rows), self.model.cache_len)
+        for job in offered:
+            self._begin(job)
+            if free:
+                row = free.pop(0)
+                rows[row] = job
+                starts[row] = step
+            else:  # a new row: the batch grows by one
+                row = len(rows)
+                rows.append(job)
+                starts.append(step)
+                logits = torch.cat([logits, logits.new_zeros(1, logits.shape[1])])
+                positions = torch.cat([positions, positions.new_zeros(1)])
+            n = len(job.prompt_ids)
+            positions[row] = n
+            if job.finish_reason is None:
+                ids = torch.tensor([job.prompt_ids], device=self.device)
+                logits[row] = prefill(self.model, ids, positions[row : row + 1], first_row=row)[0]
+        return bool(offered), logits, positions
 
     def _step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         try:
@@ -248,19 +308,28 @@ class Engine:
             return decode_one_token(self.model, tokens, positions)
 
     @staticmethod
-    def _sample(logits, bitmask, step: int, params: dict[str, torch.Tensor], all_greedy: bool):
-        """Next tokens [B] from logits [B,V]."""
+    def _sample(logits, bitmask, steps: list[int], params: dict[str, torch.Tensor], all_greedy: bool):
+        """Next tokens [B] from logits [B,V]; ``steps[b]``: how many tokens row b sampled before."""
         if all_greedy:
             # the same answer as sample_tokens at temperature 0, minus its top-k/top-p bookkeeping
             if bitmask is not None:
                 logits = apply_token_bitmask(logits, bitmask)
             return logits.argmax(-1)
-        return sample_tokens(logits, bitmask=bitmask, step=step, **params)
+        if len(set(steps)) == 1:
+            return sample_tokens(logits, bitmask=bitmask, step=steps[0], **params)
+        # rows that joined at different steps: one call per group, so each row's seeded stream
+        # is the one it would have had alone
+        out = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+        for step in set(steps):
+            idx = torch.tensor([i for i, s in enumerate(steps) if s == step], device=logits.device)
+            mask = None if bitmask is None else bitmask[idx]
+            group = {name: value[idx] for name, value in params.items()}
+            out[idx] = sample_tokens(logits[idx], bitmask=mask, step=step, **group)
+        return out
 
     def _sampling_params(self, jobs: list[Job]) -> dict[str, torch.Tensor]:
         dev = self.device
-        # any Python int is a seed; the sampler takes int64, so fold it into [0, 2**63)
-        seeds = [random.randrange(2**62) if j.request.seed is None else j.request.seed % 2**63 for j in jobs]
+        seeds = [j.seed for j in jobs]  # any Python int is a seed, folded into int64 range by _begin
         return {
             "temperature": torch.tensor([float(j.request.temperature) for j in jobs], device=dev),
             "top_k": torch.tensor([int(j.request.top_k) for j in jobs], dtype=torch.int32, device=dev),
@@ -298,7 +367,7 @@ class Engine:
                 mask[i] = -1
         return torch.from_numpy(mask).to(self.device)
 
-    def _accept(self, job: Job, token: int, logprob: float | None, budget: int) -> None:
+    def _accept(self, job: Job, token: int, logprob: float | None) -> None:
         job.sampled += 1
         if job.state is not None:
             try:
@@ -317,7 +386,7 @@ class Engine:
         # EOS is not text; any other token is, and may complete a stop string
         if token in self.eos or self._add_token(job, token, logprob):
             self._finish(job, "stop", token, logprob)
-        elif job.sampled >= budget:
+        elif job.sampled >= job.budget:
             self._finish(job, "length", token, logprob)
         else:
             self._emit(job, token, None, logprob)
@@ -356,7 +425,11 @@ class Engine:
 
     def _fail(self, job: Job, exc: BaseException) -> None:
         job.error, job.finish_reason = exc, "error"
+        if job.on_done is not None:
+            job.on_done(job)
 
     def _finish(self, job: Job, reason: str, token: int | None, logprob: float | None = None) -> None:
         job.finish_reason = reason
         self._emit(job, -1 if token is None else token, reason, logprob)
+        if job.on_done is not None:
+            job.on_done(job)

@@ -79,12 +79,12 @@ class Attention(nn.Module):
         q, k = qk.split_with_sizes([self.n_heads, self.n_kv], dim=1)  # [B,Hq,T,Dh], [B,Hkv,T,Dh]
         return q, k, v
 
-    def prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """x [B,T,D] -> [B,T,D]; writes K/V of positions [0, T) into the cache."""
+    def prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, first_row: int = 0):
+        """x [B,T,D] -> [B,T,D]; writes K/V of positions [0, T) into cache rows first_row.. +B."""
         bsz, seq, _ = x.shape
         q, k, v = self._qkv(x, cos, sin)
-        self.k_cache[:bsz, :, :seq] = k
-        self.v_cache[:bsz, :, :seq] = v
+        self.k_cache[first_row : first_row + bsz, :, :seq] = k
+        self.v_cache[first_row : first_row + bsz, :, :seq] = v
         out = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, scale=self.scale, enable_gqa=self.n_kv != self.n_heads
         )  # [B,Hq,T,Dh]
@@ -142,11 +142,11 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, positions: torch.Tensor | None, cpu_mask: torch.Tensor | None = None):
+    def forward(self, x, cos, sin, positions: torch.Tensor | None, cpu_mask=None, first_row: int = 0):
         """x [B,T,D] -> [B,T,D]; ``positions`` None means prefill, else decode at those positions."""
         h = self.input_layernorm.forward(x)
         if positions is None:
-            x = x + self.self_attn.prefill(h, cos, sin)
+            x = x + self.self_attn.prefill(h, cos, sin, first_row)
         else:
             x = x + self.self_attn.decode(h, cos, sin, positions, cpu_mask)
         return x + self.mlp.forward(self.post_attention_layernorm.forward(x))
@@ -188,14 +188,19 @@ class Transformer(nn.Module):
         self.cache_batch, self.cache_len = batch, length
 
     def hidden_states(
-        self, tokens: torch.Tensor, positions: torch.Tensor | None = None, whole_cache: bool = False
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        whole_cache: bool = False,
+        first_row: int = 0,
     ) -> torch.Tensor:
         """tokens [B,T] -> final-normed hidden states [B,T,D].
 
         ``positions`` None: prefill of a block starting at position 0. Otherwise ``tokens`` is
         [B,1] and ``positions`` [B] the slot each sequence's token goes to. ``whole_cache``: CPU
         decode attends over every cache slot (masked) rather than the filled prefix, so shapes
-        never change (what torch.compile wants).
+        never change (what torch.compile wants). ``first_row``: prefill writes cache rows from
+        there (a sequence joining a running batch).
         """
         bsz, seq = tokens.shape
         cpu_mask = None
@@ -211,7 +216,7 @@ class Transformer(nn.Module):
         cos, sin = F.embedding(pos, self.rope_cos), F.embedding(pos, self.rope_sin)  # [B,T,Dh] each
         x = F.embedding(tokens, self.embed_tokens.weight)  # [B,T,D]
         for layer in self.layers:
-            x = layer.forward(x, cos, sin, positions, cpu_mask)  # .forward: no hooks to run
+            x = layer.forward(x, cos, sin, positions, cpu_mask, first_row)  # .forward: no hooks to run
         return self.norm.forward(x)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -220,9 +225,14 @@ class Transformer(nn.Module):
         return self.lm_head(self.hidden_states(tokens))
 
 
-def prefill(model: Transformer, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Run right-padded prompts tokens [B,T] (real lengths [B]); logits [B,V] of each last real token."""
-    hidden = model.hidden_states(tokens)  # [B,T,D]
+def prefill(
+    model: Transformer, tokens: torch.Tensor, lengths: torch.Tensor, first_row: int = 0
+) -> torch.Tensor:
+    """Run right-padded prompts tokens [B,T] (real lengths [B]); logits [B,V] of each last real token.
+
+    Their K/V go to cache rows ``first_row`` .. ``first_row + B``.
+    """
+    hidden = model.hidden_states(tokens, first_row=first_row)  # [B,T,D]
     last = hidden[torch.arange(tokens.shape[0], device=tokens.device), lengths - 1]  # [B,D]
     return linear(model.lm_head, last)  # [B,V]
 

@@ -7,9 +7,11 @@
 
 Concurrency: every ``generate``/``stream`` call puts its requests on one queue; a single
 worker thread takes whatever is waiting (up to ``max_batch`` requests), runs it as one batch,
-and hands results back to each caller's event loop. So concurrent callers batch together,
-the event loop never blocks on torch, and the model is only ever touched by one thread.
-Requests that arrive while a batch runs wait for the next one (static batching).
+and hands results back to each caller's event loop as each request finishes. So concurrent
+callers batch together, the event loop never blocks on torch, and the model is only ever
+touched by one thread. By default requests that arrive while a batch runs wait for the next
+one (static batching); with ``continuous_batching=True`` they join the running batch as rows
+free up (or while it has fewer than ``max_batch`` rows), prefilled on arrival.
 
 Importing this module registers two backends for ``model:`` specs (DESIGN §4): ``local``
 (value: a checkpoint directory, or ``{path, dtype, device}``) and ``default`` (the built-in
@@ -19,6 +21,7 @@ tiny checkpoint in ``workbench/models/tiny/``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import queue
 import threading
@@ -70,6 +73,27 @@ class _Pending:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future | None = None
     events: asyncio.Queue | None = None
+    delivered: bool = False
+
+    def done(self, job: Job) -> None:
+        """The job ended (called on the worker thread): hand its result or error to the caller."""
+        if not self.delivered:
+            self.delivered = True
+            if job.error is not None:
+                self.fail(job.error)
+            else:
+                self.succeed(job)
+
+    def succeed(self, job: Job) -> None:
+        if self.future is not None:  # a stream already has its final event
+            _deliver(self.loop, _set_result, self.future, job.result())
+
+    def fail(self, exc: BaseException) -> None:
+        self.delivered = True
+        if self.future is not None:
+            _deliver(self.loop, _set_exception, self.future, exc)
+        if self.events is not None:
+            _deliver(self.loop, self.events.put_nowait, exc)
 
 
 def _deliver(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
@@ -92,14 +116,16 @@ class LocalModel:
     """A Hugging Face-format Llama-family checkpoint running in this process."""
 
     def __init__(self, transformer: Transformer, tokenizer: Tokenizer, *, name: str, max_batch: int = 16,
-                 compile: bool = False) -> None:  # fmt: skip
+                 compile: bool = False, continuous_batching: bool = False) -> None:  # fmt: skip
         self.name = name
+        self.continuous_batching = continuous_batching
         self.tokenizer = tokenizer
         self.transformer = transformer
         self.config = transformer.config
         self.max_batch = max_batch
         self.engine = Engine(transformer, tokenizer, compile=compile)
         self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._deferred: collections.deque[_Pending] = collections.deque()  # too long for the last batch
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one batch at a time on the model
@@ -114,12 +140,14 @@ class LocalModel:
         name: str | None = None,
         compile: bool | None = None,
         max_batch: int = 16,
+        continuous_batching: bool = False,
     ) -> LocalModel:
         """Load a checkpoint directory (config.json, safetensors, tokenizer.json).
 
         ``dtype``: float32/bfloat16/float16 (default: float32 on CPU, the checkpoint's on CUDA).
         ``device``: default CUDA when available. ``compile``: torch.compile the decode step with
         CUDA graphs (default on CUDA only; it costs a compile per batch size and helps small models).
+        ``continuous_batching``: let requests join a running batch (see the module docstring).
         """
         directory = Path(path).expanduser()
         if not directory.is_dir():
@@ -144,7 +172,8 @@ class LocalModel:
         transformer.eval()
         use_compile = dev.type == "cuda" if compile is None else compile
         name = name or directory.name
-        return cls(transformer, tokenizer, name=name, max_batch=max_batch, compile=use_compile)
+        return cls(transformer, tokenizer, name=name, max_batch=max_batch, compile=use_compile,
+                   continuous_batching=continuous_batching)  # fmt: skip
 
     # ---- the Model protocol -------------------------------------------------------------
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
@@ -202,37 +231,51 @@ class LocalModel:
                 self._worker.start()
         self._queue.put(pending)
 
-    def _work(self) -> None:
+    def _take(self, block: bool) -> _Pending | None:
+        """The next live request: deferred ones first, then the queue (waiting if ``block``)."""
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
+            if self._deferred:
+                pending = self._deferred.popleft()
+            else:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    pending = self._queue.get(block=block)
                 except queue.Empty:
-                    break
-            batch = [p for p in batch if not p.job.cancelled]
-            if not batch:
-                continue
+                    return None
+            if not pending.job.cancelled:
+                pending.job.on_done = pending.done
+                return pending
+
+    def _work(self) -> None:
+        """Run batches forever; requests that arrive while one runs join it as rows free up."""
+        while True:
+            batch = [self._take(block=True)]
+            while len(batch) < self.max_batch and (pending := self._take(block=False)) is not None:
+                batch.append(pending)
+            admitted = list(batch)
+
+            def admit(free: int, room: int, admitted: list[_Pending] = admitted) -> list[Job]:
+                # continuous batching: waiting requests join the running batch when they fit
+                jobs: list[Job] = []
+                while len(jobs) < free and (pending := self._take(block=False)) is not None:
+                    if self.engine.needs(pending.job) > room:
+                        self._deferred.append(pending)  # its own, larger, batch comes next
+                        break
+                    admitted.append(pending)
+                    jobs.append(pending.job)
+                return jobs
+
             try:
                 with self._run_lock:
-                    results = self.engine.run([p.job for p in batch])
+                    if self.continuous_batching:
+                        self.engine.run([p.job for p in batch], admit=admit, capacity=self.max_batch)
+                    else:
+                        self.engine.run([p.job for p in batch])
             except BaseException as exc:  # e.g. CUDA out of memory: fail this batch, keep serving
                 if isinstance(exc, torch.OutOfMemoryError):
-                    exc = ModelUnavailable(f"out of memory running a batch of {len(batch)}: {exc}")
-                for p in batch:
-                    if p.future is not None:
-                        _deliver(p.loop, _set_exception, p.future, exc)
-                    if p.events is not None:
-                        _deliver(p.loop, p.events.put_nowait, exc)
-                continue
-            for p, result in zip(batch, results):
-                if p.job.error is not None:  # its constraint raised: this request alone fails
-                    if p.future is not None:
-                        _deliver(p.loop, _set_exception, p.future, p.job.error)
-                    if p.events is not None:
-                        _deliver(p.loop, p.events.put_nowait, p.job.error)
-                elif p.future is not None:
-                    _deliver(p.loop, _set_result, p.future, result)
+                    exc = ModelUnavailable(f"out of memory running a batch of {len(admitted)}: {exc}")
+                for p in admitted:
+                    if not p.delivered:
+                        p.fail(exc)
 
 
 def _load_local(value: Any) -> LocalModel:
