@@ -1,11 +1,14 @@
-"""The blocking generation loop: one static batch from prefill to the last finished sequence.
+"""The blocking generation loop: one batch from prefill to the last finished sequence.
+
+Jobs that arrive while the batch runs can join it (continuous batching, see ``Engine.run``):
+each is prefilled alone into a free cache row and decodes with the others from then on.
 
 Per step, for the whole batch at once: build the constraint bitmask (rows without a
 constraint allow everything), sample with ``workbench.kernels.sample_tokens`` (per-row
 temperature / top-k / top-p / seed; the step number makes a seeded stream reproducible),
 then per sequence: advance its constraint, check EOS, detokenize incrementally, look for stop
 strings, and emit a ``TokenEvent``. Finished rows stay in the batch (frozen at their last
-position) until every row is done: static shapes, no cache shuffling.
+position) until every row is done or a joining job takes the row: no cache shuffling.
 
 Finish reasons: ``constraint`` (the constraint's state reports finished after the token, or
 allows no token at all), ``stop`` (an EOS token, or a stop string: the text ends before it),
