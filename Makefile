@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS := dev,model,server,otel,bench,test-models
+EXTRAS := dev,model,server,otel,encrypt,notebook,bench,test-models
 CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c requirements/cpu.txt)
 PYTEST_ARGS ?= -n 2
 

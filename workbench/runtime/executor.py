@@ -18,13 +18,14 @@ hold wherever static verification assumes them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from workbench.errors import (
     NodeError,
@@ -46,8 +47,9 @@ from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner
 from workbench.tracing import NoopTracer, Span, Tracer
 from workbench.types import Type
 
-__all__ = ["Executor", "RunResult", "arun", "run"]
+__all__ = ["Executor", "RunResult", "arun", "run", "run_sync"]
 
+T = TypeVar("T")
 Key = tuple[str | None, str]  # (node or None for the flow, port)
 
 
@@ -545,8 +547,8 @@ class Executor:
     # -- conveniences ---------------------------------------------------------------------
 
     def run(self, inputs: Mapping[str, Any]) -> RunResult:
-        """Run synchronously (from code that has no event loop running)."""
-        return asyncio.run(self.arun(inputs))
+        """Run synchronously; inside a running event loop (a notebook) it runs on a worker thread."""
+        return run_sync(self.arun(inputs))
 
 
 def _has_guarantees(flow: Flow) -> bool:
@@ -572,5 +574,19 @@ async def arun(flow: Flow, inputs: Mapping[str, Any], **options: Any) -> RunResu
 
 
 def run(flow: Flow, inputs: Mapping[str, Any], **options: Any) -> RunResult:
-    """Synchronous ``arun`` for scripts and notebooks without a running event loop."""
-    return asyncio.run(arun(flow, inputs, **options))
+    """Synchronous ``arun`` for scripts and notebooks (``options``: tracer, trust, model, rails)."""
+    return run_sync(arun(flow, inputs, **options))
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code.
+
+    ``asyncio.run`` refuses to start inside a running loop, which is where notebook cells
+    execute; there the coroutine runs on a fresh loop in a worker thread instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-run") as pool:
+        return pool.submit(asyncio.run, coro).result()
