@@ -1,7 +1,11 @@
 """Train the built-in tiny model (``model: default``) from scratch, on CPU, reproducibly.
 
-    .venv/bin/python scripts/train_tiny_model.py            # train, save, evaluate, update docs
-    .venv/bin/python scripts/train_tiny_model.py --eval-only  # re-evaluate the shipped model
+    .venv/bin/python scripts/train_tiny_model.py --out /tmp/tiny_stage1 --no-doc            # stage 1
+    .venv/bin/python scripts/train_tiny_model.py --resume /tmp/tiny_stage1 --steps 1000 --lr 1.5e-3  # stage 2
+    .venv/bin/python scripts/train_tiny_model.py --eval-only    # re-evaluate the shipped model
+
+The shipped model is stage 1 (2,000 steps from scratch) then stage 2 (1,000 more steps on
+fresh examples): stage 1 alone had not yet learnt to copy tickers (docs/tiny_model.md).
 
 Steps: (1) draw the synthetic corpus of the example flows (``workbench.models.corpus``),
 (2) train a byte-level BPE tokenizer with chat special tokens, (3) train a small
@@ -153,20 +157,21 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     started = time.time()
-    tok_texts = [render_chat(ex.messages(), False) for ex in make_corpus(20000, seed=args.seed + 1)]
-    tok = build_tokenizer(tok_texts, args.vocab_size)
-    pad_id, bos_id, eos_id = (tok.token_to_id(t) for t in (PAD, BOS, EOS))
-    config = LlamaConfig(
-        vocab_size=tok.get_vocab_size(),
-        bos_token_id=bos_id,
-        eos_token_id=eos_id,
-        pad_token_id=pad_id,
-        attention_bias=False,
-        mlp_bias=False,
-        hidden_act="silu",
-        **MODEL_SHAPE,
-    )
-    model = LlamaForCausalLM(config)
+    if args.resume:
+        # A second stage on the saved model and tokenizer, with fresh examples (another data seed).
+        tok = Tokenizer.from_file(str(Path(args.resume) / "tokenizer.json"))
+        model = LlamaForCausalLM.from_pretrained(args.resume, dtype=torch.float32)
+        data_seed = args.seed + 3
+    else:
+        tok_texts = [render_chat(ex.messages(), False) for ex in make_corpus(20000, seed=args.seed + 1)]
+        tok = build_tokenizer(tok_texts, args.vocab_size)
+        specials = {"bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD}
+        ids = {key: tok.token_to_id(t) for key, t in specials.items()}
+        config = LlamaConfig(vocab_size=tok.get_vocab_size(), attention_bias=False, mlp_bias=False,
+                             hidden_act="silu", **ids, **MODEL_SHAPE)  # fmt: skip
+        model = LlamaForCausalLM(config)
+        data_seed = args.seed + 2
+    pad_id = tok.token_to_id(PAD)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"vocab {tok.get_vocab_size()}, params {n_params:,}", flush=True)
 
@@ -179,7 +184,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         progress = (step - warmup) / max(1, args.steps - warmup)
         return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    data = make_corpus(args.steps * args.batch_size, seed=args.seed + 2)
+    data = make_corpus(args.steps * args.batch_size, seed=data_seed)
     model.train()
     losses: list[float] = []
     for step in range(args.steps):
@@ -214,6 +219,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "examples_seen": args.steps * args.batch_size,
         "lr": args.lr,
         "seed": args.seed,
+        "resumed_from": args.resume,
         "threads": torch.get_num_threads(),
         "train_seconds": round(time.time() - started, 1),
         "first_loss": round(sum(losses[:20]) / len(losses[:20]), 4),
@@ -382,6 +388,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-n", type=int, default=300)
     parser.add_argument("--eval-only", action="store_true")
+    parser.add_argument("--resume", default=None, help="continue training the checkpoint in this folder")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/tiny_model.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -391,6 +398,10 @@ def main() -> None:
     stats = Path(args.out) / "training.json"
     if not args.eval_only:
         training = train(args)
+        previous = Path(args.resume or "/nonexistent") / "training.json"
+        if previous.exists():  # keep the whole history: stage 1 from scratch, then each resume
+            earlier = json.loads(previous.read_text())
+            training = {"stages": [*earlier.get("stages", [earlier]), training]}
         stats.write_text(json.dumps(training, indent=2) + "\n")
         print(json.dumps(training, indent=2), flush=True)
     elif stats.exists():
