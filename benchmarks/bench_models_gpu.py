@@ -157,7 +157,7 @@ def main() -> int:
     shape = f"batch 1, prompt {args.prompt_len}, {args.new_tokens} new tokens"
     reads = f"{per_token / 1e9:.3f} GB read per token (weights + mean KV)"
     print(f"{params / 1e6:.0f} M params, bf16; {shape}; {reads}")
-    print(f"{'variant':<22} {'tok/s':>8} {'GB/s':>8} {'% of peak':>10} {'bound tok/s':>12}")
+    print(f"{'variant':<32} {'tok/s':>8} {'GB/s':>8} {'% of peak':>10} {'bound tok/s':>12}")
     bound = args.peak_bw / per_token
     variants = [("eager", False)] + ([] if args.no_compile else [("compiled (CUDA graphs)", True)])
     for label, compiled in variants:
@@ -170,7 +170,7 @@ def main() -> int:
             tps = steps / seconds
             gbs = tps * per_token
             share = 100 * gbs / args.peak_bw
-            print(f"{what + ', ' + label:<22} {tps:>8.1f} {gbs / 1e9:>8.1f} {share:>9.1f}% {bound:>12.0f}")
+            print(f"{what + ', ' + label:<32} {tps:>8.1f} {gbs / 1e9:>8.1f} {share:>9.1f}% {bound:>12.0f}")
         print(f"  ({label}: {time.perf_counter() - t0:.0f} s including warm-up/compile)")
     return 0
 
