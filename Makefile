@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml setup.py requirements/cpu.txt
 	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	touch $@
 
+# The trader example on the built-in tiny model; its spans land in .workbench/traces.duckdb.
 run: $(STAMP)
-	$(BIN)/workbench run triage -i "ticket=The invoice page crashes, please fix ASAP!" -i tier=enterprise
+	$(BIN)/workbench run trader -i "news=BOLT shares jump after a record quarter; the stock trades at 12.50" -i cash=1000
+	$(BIN)/workbench traces show latest
 
 test: $(STAMP)
 	$(BIN)/ruff check .
