@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import queue
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -36,6 +37,7 @@ from workbench.errors import ModelUnavailable, UsageError
 from workbench.models.base import Generation, GenerationRequest, TokenEvent
 from workbench.models.config import ModelConfig, ModelLoadError, load_config
 from workbench.models.engine import Engine, Job
+from workbench.models.json_schema import JsonSchemaConstraint, json_constraint_available
 from workbench.models.llama import Transformer, fuse_checkpoint
 from workbench.models.registry import register_backend
 from workbench.models.tokenizer import Tokenizer
@@ -176,10 +178,21 @@ class LocalModel:
                    continuous_batching=continuous_batching)  # fmt: skip
 
     # ---- the Model protocol -------------------------------------------------------------
+    def _job(self, request: GenerationRequest) -> Job:
+        """A job for ``request``; a ``response_schema`` without a constraint becomes one.
+
+        The schema is honoured as a token constraint (JSON valid for it, by construction)
+        when llguidance is installed; otherwise the model is left to follow the prompt.
+        """
+        if request.response_schema is not None and request.constraint is None and json_constraint_available():
+            constraint = JsonSchemaConstraint(request.response_schema, self.tokenizer)
+            request = dataclasses.replace(request, constraint=constraint)
+        return Job(request=request, prompt_ids=self.engine.encode_request(request))
+
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Generate for every request; concurrent calls share batches. Bad requests raise before any work."""
         loop = asyncio.get_running_loop()
-        jobs = [Job(request=r, prompt_ids=self.engine.encode_request(r)) for r in requests]
+        jobs = [self._job(r) for r in requests]
         pending = [_Pending(job, loop, future=loop.create_future()) for job in jobs]
         for p in pending:
             self._submit(p)
@@ -198,7 +211,7 @@ class LocalModel:
         """
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        job = Job(request=request, prompt_ids=self.engine.encode_request(request))
+        job = self._job(request)
         job.on_event = lambda event: _deliver(loop, events.put_nowait, event)
         self._submit(_Pending(job, loop, events=events))
         try:
@@ -214,7 +227,7 @@ class LocalModel:
 
     def generate_sync(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Blocking generate in the calling thread, as one batch (scripts, benchmarks)."""
-        jobs = [Job(request=r, prompt_ids=self.engine.encode_request(r)) for r in requests]
+        jobs = [self._job(r) for r in requests]
         with self._run_lock:  # keeps the worker out while we use the model
             results = self.engine.run(jobs)
         for job in jobs:
