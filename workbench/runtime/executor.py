@@ -489,7 +489,7 @@ class Executor:
                 RailEnforcer.raise_blocking(repairable, ("repair",))
             problem = "; ".join(violation_message(r, c.text) for c, r in repairable)
             self.tracer.add_event(span, "repair", {"workbench.repair.round": round_ + 1, "reason": problem})
-            feedback = runner.repair_messages(problem)  # type: ignore[attr-defined]
+            feedback = runner.repair_messages(problem, span)  # type: ignore[attr-defined]
         raise AssertionError("unreachable")
 
     async def _attempts(

@@ -292,7 +292,8 @@ class LlmRunner(Runner):
                 "gen_ai.response.finish_reasons": generation.finish_reason,
             }
         )
-        self.last_text = generation.text
+        # The answer travels on the span: runs of one executor may overlap, so no runner state.
+        span.attributes["gen_ai.completion"] = generation.text
         value = parse_json_answer(self.node.name, generation.text)
         if self.single:
             return {next(iter(self.node.outputs)): value}
@@ -300,10 +301,10 @@ class LlmRunner(Runner):
             raise NodeError(self.node.name, f"expected a JSON object with keys {list(self.node.outputs)}")
         return value
 
-    def repair_messages(self, problem: str) -> list[dict[str, str]]:
+    def repair_messages(self, problem: str, span: Span) -> list[dict[str, str]]:
         """Messages that show the model its last answer and what was wrong with it."""
         return [
-            {"role": "assistant", "content": getattr(self, "last_text", "")},
+            {"role": "assistant", "content": str(span.attributes.get("gen_ai.completion", ""))},
             {
                 "role": "user",
                 "content": f"That answer breaks a rule: {problem}. Answer again with JSON that satisfies it.",
