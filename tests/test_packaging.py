@@ -58,6 +58,8 @@ def test_wheel_ships_example_flows_and_entry_point(wheel):
     names = set(wheel.namelist())
     for flow in (ROOT / "workbench/examples/flows").glob("*.flow.yaml"):
         assert f"workbench/examples/flows/{flow.name}" in names
+    for data in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert f"workbench/models/tiny/{data}" in names, f"the tiny model's {data} is not in the wheel"
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "workbench = workbench.cli:main" in wheel.read(entry).decode()
 

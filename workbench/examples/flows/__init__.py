@@ -1,0 +1,1 @@
+"""The shipped example flow files (data only)."""
