@@ -217,13 +217,10 @@ class Executor:
         )
         state = _Run({(None, k): v for k, v in flow_inputs.items()}, flow_inputs, [], root)
         start = time.perf_counter()
-        try:
-            self._check_input_rails(flow_inputs, state)
-        except RailViolation as exc:  # bad inputs raise, as a type error does; the check is traced
-            self.tracer.end_span(root, status="ERROR", message=str(exc))
-            raise
         result = RunResult(run_id, self.flow.name, "ok", rails=state.records)
         try:
+            # A rail on an input is a rule of the run (exit 1, recorded), not a type error (exit 2).
+            self._check_input_rails(flow_inputs, state)
             await self._run_region(None, state.values, state, root)
             result.outputs, result.skipped_outputs = self._collect_outputs(state)
         except asyncio.CancelledError:
