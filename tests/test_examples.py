@@ -47,3 +47,21 @@ def test_triage_redacts_personal_data_before_it_reaches_the_reply():
         load(flow_path("triage")), {"ticket": "Write to ann@example.com or +44 20 7946 0958.", "tier": "free"}
     )
     assert result.outputs["reply"]["summary"] == "Write to [email] or [phone]."
+
+
+def test_trader_runs_on_the_tiny_model_and_traces_every_token():
+    from workbench.runtime import Executor
+    from workbench.tracing import MemoryTracer
+
+    tracer = MemoryTracer()
+    news = "BOLT shares jump after a record quarter; the stock trades at 12.50"
+    result = Executor(load(flow_path("trader")), tracer=tracer).run({"news": news, "cash": 1000.0})
+    assert result.status == "ok", result.error
+    order = result.outputs["approved"]
+    assert (order["side"], order["ticker"], order["price"]) == ("buy", "BOLT", 12.5)
+    assert order["qty"] * order["price"] <= 1000.0
+    (chat,) = tracer.by_name("chat")
+    steps = [e for e in chat.events if e.name == "workbench.decode.step"]
+    assert len(steps) == chat.attributes["gen_ai.usage.output_tokens"]
+    text = "".join(e.attributes["workbench.decode.token"] for e in steps)
+    assert text == chat.attributes["gen_ai.completion"]

@@ -282,8 +282,10 @@ class LlmRunner(Runner):
             temperature=float(cfg.get("temperature", 0.0)),
             seed=cfg.get("seed"),
             response_schema=self.schema,
+            logprobs=True,
         )
         (generation,) = await model.generate([request])
+        self._record_decode_steps(model, generation, span)
         span.attributes.update(
             {
                 "gen_ai.response.model": getattr(model, "name", str(self.model_spec)),
@@ -300,6 +302,24 @@ class LlmRunner(Runner):
         if not isinstance(value, dict):
             raise NodeError(self.node.name, f"expected a JSON object with keys {list(self.node.outputs)}")
         return value
+
+    def _record_decode_steps(self, model: Any, generation: Any, span: Span) -> None:
+        """One ``workbench.decode.step`` event per generated token (the trace store's decode_steps)."""
+        tracer = self.options.get("tracer")
+        if tracer is None or not generation.token_ids:
+            return
+        tokenizer = getattr(model, "tokenizer", None)
+        logprobs = generation.logprobs or []
+        for step, token_id in enumerate(generation.token_ids):
+            attributes: dict[str, Any] = {
+                "workbench.decode.step": step,
+                "workbench.decode.token_id": token_id,
+            }
+            if tokenizer is not None:
+                attributes["workbench.decode.token"] = tokenizer.decode([token_id])
+            if step < len(logprobs):
+                attributes["workbench.decode.logprob"] = logprobs[step]
+            tracer.add_event(span, "workbench.decode.step", attributes)
 
     def repair_messages(self, problem: str, span: Span) -> list[dict[str, str]]:
         """Messages that show the model its last answer and what was wrong with it."""
