@@ -102,6 +102,15 @@ class _Plan:
 
 
 @dataclass
+class _Region:
+    """One level of the graph (top level or one loop's body), planned once."""
+
+    counts: dict[str, int]  # how many region members each node waits for
+    waiting: dict[str, list[str]]  # who waits for each node
+    starts: list[str]  # the members that wait for nobody
+
+
+@dataclass
 class _Run:
     """State of one run: values on ports, rail records, the tracer and the root span."""
 
@@ -136,7 +145,7 @@ class Executor:
         self.plans = {name: self._plan(node, incoming) for name, node in flow.nodes.items()}
         nested = set().union(*self.graph.loop_bodies.values()) if self.graph.loop_bodies else set()
         self.top_region = [n for n in self.graph.order if n not in nested]
-        self._regions: dict[str, tuple[list[str], dict[str, set[str]]]] = {}
+        self._regions: dict[str, _Region] = {}
         self.output_sources = {p: _key(incoming[PortRef(None, p)].source) for p in flow.outputs}
 
     # -- planning -------------------------------------------------------------------------
@@ -176,7 +185,7 @@ class Executor:
             output_rails += enforcer.guarantees.get(node.name, [])
         return _Plan(node, runner, sources, checks, input_rails, output_rails, until, next_source)
 
-    def _region(self, loop: str | None) -> tuple[list[str], dict[str, set[str]]]:
+    def _region(self, loop: str | None) -> _Region:
         """The nodes one level inside ``loop`` (or the top level) and their dependencies."""
         key = loop or ""
         if key not in self._regions:
@@ -189,13 +198,18 @@ class Executor:
                 )
                 members = [n for n in self.graph.order if n in bodies[loop] and n not in inner]
             member_set = set(members)
-            deps = {}
+            counts: dict[str, int] = {}
+            waiting: dict[str, list[str]] = {n: [] for n in members}
             for name in members:
                 needs = set(self.graph.preds[name])
                 for inner_node in bodies.get(name, ()):  # a loop waits for what its body reads
                     needs |= self.graph.preds[inner_node]
-                deps[name] = (needs & member_set) - {name}
-            self._regions[key] = (members, deps)
+                needs = (needs & member_set) - {name}
+                counts[name] = len(needs)
+                for dep in needs:
+                    waiting[dep].append(name)
+            starts = [n for n in members if counts[n] == 0]
+            self._regions[key] = _Region(counts, waiting, starts)
         return self._regions[key]
 
     # -- running --------------------------------------------------------------------------
@@ -291,13 +305,10 @@ class Executor:
         return outputs, skipped
 
     async def _run_region(self, loop: str | None, values: dict[Key, Any], state: _Run, parent: Span) -> None:
-        members, deps = self._region(loop)
-        remaining = {n: len(deps[n]) for n in members}
-        waiting: dict[str, list[str]] = {n: [] for n in members}
-        for name in members:
-            for dep in deps[name]:
-                waiting[dep].append(name)
-        ready = deque(n for n in members if remaining[n] == 0)
+        region = self._region(loop)
+        remaining = dict(region.counts)  # the only per-run copy: the graph itself is planned once
+        waiting = region.waiting
+        ready = deque(region.starts)
         running: dict[asyncio.Task[None], str] = {}
 
         def finished(name: str) -> None:
