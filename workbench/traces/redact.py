@@ -128,3 +128,32 @@ class RegexRedactor:
                     out = dict(attributes)
                 out[k] = new
         return attributes if out is None else out
+
+    def redact_many(self, batch: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """``redact_attributes`` of every mapping in ``batch`` (the same objects where clean).
+
+        The writer's hot path: the distinct values of the whole batch are gathered at C speed
+        (one set union), the regex looks at each new string once, and only the mappings
+        holding a finding go through ``redact_attributes``. A batch with an unhashable value
+        (a list) takes the per-mapping path.
+        """
+        redact = self.redact_attributes
+        try:
+            values = set().union(*[a.values() for a in batch])
+        except TypeError:
+            return [redact(a) if a else a for a in batch]
+        clean = self._clean
+        search = self._prefilter.search
+        dirty = set()
+        for v in values.difference(clean):
+            if not isinstance(v, str) or len(v) < 6:  # str subclasses too: equal values dedupe
+                continue
+            if search(v):
+                dirty.add(v)
+            elif len(v) <= 200:
+                if len(clean) >= 50_000:
+                    clean.clear()
+                clean[v] = None
+        if not dirty:
+            return batch
+        return [a if dirty.isdisjoint(a.values()) else redact(a) for a in batch]
