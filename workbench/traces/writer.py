@@ -155,6 +155,7 @@ class TraceWriter(_BaseTracer):
         self._urgent = False
         self._block_timeout = block_timeout
         self._queue: collections.deque[object] = collections.deque()
+        self._starts: collections.deque[tuple[float, object]] = collections.deque()  # (queued at, RunStart)
         self._wake = threading.Event()
         self._lock = threading.Lock()  # guards the drop counters and the connection's users
         self._pending_drops = 0
@@ -188,10 +189,14 @@ class TraceWriter(_BaseTracer):
         if parent is None and attributes:
             rs = run_start(span)
             if rs is not None:
-                # Never dropped and written right away: it is how a crash mid-run shows.
-                self._put(rs, bounded=False)
-                self._urgent = True
-                self._wake.set()
+                # Never dropped and committed within ``interval``: it is how a crash mid-run
+                # shows. Its own queue, so writing it does not also convert the spans queued
+                # before it (the previous run's) while this run is busy; the starts of short
+                # runs in one ``interval`` share a transaction (each costs DuckDB ~1-4 ms).
+                if self._closing:
+                    self._drop(1, "span ended after the trace writer closed")
+                else:
+                    self._starts.append((time.monotonic(), rs))
         return span
 
     def _export(self, span: Span) -> None:
@@ -215,7 +220,7 @@ class TraceWriter(_BaseTracer):
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every span ended before this call is committed; False on timeout."""
         if self._closed or not self._thread.is_alive():
-            return not self._queue
+            return not self._queue and not self._starts
         marker = _Flush()
         self._queue.append(marker)
         self._urgent = True
@@ -327,11 +332,14 @@ class TraceWriter(_BaseTracer):
     def _run(self) -> None:
         q = self._queue
         full = min(self._batch_size, self._max_queue)
-        seen, since = 0, 0.0
+        starts = self._starts
+        seen, seen_at, since = 0, 0.0, 0.0
         try:
             while True:
                 self._wake.wait(self._interval)
                 self._wake.clear()
+                if starts and time.monotonic() - starts[0][0] >= self._interval * 0.9:
+                    self._convert([starts.popleft()[1] for _ in range(len(starts))])
                 # Stay off the producer's back while it is busy (the GIL is shared): let the
                 # batch grow while spans keep arriving, and write when the producer pauses,
                 # a batch is full, a flush asks, or the oldest span waited ``max_delay``.
@@ -340,16 +348,21 @@ class TraceWriter(_BaseTracer):
                     now = time.monotonic()
                     if seen == 0:
                         since = now
-                    if n != seen and now - since < self._max_delay:
-                        seen = n
+                    # A pause is a whole ``interval`` without a new span (an early wake-up, by a
+                    # run start, says nothing about the producer).
+                    if (n != seen or now - seen_at < self._interval) and now - since < self._max_delay:
+                        if n != seen:
+                            seen, seen_at = n, now
                         continue
                 seen = 0
                 self._urgent = False
+                if starts:  # those put before a flush marker must be committed before it
+                    self._convert([starts.popleft()[1] for _ in range(len(starts))])
                 while q:
                     n = min(len(q), self._batch_size)
                     items = [q.popleft() for _ in range(n)]
                     self._convert(items)
-                if self._closed and not q:
+                if self._closed and not q and not starts:
                     return
         finally:
             self._ready.put(None)
