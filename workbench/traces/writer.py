@@ -115,7 +115,9 @@ class TraceWriter(_BaseTracer):
     producer waits for room before a span is dropped (and counted). ``interval``/``max_delay``:
     while spans keep arriving the writer waits (so it does not compete with the producer
     for the GIL) until a batch of ``batch_size`` is full, the producer pauses for
-    ``interval`` seconds, ``flush()`` is called, or the oldest span waited ``max_delay``.
+    ``interval`` seconds, ``flush()`` is called, or the oldest span waited ``max_delay``. A run's
+    ``running`` row (its start) is committed within about ``interval``, the starts of that
+    window in one transaction.
     """
 
     def __init__(
