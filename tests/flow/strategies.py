@@ -22,7 +22,8 @@ assert not RESERVED & set(NAMES + TRICKY_NAMES)
 PATTERNS = ("[A-Z]{1,5}", "a+b?", "[0-9]+(\\.[0-9]+)?", "x|yz", ".*@.*", "[a-c]*")
 
 finite_floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
-small_floats = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda x: round(x, 3))
+# "+ 0.0" turns -0.0 into 0.0: hypothesis orders -0.0 below 0.0, so bounds 0.0..-0.0 would be empty.
+small_floats = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda x: round(x, 3) + 0.0)
 
 
 @st.composite
