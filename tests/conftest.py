@@ -1,4 +1,5 @@
-"""Suite-wide rules. In CI (``CI`` set) a skipped test fails the run: nothing skips silently.
+"""Suite-wide rules. In CI (``CI`` set) a skipped test fails the run: nothing skips silently,
+and hypothesis runs derandomized so a verdict can be reproduced.
 
 Tests skip themselves when an optional part is missing (no triton, no transformers...).
 On a developer's partial install that is a convenience; in CI every extra is installed,
@@ -10,6 +11,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
+
+# CI explores a fixed sequence of examples (reproducible verdicts); local runs keep exploring.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.hookimpl(trylast=True)
