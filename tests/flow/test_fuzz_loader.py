@@ -18,47 +18,15 @@ from hypothesis import strategies as st
 from workbench.errors import FlowError, WorkbenchError
 from workbench.examples import flow_path
 from workbench.flow import dumps, loads, problems, validate
+from workbench.flow.io import NODE_COMMON, RAIL_KEYS, TOP_KEYS
+from workbench.flow.kinds import KINDS
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 
+# Plausible keys: every key the flow format knows (from the loader itself, so the fuzz follows
+# the format) plus type-expression keys and typical port names.
 KEYS = [
-    "flow",
-    "version",
-    "description",
-    "use",
-    "types",
-    "constants",
-    "models",
-    "inputs",
-    "outputs",
-    "nodes",
-    "wires",
-    "rails",
-    "kind",
-    "tool",
-    "prompt",
-    "model",
-    "system",
-    "temperature",
-    "max_tokens",
-    "seed",
-    "routes",
-    "default",
-    "rule",
-    "quorum",
-    "tie",
-    "no_winner",
-    "max_iterations",
-    "until",
-    "blocking",
-    "guarantees",
-    "timeout",
-    "retries",
-    "on",
-    "check",
-    "enforce",
-    "with",
-    "max_attempts",
+    *dict.fromkeys([*TOP_KEYS, *NODE_COMMON, *(k for spec in KINDS.values() for k in spec.keys), *RAIL_KEYS]),
     "str",
     "int",
     "float",
