@@ -209,6 +209,62 @@ def _run_rows(rows: Sequence[tuple[Any, ...]]) -> pa.Table:
     return _table("runs", {c: [r[i] for r in rows] for i, c in enumerate(cols)})
 
 
+_CHUNK = 16_384  # spans per conversion pass: small enough to stay in the CPU caches
+
+
+def _span_tables(
+    spans: list[Span],
+    origins: list[Origin] | None,
+    origin_columns: bool,
+    local: Origin,
+    redactor: Redactor | None,
+    ended: list[tuple[Span, Mapping[str, Any], Origin, str | None]],
+) -> dict[str, pa.Table]:
+    """The span, event and rail tables of one chunk; run root spans are appended to ``ended``.
+
+    ``origins``: each span's origin (``None``: all are ``local``); with ``origin_columns``
+    they become columns, else the inserter adds the batch's one origin as constants.
+    """
+    attrs, texts = _redacted(spans, redactor)
+    messages = [s.status_message for s in spans]
+    if redactor is not None:
+        messages = [redactor.redact_text(m) if m else m for m in messages]
+    # Lifted columns inline (no helper call per value: this loop is the hot path).
+    columns: dict[str, list[Any]] = {
+        "trace_id": [s.trace_id for s in spans],
+        "span_id": [s.span_id for s in spans],
+        "parent_id": [s.parent_id for s in spans],
+        "name": [s.name for s in spans],
+        "kind": [s.kind for s in spans],
+        "span_kind": [v if (v := a.get(SPAN_KIND)) is None or type(v) is str else str(v) for a in attrs],
+        "node": [v if (v := a.get(NODE)) is None or type(v) is str else str(v) for a in attrs],
+        "model": [
+            v if (v := a.get(MODEL) or a.get(RESPONSE_MODEL)) is None or type(v) is str else str(v)
+            for a in attrs
+        ],
+        "input_tokens": [None if (v := a.get(IN_TOKENS)) is None else _opt_int(v) for a in attrs],
+        "output_tokens": [None if (v := a.get(OUT_TOKENS)) is None else _opt_int(v) for a in attrs],
+        "start_ns": [s.start_ns for s in spans],
+        "end_ns": [s.end_ns for s in spans],
+        "status": [s.status for s in spans],
+        "status_message": messages,
+        "attributes": texts,
+    }
+    if origin_columns:
+        assert origins is not None
+        columns["service"] = [o.service for o in origins]
+        columns["resource_id"] = [o.resource_id for o in origins]
+    schema = pa.schema([_SCHEMAS["spans"].field(c) for c in columns])
+    tables = {"spans": pa.Table.from_pydict(columns, schema=schema)}
+    _events_and_rails(spans, attrs, columns["span_kind"], redactor, tables)
+    ended += [
+        (s, a, local if origins is None else origins[i], m)
+        for i, (s, a, m) in enumerate(zip(spans, attrs, messages))
+        if s.parent_id is None and RUN_ID in a
+    ]
+    return tables
+
+
 def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | None) -> Batch:
     """Arrow tables for a drained queue of ``Span``, ``ForeignSpans`` and ``RunStart`` items."""
     items = items if isinstance(items, list) else list(items)
@@ -236,44 +292,22 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
                             starts.append(rs)
             elif t is RunStart:
                 starts.append(item)  # type: ignore[arg-type]
-    attrs, texts = _redacted(spans, redactor)
-    tables: dict[str, pa.Table] = {}
-    messages = [s.status_message for s in spans]
-    if redactor is not None:
-        messages = [redactor.redact_text(m) if m else m for m in messages]
     constants: dict[str, str] = {}
+    if len(distinct) == 1:  # the usual case: the inserter adds the two constants in SQL
+        only = next(iter(distinct.values()))
+        constants = {"service": only.service, "resource_id": only.resource_id}
+    # Cache blocking: every column is one pass over the span objects, and a batch of 100k
+    # spans is far larger than the CPU caches, so each pass would miss on every span. In
+    # chunks that stay cached, the same passes measured 2.6 -> 1.8 us/span.
+    parts: dict[str, list[pa.Table]] = {}
+    ended: list[tuple[Span, Mapping[str, Any], Origin, str | None]] = []
+    for i in range(0, len(spans), _CHUNK):
+        chunk = spans[i : i + _CHUNK]
+        chunk_origins = None if origins is None else origins[i : i + _CHUNK]
+        for name, table in _span_tables(chunk, chunk_origins, not constants, local, redactor, ended).items():
+            parts.setdefault(name, []).append(table)
+    tables = {name: ts[0] if len(ts) == 1 else pa.concat_tables(ts) for name, ts in parts.items()}
     if spans:
-        # Lifted columns inline (no helper call per value: this loop is the hot path).
-        columns: dict[str, list[Any]] = {
-            "trace_id": [s.trace_id for s in spans],
-            "span_id": [s.span_id for s in spans],
-            "parent_id": [s.parent_id for s in spans],
-            "name": [s.name for s in spans],
-            "kind": [s.kind for s in spans],
-            "span_kind": [v if (v := a.get(SPAN_KIND)) is None or type(v) is str else str(v) for a in attrs],
-            "node": [v if (v := a.get(NODE)) is None or type(v) is str else str(v) for a in attrs],
-            "model": [
-                v if (v := a.get(MODEL) or a.get(RESPONSE_MODEL)) is None or type(v) is str else str(v)
-                for a in attrs
-            ],
-            "input_tokens": [None if (v := a.get(IN_TOKENS)) is None else _opt_int(v) for a in attrs],
-            "output_tokens": [None if (v := a.get(OUT_TOKENS)) is None else _opt_int(v) for a in attrs],
-            "start_ns": [s.start_ns for s in spans],
-            "end_ns": [s.end_ns for s in spans],
-            "status": [s.status for s in spans],
-            "status_message": messages,
-            "attributes": texts,
-        }
-        if len(distinct) == 1:  # the usual case: the inserter adds the two constants in SQL
-            only = next(iter(distinct.values()))
-            constants = {"service": only.service, "resource_id": only.resource_id}
-        else:
-            assert origins is not None
-            columns["service"] = [o.service for o in origins]
-            columns["resource_id"] = [o.resource_id for o in origins]
-        tables["spans"] = pa.Table.from_pydict(
-            columns, schema=pa.schema([_SCHEMAS["spans"].field(c) for c in columns])
-        )
         tables["resources"] = _table(
             "resources",
             {
@@ -282,12 +316,6 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
                 "attributes": [o.resource_json for o in distinct.values()],
             },
         )
-    _events_and_rails(spans, attrs, redactor, tables)
-    ended = [
-        (s, a, local if origins is None else origins[i], m)
-        for i, (s, a, m) in enumerate(zip(spans, attrs, messages))
-        if s.parent_id is None and RUN_ID in a
-    ]
     if ended:
         rows = {}
         for s, a, o, m in ended:  # the last root span of a run wins (a retried export is harmless)
@@ -343,14 +371,7 @@ def _redacted(spans: list[Span], redactor: Redactor | None) -> tuple[list[Mappin
     Redaction looks at string values one by one (a cheap prefilter each): measured ~2x
     faster than scanning each span's whole JSON text, and numbers are never touched.
     """
-    attrs: list[Mapping[str, Any]] = [s.attributes for s in spans]
-    if redactor is not None:
-        many = getattr(redactor, "redact_many", None)
-        if many is not None:
-            attrs = many(attrs)
-        else:
-            redact = redactor.redact_attributes
-            attrs = [redact(a) if a else a for a in attrs]
+    attrs = _redact_all(redactor, [s.attributes for s in spans])
     return attrs, dumps_many(attrs)
 
 
@@ -364,35 +385,57 @@ def dumps_many(values: list[Any]) -> list[str]:
     return [dumps(a) if a else "{}" for a in values]
 
 
+def _redact_all(redactor: Redactor | None, batch: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """``batch`` redacted: one ``redact_many`` call when the redactor has it, else one by one."""
+    if redactor is None:
+        return batch
+    many = getattr(redactor, "redact_many", None)
+    if many is not None:
+        return many(batch)
+    redact = redactor.redact_attributes
+    return [redact(a) if a else a for a in batch]
+
+
+def _rail_row(s: Span, a: Mapping[str, Any], node: Any, us: Any, time_ns: int) -> tuple[Any, ...]:
+    return (
+        s.trace_id,
+        s.span_id,
+        _opt_str(node),
+        str(a[RAIL]),
+        _opt_str(a.get("workbench.rail.port")),
+        _opt_str(a.get("workbench.rail.verdict")),
+        _opt_str(a.get("workbench.rail.enforce")),
+        _opt_float(us),
+        time_ns,
+        _opt_str(a.get("workbench.rail.message")),
+    )
+
+
 def _events_and_rails(
-    spans: list[Span], attrs: list[Mapping[str, Any]], redactor: Redactor | None, tables: dict[str, pa.Table]
+    spans: list[Span],
+    attrs: list[Mapping[str, Any]],
+    span_kinds: list[Any],
+    redactor: Redactor | None,
+    tables: dict[str, pa.Table],
 ) -> None:
+    """The ``span_events``, ``decode_steps`` and ``rail_verdicts`` tables of a batch.
+
+    Batched like the spans: the few spans that matter are found by C-speed passes, event
+    attributes are redacted and encoded as one list each, rows are transposed by ``zip``.
+    """
+    rails: list[tuple[Any, ...]] = []
+    for i in [i for i, k in enumerate(span_kinds) if k == "GUARDRAIL"]:
+        s, a = spans[i], attrs[i]
+        if RAIL in a:
+            us = a.get("workbench.rail.us", (s.end_ns - s.start_ns) / 1000)
+            rails.append(_rail_row(s, a, a.get(NODE), us, s.end_ns))
+    flat = [(s, a, seq, e) for s, a in zip(spans, attrs) if s.events for seq, e in enumerate(s.events)]
     ev: list[tuple[Any, ...]] = []
     dec: list[tuple[Any, ...]] = []
-    rails: list[tuple[Any, ...]] = []
-    # Most spans have neither events nor a rail: find the few that do in one C-speed pass.
-    for s, a in [(s, a) for s, a in zip(spans, attrs) if s.events or RAIL in a]:
-        if a.get(SPAN_KIND) == "GUARDRAIL" and RAIL in a:
-            rails.append(
-                (
-                    s.trace_id,
-                    s.span_id,
-                    _opt_str(a.get(NODE)),
-                    str(a[RAIL]),
-                    _opt_str(a.get("workbench.rail.port")),
-                    _opt_str(a.get("workbench.rail.verdict")),
-                    _opt_str(a.get("workbench.rail.enforce")),
-                    _opt_float(a.get("workbench.rail.us", (s.end_ns - s.start_ns) / 1000)),
-                    s.end_ns,
-                    _opt_str(a.get("workbench.rail.message")),
-                )
-            )
-        if not s.events:
-            continue
-        for seq, e in enumerate(s.events):
-            ea = e.attributes
-            if redactor is not None and ea:
-                ea = redactor.redact_attributes(ea)
+    if flat:
+        eattrs = _redact_all(redactor, [e.attributes for _, _, _, e in flat])
+        kept: list[Mapping[str, Any]] = []
+        for (s, a, seq, e), ea in zip(flat, eattrs):
             if e.name == DECODE_STEP_EVENT:
                 dec.append(
                     (
@@ -409,25 +452,15 @@ def _events_and_rails(
                 )
                 continue
             if RAIL in ea:
-                rails.append(
-                    (
-                        s.trace_id,
-                        s.span_id,
-                        _opt_str(ea.get(NODE, a.get(NODE))),
-                        str(ea[RAIL]),
-                        _opt_str(ea.get("workbench.rail.port")),
-                        _opt_str(ea.get("workbench.rail.verdict")),
-                        _opt_str(ea.get("workbench.rail.enforce")),
-                        _opt_float(ea.get("workbench.rail.us")),
-                        e.time_ns,
-                        _opt_str(ea.get("workbench.rail.message")),
-                    )
-                )
-            ev.append((s.trace_id, s.span_id, seq, e.name, e.time_ns, dumps(ea) if ea else "{}"))
+                node = ea.get(NODE, a.get(NODE))
+                rails.append(_rail_row(s, ea, node, ea.get("workbench.rail.us"), e.time_ns))
+            ev.append((s.trace_id, s.span_id, seq, e.name, e.time_ns))
+            kept.append(ea)
+        if ev:  # the attributes' JSON as the last column, encoded in one pass
+            ev = [(*row, text) for row, text in zip(ev, dumps_many(kept))]
     for name, rows in (("span_events", ev), ("decode_steps", dec), ("rail_verdicts", rails)):
         if rows:
-            cols = [c for c, _ in TABLES[name]]
-            tables[name] = _table(name, {c: [r[i] for r in rows] for i, c in enumerate(cols)})
+            tables[name] = _table(name, dict(zip([c for c, _ in TABLES[name]], map(list, zip(*rows)))))
 
 
 def _rails_text(v: Any) -> str | None:
