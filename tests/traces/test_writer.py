@@ -216,3 +216,24 @@ def test_one_unstorable_span_costs_only_itself(db: Path) -> None:
         names = set(w.store().query("SELECT name FROM spans")["name"])
     assert names == {"fine", "odd tokens", "also fine"}
     assert w.stats.dropped == 1 and any("could not be stored" in p for p in w.stats.problems)
+
+
+def _storage_version(path: Path) -> str:
+    con = duckdb.connect(":memory:")
+    con.execute(f"ATTACH '{path}' AS f (READ_ONLY)")
+    tags = con.execute("SELECT tags FROM duckdb_databases() WHERE database_name = 'f'").fetchone()[0]
+    con.close()
+    return tags["storage_version"]
+
+
+def test_new_files_use_the_newer_storage_format_and_old_files_are_not_upgraded(tmp_path: Path) -> None:
+    with TraceWriter(tmp_path / "new.duckdb") as w:
+        record_run(w)
+    assert _storage_version(tmp_path / "new.duckdb").startswith("v1.5")
+    old = tmp_path / "old.duckdb"
+    duckdb.connect(str(old)).close()  # DuckDB's default format
+    before = _storage_version(old)
+    with TraceWriter(old) as w:
+        record_run(w)
+    assert _storage_version(old) == before and not before.startswith("v1.5")
+    assert TraceStore(old).runs()["status"].tolist() == ["OK"]

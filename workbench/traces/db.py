@@ -34,6 +34,7 @@ __all__ = [
 
 KEY_ENV = "WORKBENCH_TRACES_KEY"
 KEY_FILE_ENV = "WORKBENCH_TRACES_KEY_FILE"
+STORAGE_VERSION = "v1.5.0"  # DuckDB storage format of new trace files (see open_database)
 
 
 class TraceStoreError(WorkbenchError):
@@ -140,6 +141,12 @@ def open_database(
         options.append(f"ENCRYPTION_KEY {_sql_str(key)}")
     if read_only:
         options.append("READ_ONLY")
+    elif not existed:
+        # New files get the newer storage format: its string compression (DICT_FSST) made a
+        # batch's commit ~0.4 us/span cheaper and the node-latency query ~25% faster than the
+        # default (v0.10.2-compatible) format. Files need DuckDB >= 1.5 to read; existing
+        # files are never upgraded behind their owner's back.
+        options.append(f"STORAGE_VERSION {_sql_str(STORAGE_VERSION)}")
     clause = f" ({', '.join(options)})" if options else ""
     try:
         con.execute(f"ATTACH {_sql_str(str(path))} AS wb{clause}")
