@@ -237,3 +237,26 @@ def test_new_files_use_the_newer_storage_format_and_old_files_are_not_upgraded(t
         record_run(w)
     assert _storage_version(old) == before and not before.startswith("v1.5")
     assert TraceStore(old).runs()["status"].tolist() == ["OK"]
+
+
+def test_lifted_columns_come_from_the_stored_attributes(db: Path) -> None:
+    cases = [
+        {"workbench.node.name": "n", "openinference.span.kind": "LLM", "gen_ai.request.model": "m"},
+        {"workbench.node.name": 5, "gen_ai.response.model": "r", "gen_ai.usage.input_tokens": 7},
+        {"gen_ai.request.model": "", "gen_ai.response.model": "r", "gen_ai.usage.output_tokens": 2**70},
+        {"workbench.node.name": True, "gen_ai.usage.input_tokens": "12"},
+        {},
+    ]
+    with TraceWriter(db) as w:
+        for i, attrs in enumerate(cases):
+            w.end_span(w.start_span(f"s{i}", attributes=attrs))
+        rows = w.store().query(
+            "SELECT span_kind, node, model, input_tokens, output_tokens FROM spans ORDER BY name"
+        )
+    assert rows.astype(object).where(rows.notna(), None).values.tolist() == [
+        ["LLM", "n", "m", None, None],
+        [None, "5", "r", 7, None],
+        [None, None, "r", None, None],
+        [None, "true", None, 12, None],
+        [None, None, None, None, None],
+    ]

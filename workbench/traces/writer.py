@@ -31,7 +31,7 @@ import duckdb
 
 from workbench.tracing import Span, _BaseTracer
 
-from .convert import Batch, ForeignSpans, Origin, build_batch, run_start
+from .convert import Batch, ForeignSpans, Origin, build_batch, run_start, spans_insert
 from .db import TraceStoreError, default_db_path, open_database, resolve_key
 from .redact import Redactor, RegexRedactor
 from .schema import migrate
@@ -442,14 +442,10 @@ class TraceWriter(_BaseTracer):
                     continue
                 con.register("_wb_batch", table)
                 if name == "spans":
-                    # duration and the batch-wide constants are computed here, by DuckDB,
-                    # off the GIL: less Python work per span in the converter.
-                    extra = "".join(f", ? AS {col}" for col in batch.span_constants)
-                    con.execute(
-                        f"INSERT INTO spans BY NAME SELECT *, end_ns - start_ns AS duration_ns{extra} "
-                        "FROM _wb_batch",
-                        list(batch.span_constants.values()),
-                    )
+                    # duration, the lifted columns and the batch-wide constants are computed
+                    # here, by DuckDB, off the GIL: less Python work per span in the converter.
+                    constants = batch.span_constants
+                    con.execute(spans_insert("_wb_batch", list(constants)), list(constants.values()))
                 else:
                     # Resources repeat across batches: the first copy stays.
                     conflict = " ON CONFLICT DO NOTHING" if name == "resources" else ""
