@@ -43,9 +43,13 @@ async def arun(
     trace: bool = True,
     trust: bool = False,
     model: Any = None,
+    profile_kernels: bool = False,
     **named: Any,
 ) -> RunResult:
-    """Run a flow once and record it in the trace store (``trace=False`` records nothing)."""
+    """Run a flow once and record it in the trace store (``trace=False`` records nothing).
+
+    ``profile_kernels``: also record each model call's torch ops and kernels as its child spans.
+    """
     values = {**(inputs or {}), **named}
     if not isinstance(values, dict):
         raise UsageError("inputs must be a mapping of input name to value")
@@ -55,7 +59,9 @@ async def arun(
 
         tracer = tracer_for(db)
     try:
-        return await Executor(load(flow), tracer=tracer, trust=trust, model=model).arun(values)
+        options = {"tracer": tracer, "trust": trust, "model": model, "profile_kernels": profile_kernels}
+        executor = Executor(load(flow), **options)
+        return await executor.arun(values)
     finally:
         if tracer is not None:
             tracer.close()
@@ -69,10 +75,12 @@ def run(
     trace: bool = True,
     trust: bool = False,
     model: Any = None,
+    profile_kernels: bool = False,
     **named: Any,
 ) -> RunResult:
     """Synchronous ``arun``; works in notebooks too (a running loop is left alone)."""
-    return run_sync(arun(flow, inputs, db=db, trace=trace, trust=trust, model=model, **named))
+    options = {"db": db, "trace": trace, "trust": trust, "model": model, "profile_kernels": profile_kernels}
+    return run_sync(arun(flow, inputs, **options, **named))
 
 
 def check(flow: Flow | str | Path, *, timeout_ms: int = 2000) -> VerifyReport:

@@ -115,7 +115,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = _parse_inputs(flow, args.input, args.inputs)
     tracer = _open_tracer(args)
     try:
-        executor = Executor(flow, tracer=tracer, trust=args.trust, model=_model_spec(args.model))
+        executor = Executor(
+            flow,
+            tracer=tracer,
+            trust=args.trust,
+            model=_model_spec(args.model),
+            profile_kernels=args.profile_kernels,
+        )
         result = executor.run(inputs)
     finally:
         if tracer is not None:
@@ -229,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--db", metavar="PATH", help="trace database (default .workbench/traces.duckdb)")
     run.add_argument("--no-trace", action="store_true", help="record no traces")
+    run.add_argument(
+        "--profile-kernels",
+        action="store_true",
+        help="record each model call's torch ops and kernels as child spans (slower)",
+    )
     run.add_argument("--trust", action="store_true", help="allow tools from outside the workbench package")
     run.add_argument("--json", action="store_true", help='print {"run_id", "status", "outputs", "rails"}')
     run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)

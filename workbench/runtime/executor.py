@@ -121,7 +121,13 @@ class _Run:
 
 
 class Executor:
-    """Plans a flow once and runs it many times: ``await Executor(flow).arun(inputs)``."""
+    """Plans a flow once and runs it many times: ``await Executor(flow).arun(inputs)``.
+
+    ``tracer`` receives the spans; ``trust`` allows tools from outside the workbench package;
+    ``model`` stands in for every llm node's model; ``rails=False`` skips enforcement;
+    ``profile_kernels`` records each model call's torch ops and kernels as child spans
+    (``True``, or ``{"min_duration_us": ..., "limit": ...}``; see ``workbench.profiling``).
+    """
 
     def __init__(
         self,
@@ -131,11 +137,13 @@ class Executor:
         trust: bool = False,
         model: Any = None,
         rails: bool = True,
+        profile_kernels: bool | Mapping[str, Any] = False,
     ) -> None:
         validate(flow)
         self.flow = flow
         self.tracer: Tracer = tracer or NoopTracer()
         self.options = {"tracer": self.tracer, "trust": trust, "model": model}
+        self.options["profile_kernels"] = profile_kernels
         self.graph = analyse(flow)
         self.enforcer = (
             RailEnforcer(flow) if rails and (flow.rails or flow.use or _has_guarantees(flow)) else None

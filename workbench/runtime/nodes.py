@@ -9,6 +9,7 @@ re-run part of the graph.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import re
@@ -284,7 +285,8 @@ class LlmRunner(Runner):
             response_schema=self.schema,
             logprobs=True,
         )
-        (generation,) = await model.generate([request])
+        with self._profiled(span):
+            (generation,) = await model.generate([request])
         self._record_decode_steps(model, generation, span)
         span.attributes.update(
             {
@@ -302,6 +304,16 @@ class LlmRunner(Runner):
         if not isinstance(value, dict):
             raise NodeError(self.node.name, f"expected a JSON object with keys {list(self.node.outputs)}")
         return value
+
+    def _profiled(self, span: Span) -> contextlib.AbstractContextManager[None]:
+        """A torch.profiler window around the model call when the run asks for kernel spans."""
+        wanted = self.options.get("profile_kernels")
+        tracer = self.options.get("tracer")
+        if not wanted or tracer is None:
+            return contextlib.nullcontext()
+        from workbench.profiling import kernel_profile
+
+        return kernel_profile(tracer, span, **(dict(wanted) if isinstance(wanted, Mapping) else {}))
 
     def _record_decode_steps(self, model: Any, generation: Any, span: Span) -> None:
         """One ``workbench.decode.step`` event per generated token (the trace store's decode_steps)."""
