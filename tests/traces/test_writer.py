@@ -260,3 +260,22 @@ def test_lifted_columns_come_from_the_stored_attributes(db: Path) -> None:
         [None, "true", None, 12, None],
         [None, None, None, None, None],
     ]
+
+
+def test_stored_spans_are_freed_by_the_producer_or_when_it_goes_idle(db: Path) -> None:
+    import time
+
+    # interval 0.5: the writer sleeps that long between looks, so the state after flush() holds
+    with TraceWriter(db, interval=0.5, batch_size=1_000) as w:
+        for i in range(5_000):
+            w.end_span(w.start_span(f"s{i}"))
+        w.flush()
+        assert 0 < len(w._grave) <= 1_000  # stored spans wait at most one batch to be freed
+        held = len(w._grave)
+        w.end_span(w.start_span("one more"))  # each new span frees an old one
+        assert len(w._grave) == held - 1
+        deadline = time.monotonic() + 5
+        while w._grave and time.monotonic() < deadline:  # an idle producer: the writer frees them
+            time.sleep(0.01)
+        assert not w._grave
+        assert w.store().query("SELECT count(*) AS n FROM spans")["n"][0] == 5_001

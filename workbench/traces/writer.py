@@ -158,6 +158,9 @@ class TraceWriter(_BaseTracer):
         self._block_timeout = block_timeout
         self._queue: collections.deque[object] = collections.deque()
         self._starts: collections.deque[tuple[float, object]] = collections.deque()  # (queued at, RunStart)
+        # Stored spans wait here to be freed by the producer, one per span it ends (see _export).
+        self._grave: collections.deque[object] = collections.deque()
+        self._grave_seen = 0
         self._wake = threading.Event()
         self._lock = threading.Lock()  # guards the drop counters and the connection's users
         self._pending_drops = 0
@@ -210,6 +213,12 @@ class TraceWriter(_BaseTracer):
                 self._wake.set()
         else:
             self._put(span)
+        # Free one already-stored span for each new one. Freed here, its memory is what the
+        # producer's next allocations reuse; freed in bulk by the writer thread, whole
+        # allocator arenas went back to the OS and every run paid for fresh memory (a run of
+        # 1,000 trivial nodes: +13-25% against +5% this way).
+        if self._grave:
+            self._grave.popleft()
 
     def record(self, span: Span) -> None:
         """Store an already-ended span as it is, its times kept (profiler events, imports)."""
@@ -239,6 +248,7 @@ class TraceWriter(_BaseTracer):
         self._wake.set()
         self._thread.join(timeout)
         self._inserter.join(timeout)
+        self._grave.clear()
         with contextlib.suppress(Exception):
             atexit.unregister(self._atexit)
         with self._lock:
@@ -340,6 +350,7 @@ class TraceWriter(_BaseTracer):
             while True:
                 self._wake.wait(self._interval)
                 self._wake.clear()
+                self._bury()
                 if starts and time.monotonic() - starts[0][0] >= self._interval * 0.9:
                     self._convert([starts.popleft()[1] for _ in range(len(starts))])
                 # Stay off the producer's back while it is busy (the GIL is shared): let the
@@ -397,6 +408,21 @@ class TraceWriter(_BaseTracer):
                     with contextlib.suppress(Exception):
                         batch = _without_gc(build_batch, good, self._origin, self.redactor)
         self._ready.put((batch, markers))
+        self._grave.extend(items)
+        self._grave_seen = len(self._grave)
+
+    def _bury(self) -> None:
+        """Free stored spans nobody is freeing: a slice per wake while producers stay idle
+        (``_export`` frees them otherwise), and at once beyond one batch (bounded memory)."""
+        grave = self._grave
+        size = len(grave)
+        if size > self._batch_size:
+            for _ in range(size - self._batch_size):
+                grave.popleft()
+        elif size and size >= self._grave_seen:  # no producer took any since the last wake
+            for _ in range(min(size, 8192)):
+                grave.popleft()
+        self._grave_seen = len(grave)
 
     def _isolate(self, items: list[object], exc: Exception) -> list[object]:
         """The items that convert on their own; the others are dropped, counted and reported."""
