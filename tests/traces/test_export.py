@@ -140,7 +140,7 @@ def test_cli_reads_through_a_running_sink(recorded: Path, capsys: pytest.Capture
         assert "node failed" in capsys.readouterr().out
 
 
-def test_cli_serve_owns_the_file_until_sigterm(recorded: Path) -> None:
+def test_cli_serve_owns_the_file_until_sigterm_and_forwards(recorded: Path) -> None:
     import signal
     import subprocess
     import sys
@@ -150,6 +150,7 @@ def test_cli_serve_owns_the_file_until_sigterm(recorded: Path) -> None:
     from .helpers import record_run
 
     root = Path(__file__).resolve().parents[2]
+    collector = SinkServer(recorded.parent / "collector.duckdb", port=0, announce=False).start()
     child = subprocess.Popen(
         [
             sys.executable,
@@ -161,6 +162,8 @@ def test_cli_serve_owns_the_file_until_sigterm(recorded: Path) -> None:
             str(recorded),
             "--port",
             "0",
+            "--forward",
+            collector.url,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -183,3 +186,7 @@ def test_cli_serve_owns_the_file_until_sigterm(recorded: Path) -> None:
     assert find_sink(recorded) is None
     with TraceStore(recorded) as store:  # the file is free again and holds everything
         assert set(store.runs()["run_id"]) == {"run-a", "run-b", "via-serve"}
+    collector.close()  # it got what the sink stored while serving, sent on before its exit
+    with TraceStore(recorded.parent / "collector.duckdb") as forwarded:
+        assert set(forwarded.runs()["run_id"]) == {"via-serve"}
+        assert len(forwarded.spans("via-serve")) == 3

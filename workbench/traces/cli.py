@@ -153,7 +153,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .sink import serve_sink
 
     token = args.token or os.environ.get("WORKBENCH_SINK_TOKEN")
-    serve_sink(args.db, host=args.address, port=args.port, token=token, key_file=args.key_file)
+    forward = {"forward": args.forward, "forward_headers": dict(_header(h) for h in args.header)}
+    serve_sink(args.db, host=args.address, port=args.port, token=token, key_file=args.key_file, **forward)
     return 0
 
 
@@ -226,6 +227,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=4318)
     p.add_argument(
         "--token", default=None, help="bearer token required on every request (else WORKBENCH_SINK_TOKEN)"
+    )
+    p.add_argument(
+        "--forward",
+        metavar="URL",
+        help="also send every stored batch to this OTLP/HTTP collector (e.g. http://host:4318/v1/traces)",
+    )
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra HTTP header for --forward (repeatable)",
     )
     p.set_defaults(func=cmd_serve, handler=cmd_serve)
     return traces

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pandas is needed only by whoever asks for a DataFrame
 __all__ = ["TraceStore"]
 
 _RUN_FILTER = " WHERE trace_id IN (SELECT trace_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[])))"
+_SPAN_FILTER = " WHERE span_id IN (SELECT unnest(?::VARCHAR[]))"
 
 
 class TraceStore:
@@ -214,10 +215,18 @@ class TraceStore:
             written.append(target)
         return written
 
-    def load_spans(self, run_ids: Sequence[str] | None = None) -> list[tuple[dict[str, Any], list[Span]]]:
-        """Stored spans rebuilt as ``Span`` objects (events and decode steps included), by resource."""
+    def load_spans(
+        self, run_ids: Sequence[str] | None = None, *, span_ids: Sequence[str] | None = None
+    ) -> list[tuple[dict[str, Any], list[Span]]]:
+        """Stored spans rebuilt as ``Span`` objects (events and decode steps included), by resource.
+
+        ``run_ids``: only these runs' traces; ``span_ids``: only these spans (what a writer
+        forwards after each batch); neither: everything.
+        """
         ids = [self.resolve_run(r) for r in run_ids] if run_ids else None
         flt, params = (_RUN_FILTER, [ids]) if ids else ("", None)
+        if span_ids is not None:
+            flt, params = _SPAN_FILTER, [list(span_ids)]
         events: dict[str, list[SpanEvent]] = {}
         for row in self.arrow(
             f"SELECT span_id, name, time_ns, attributes FROM span_events{flt} ORDER BY span_id, seq", params

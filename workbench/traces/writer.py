@@ -24,6 +24,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,8 @@ class WriterStats:
         self.written = 0
         self.batches = 0
         self.dropped = 0
+        self.forwarded = 0  # spans sent on to the ``forward`` collector
+        self.forward_failed = 0  # spans stored here but not forwarded (the collector refused or was away)
         self.problems: collections.deque[str] = collections.deque(maxlen=20)
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,6 +72,8 @@ class WriterStats:
             "written": self.written,
             "batches": self.batches,
             "dropped": self.dropped,
+            "forwarded": self.forwarded,
+            "forward_failed": self.forward_failed,
             "problems": list(self.problems),
         }
 
@@ -117,7 +122,10 @@ class TraceWriter(_BaseTracer):
     for the GIL) until a batch of ``batch_size`` is full, the producer pauses for
     ``interval`` seconds, ``flush()`` is called, or the oldest span waited ``max_delay``. A run's
     ``running`` row (its start) is committed within about ``interval``, the starts of that
-    window in one transaction.
+    window in one transaction. ``forward``: an OTLP/HTTP ``/v1/traces`` URL that every committed
+    batch is also sent to, as stored (redacted), from a thread of its own (``forward_headers``
+    go with each request); a collector that refuses or is away costs the run nothing: the
+    spans stay here and are counted in ``stats.forward_failed``.
     """
 
     def __init__(
@@ -134,6 +142,8 @@ class TraceWriter(_BaseTracer):
         block_timeout: float = 5.0,
         service: str = "workbench",
         threads: int | None = None,
+        forward: str | None = None,
+        forward_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(db_path) if db_path is not None else default_db_path()
         self._con = open_database(self.path, key=resolve_key(key, key_file))
@@ -173,6 +183,15 @@ class TraceWriter(_BaseTracer):
         self._ready: queue.Queue[tuple[Batch | None, list[_Flush]] | None] = queue.Queue(maxsize=2)
         self._thread = threading.Thread(target=self._run, name="workbench-trace-convert", daemon=True)
         self._inserter = threading.Thread(target=self._run_insert, name="workbench-trace-insert", daemon=True)
+        self.forward = forward
+        self._forward_headers = dict(forward_headers or {})
+        self._forwarding: queue.Queue[list[str] | None] | None = None
+        if forward:
+            self._forwarding = queue.Queue(maxsize=64)
+            self._forwarder = threading.Thread(
+                target=self._run_forward, name="workbench-trace-forward", daemon=True
+            )
+            self._forwarder.start()
         self._thread.start()
         self._inserter.start()
         # Flush on exit: a weak reference so an abandoned writer can still be collected.
@@ -249,6 +268,9 @@ class TraceWriter(_BaseTracer):
         self._thread.join(timeout)
         self._inserter.join(timeout)
         self._grave.clear()
+        if self._forwarding is not None:  # what was committed is still sent, within the timeout
+            self._forwarding.put(None)
+            self._forwarder.join(timeout)
         with contextlib.suppress(Exception):
             atexit.unregister(self._atexit)
         with self._lock:
@@ -455,6 +477,8 @@ class TraceWriter(_BaseTracer):
                 self._failing = False
                 self.stats.written += batch.spans
                 self.stats.batches += 1
+                if self._forwarding is not None and "spans" in batch.tables:
+                    self._queue_forward(batch.tables["spans"].column("span_id").to_pylist())
                 return
         self._drop(batch.spans, "trace file not writable")
 
@@ -497,6 +521,50 @@ class TraceWriter(_BaseTracer):
                 con.execute("ROLLBACK")
             raise
         self._pending_drops -= pending
+
+    # -- forwarding --------------------------------------------------------------------
+    def _queue_forward(self, span_ids: list[str]) -> None:
+        try:
+            self._forwarding.put_nowait(span_ids)  # type: ignore[union-attr]
+        except queue.Full:
+            self.stats.forward_failed += len(span_ids)
+            self._problem(f"not forwarding {len(span_ids)} spans to {self.forward}: 64 batches behind")
+
+    def _run_forward(self) -> None:
+        """Send each committed batch on, rebuilt from the file (so exactly what was stored)."""
+        from .otlp import encode_protobuf
+        from .store import TraceStore
+
+        assert self._forwarding is not None and self.forward is not None
+        while (span_ids := self._forwarding.get()) is not None:
+            try:
+                with self._lock:
+                    cursor = self._con.cursor()
+                try:
+                    cursor.execute("USE wb")
+                    groups = TraceStore(connection=cursor, path=self.path).load_spans(span_ids=span_ids)
+                finally:
+                    cursor.close()
+                for resource, spans in groups:
+                    for i in range(0, len(spans), 2000):
+                        body = encode_protobuf([(resource, spans[i : i + 2000])])
+                        self._post_with_retries(body)
+                self.stats.forwarded += len(span_ids)
+            except Exception as exc:
+                self.stats.forward_failed += len(span_ids)
+                self._problem(f"forwarding {len(span_ids)} spans to {self.forward} failed: {exc}")
+
+    def _post_with_retries(self, body: bytes) -> None:
+        from .store import post_otlp
+
+        for attempt in range(3):
+            try:
+                post_otlp(self.forward, body, headers=self._forward_headers, timeout=10.0)  # type: ignore[arg-type]
+                return
+            except Exception:
+                if attempt == 2 or self._closed:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def _problem(self, message: str) -> None:
         self.stats.problems.append(message)
