@@ -46,3 +46,30 @@ def test_kernel_profile_is_a_no_op_for_tracers_that_cannot_store_timed_spans() -
         with kernel_profile(tracer, span):
             pass
         assert "workbench.kernel.profiled" not in span.attributes
+
+
+def test_overlapping_model_calls_profile_one_and_say_so_on_the_other(tmp_path: Path) -> None:
+    import asyncio
+
+    import torch
+
+    x = torch.randn(64, 64)
+    with TraceWriter(tmp_path / "t.duckdb") as writer:
+        first, second = writer.start_span("chat a"), writer.start_span("chat b")
+
+        async def call(span: object, delay: float) -> None:
+            await asyncio.sleep(delay)
+            with kernel_profile(writer, span):  # type: ignore[arg-type]
+                await asyncio.sleep(0.05)  # the other call starts meanwhile
+                (x @ x).relu()
+
+        async def both() -> None:
+            await asyncio.gather(call(first, 0), call(second, 0.01))
+
+        asyncio.run(both())
+        assert first.attributes["workbench.kernel.profiled"] > 0
+        assert "workbench.kernel.profiled" not in second.attributes
+        assert second.attributes["workbench.kernel.skipped"] == "another model call was being profiled"
+        with kernel_profile(writer, second):  # free again once the first window closed
+            (x @ x).relu()
+        assert second.attributes["workbench.kernel.profiled"] > 0

@@ -14,12 +14,15 @@ when a profile is actually taken.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 from workbench.tracing import Span, Tracer, new_span_id
 
 __all__ = ["kernel_profile", "record_profile"]
+
+_PROFILING = threading.Lock()  # torch.profiler is one session per process
 
 
 def record_profile(
@@ -76,8 +79,10 @@ def kernel_profile(
 
     A no-op (nothing is profiled) when torch is not installed or the tracer cannot store
     already-timed spans. CUDA kernels are included when CUDA is available. The profiler sees
-    every thread of the process, so calls that overlap in time (concurrent llm nodes, one
-    batched decode step serving several calls) each get the ops of the whole window.
+    every thread of the process, so ops of other work running meanwhile (a batched decode
+    step serving several calls) are recorded too. torch has one profiler per process: a call
+    that starts while another is being profiled is not profiled, and its span says so
+    (``workbench.kernel.skipped``).
     """
     if getattr(tracer, "record", None) is None:
         yield
@@ -88,11 +93,18 @@ def kernel_profile(
     except ImportError:
         yield
         return
-    activities = [ProfilerActivity.CPU]
-    if torch.cuda.is_available():
-        activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities, record_shapes=True, **_all_threads()) as prof:
+    if not _PROFILING.acquire(blocking=False):
+        span.attributes["workbench.kernel.skipped"] = "another model call was being profiled"
         yield
+        return
+    try:
+        activities = [ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(ProfilerActivity.CUDA)
+        with profile(activities=activities, record_shapes=True, **_all_threads()) as prof:
+            yield
+    finally:
+        _PROFILING.release()
     recorded = record_profile(tracer, span, prof, min_duration_us=min_duration_us, limit=limit)
     span.attributes["workbench.kernel.profiled"] = recorded
     if recorded >= limit:  # say so rather than let a cut-off profile look complete

@@ -279,3 +279,29 @@ def test_stored_spans_are_freed_by_the_producer_or_when_it_goes_idle(db: Path) -
             time.sleep(0.01)
         assert not w._grave
         assert w.store().query("SELECT count(*) AS n FROM spans")["n"][0] == 5_001
+
+
+def test_foreign_spans_are_not_held_and_a_lost_race_on_the_grave_is_harmless(db: Path) -> None:
+    import collections
+
+    from workbench.traces.convert import Origin
+    from workbench.tracing import MemoryTracer
+
+    mem = MemoryTracer()
+    record_run(mem, "elsewhere", nodes=2)
+    origin = Origin.from_resource({"service.name": "other"})
+
+    class Raced(collections.deque):  # another thread emptied it between the check and the pop
+        def popleft(self) -> object:
+            raise IndexError("pop from an empty deque")
+
+    with TraceWriter(db, batch_size=100) as w:
+        for _ in range(50):
+            assert w.submit(list(mem.spans), origin)
+        w.flush()
+        assert not w._grave  # only local spans wait there (only end_span frees them)
+        w._grave = Raced([object()])
+        w.end_span(w.start_span("still fine"))  # must not raise
+        w._grave = collections.deque()
+        assert w.flush()
+        assert w.store().query("SELECT count(*) AS n FROM spans")["n"][0] == 50 * len(mem.spans) + 1

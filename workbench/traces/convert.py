@@ -35,7 +35,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = [
     "DECODE_STEP_EVENT",
-    "LIFTED_COLUMNS",
     "Batch",
     "ForeignSpans",
     "Origin",
@@ -220,7 +219,6 @@ _LIFT_SHAPE = dumps(
     {SPAN_KIND: "VARCHAR", NODE: "VARCHAR", MODEL: "VARCHAR", RESPONSE_MODEL: "VARCHAR"}
     | {IN_TOKENS: "BIGINT", OUT_TOKENS: "BIGINT"}
 )
-LIFTED_COLUMNS = ("span_kind", "node", "model", "input_tokens", "output_tokens")
 
 
 def spans_insert(source: str, constants: Sequence[str] = ()) -> str:
@@ -261,7 +259,7 @@ def _span_tables(
     if redactor is not None:
         messages = [redactor.redact_text(m) if m else m for m in messages]
     # One comprehension per column (no helper call per value: this is the hot path). The
-    # lifted columns (node, model, tokens...) are not here: ``SPANS_INSERT`` derives them
+    # lifted columns (node, model, tokens...) are not here: ``spans_insert`` derives them
     # from the attributes JSON inside DuckDB, off the GIL.
     columns: dict[str, list[Any]] = {
         "trace_id": [s.trace_id for s in spans],

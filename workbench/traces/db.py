@@ -24,6 +24,7 @@ import duckdb
 from workbench.errors import WorkbenchError
 
 __all__ = [
+    "STORAGE_VERSION",
     "EncryptionUnavailable",
     "TraceLockedError",
     "TraceStoreError",
@@ -126,7 +127,7 @@ def open_database(
     when a key is given but encryption cannot be done securely.
     """
     path = Path(path).expanduser().absolute()
-    existed = path.exists()
+    existed = path.exists() and path.stat().st_size > 0  # an empty file (a temp file) is new
     if read_only and not existed:
         raise TraceStoreError(f"no trace database at {path} (nothing has been recorded there yet)")
     if not read_only:

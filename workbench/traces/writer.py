@@ -170,7 +170,7 @@ class TraceWriter(_BaseTracer):
         self._starts: collections.deque[tuple[float, object]] = collections.deque()  # (queued at, RunStart)
         # Stored spans wait here to be freed by the producer, one per span it ends (see _export).
         self._grave: collections.deque[object] = collections.deque()
-        self._grave_seen = 0
+        self._grave_seen, self._grave_since = 0, 0.0  # its size when last looked at, and when
         self._wake = threading.Event()
         self._lock = threading.Lock()  # guards the drop counters and the connection's users
         self._pending_drops = 0
@@ -237,7 +237,10 @@ class TraceWriter(_BaseTracer):
         # allocator arenas went back to the OS and every run paid for fresh memory (a run of
         # 1,000 trivial nodes: +13-25% against +5% this way).
         if self._grave:
-            self._grave.popleft()
+            try:  # noqa: SIM105 - contextlib.suppress costs more than the rest of this method
+                self._grave.popleft()
+            except IndexError:  # the writer thread emptied it meanwhile
+                pass
 
     def record(self, span: Span) -> None:
         """Store an already-ended span as it is, its times kept (profiler events, imports)."""
@@ -430,21 +433,31 @@ class TraceWriter(_BaseTracer):
                     with contextlib.suppress(Exception):
                         batch = _without_gc(build_batch, good, self._origin, self.redactor)
         self._ready.put((batch, markers))
-        self._grave.extend(items)
-        self._grave_seen = len(self._grave)
+        # Only local spans wait to be freed by the producer (only _export frees): foreign
+        # spans and run starts go now. Bounded: what the producer did not take goes now too.
+        grave = self._grave
+        grave.extend([i for i in items if type(i) is Span])
+        self._trim_grave(len(grave) - self._batch_size)
+        self._grave_seen, self._grave_since = len(grave), time.monotonic()
 
     def _bury(self) -> None:
         """Free stored spans nobody is freeing: a slice per wake while producers stay idle
         (``_export`` frees them otherwise), and at once beyond one batch (bounded memory)."""
+        size, now = len(self._grave), time.monotonic()
+        if size < self._grave_seen or not size:  # producers are taking them (or none are left)
+            self._grave_seen, self._grave_since = size, now
+        elif now - self._grave_since >= self._interval:  # none taken for a whole interval
+            self._trim_grave(min(size, 8192))
+            self._grave_seen, self._grave_since = len(self._grave), now
+
+    def _trim_grave(self, n: int) -> None:
+        """Free up to ``n`` of the oldest stored spans (producers may be taking some too)."""
         grave = self._grave
-        size = len(grave)
-        if size > self._batch_size:
-            for _ in range(size - self._batch_size):
+        try:
+            for _ in range(n):
                 grave.popleft()
-        elif size and size >= self._grave_seen:  # no producer took any since the last wake
-            for _ in range(min(size, 8192)):
-                grave.popleft()
-        self._grave_seen = len(grave)
+        except IndexError:
+            pass
 
     def _isolate(self, items: list[object], exc: Exception) -> list[object]:
         """The items that convert on their own; the others are dropped, counted and reported."""
