@@ -5,24 +5,16 @@ Keeps ``benchmarks/bench_executor.py`` from rotting; it says nothing about speed
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-pytest.importorskip("langgraph.graph")
+from tests.bench_loader import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_executor.py"
+pytest.importorskip("langgraph.graph")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_executor", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_executor")
 
 
 def test_quick_run_engines_agree(bench, tmp_path):

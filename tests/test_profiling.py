@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from workbench.api import load
-from workbench.profiling import kernel_profile
+from workbench.profiling import kernel_profile, record_profile
 from workbench.runtime import Executor
 from workbench.traces import TraceWriter
 from workbench.tracing import MemoryTracer, NoopTracer
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 NEWS = "BOLT shares jump after a record quarter; the stock trades at 12.50"
 
@@ -51,8 +51,6 @@ def test_kernel_profile_is_a_no_op_for_tracers_that_cannot_store_timed_spans() -
 def test_overlapping_model_calls_profile_one_and_say_so_on_the_other(tmp_path: Path) -> None:
     import asyncio
 
-    import torch
-
     x = torch.randn(64, 64)
     with TraceWriter(tmp_path / "t.duckdb") as writer:
         first, second = writer.start_span("chat a"), writer.start_span("chat b")
@@ -73,3 +71,29 @@ def test_overlapping_model_calls_profile_one_and_say_so_on_the_other(tmp_path: P
         with kernel_profile(writer, second):  # free again once the first window closed
             (x @ x).relu()
         assert second.attributes["workbench.kernel.profiled"] > 0
+
+
+def test_profiler_events_become_child_spans_of_the_model_call(tmp_path: Path) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    with TraceWriter(tmp_path / "t.duckdb") as w:
+        root = w.start_span("run", attributes={"workbench.run.id": "k"})
+        call = w.start_span("chat tiny", parent=root, attributes={"gen_ai.request.model": "tiny"})
+        x = torch.randn(32, 32)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            (x @ x).relu().sum()
+        w.end_span(call)
+        w.end_span(root)
+        n = record_profile(w, call, prof)
+        assert n > 0
+        spans = w.store().spans("k").set_index("span_id")
+    ops = spans[spans["name"].str.startswith("op ")]
+    assert len(ops) == n
+    assert "op aten::matmul" in set(ops["name"])
+    ids = set(spans.index)
+    assert ops["parent_id"].isin(ids).all()  # each under the call or under the op that ran it
+    assert (ops["parent_id"] == call.span_id).any()
+    assert (ops["duration_ns"] >= 0).all()
+    # profiler times are on the same wall clock as the run (within a generous margin)
+    assert ops["start_ns"].min() >= root.start_ns - 10_000_000_000
+    assert record_profile(NoopTracer(), call, prof) == 0

@@ -59,8 +59,9 @@ async def arun(
 
         tracer = tracer_for(db)
     try:
-        options = {"tracer": tracer, "trust": trust, "model": model, "profile_kernels": profile_kernels}
-        executor = Executor(load(flow), **options)
+        executor = Executor(
+            load(flow), tracer=tracer, trust=trust, model=model, profile_kernels=profile_kernels
+        )
         return await executor.arun(values)
     finally:
         if tracer is not None:
@@ -79,8 +80,18 @@ def run(
     **named: Any,
 ) -> RunResult:
     """Synchronous ``arun``; works in notebooks too (a running loop is left alone)."""
-    options = {"db": db, "trace": trace, "trust": trust, "model": model, "profile_kernels": profile_kernels}
-    return run_sync(arun(flow, inputs, **options, **named))
+    return run_sync(
+        arun(
+            flow,
+            inputs,
+            db=db,
+            trace=trace,
+            trust=trust,
+            model=model,
+            profile_kernels=profile_kernels,
+            **named,
+        )
+    )
 
 
 def check(flow: Flow | str | Path, *, timeout_ms: int = 2000) -> VerifyReport:

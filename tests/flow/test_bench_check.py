@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+from tests.bench_loader import load_benchmark
 from workbench.flow import loads
 from workbench.flow.verify import verify
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_check.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_check", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_generated_flow_has_the_requested_size_and_verifies():
-    bench = _bench()
+    bench = load_benchmark("bench_check")
     full = loads(bench.flow_text(50, 100))
     assert len(full.nodes) == 50 and len(full.rails) == 100
     small = loads(bench.flow_text(5, 10))

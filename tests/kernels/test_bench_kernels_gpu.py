@@ -6,24 +6,17 @@ interpreted) and its correctness check is run, so a broken case is found before 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-pytest.importorskip("triton")
+from tests.bench_loader import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_kernels_gpu.py"
+pytest.importorskip("triton")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_kernels_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    module = load_benchmark("bench_kernels_gpu")
     module.DEVICE = "cpu"
     return module
 

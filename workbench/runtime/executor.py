@@ -142,8 +142,12 @@ class Executor:
         validate(flow)
         self.flow = flow
         self.tracer: Tracer = tracer or NoopTracer()
-        self.options = {"tracer": self.tracer, "trust": trust, "model": model}
-        self.options["profile_kernels"] = profile_kernels
+        self.options = {
+            "tracer": self.tracer,
+            "trust": trust,
+            "model": model,
+            "profile_kernels": profile_kernels,
+        }
         self.graph = analyse(flow)
         self.enforcer = (
             RailEnforcer(flow) if rails and (flow.rails or flow.use or _has_guarantees(flow)) else None

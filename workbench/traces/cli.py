@@ -158,6 +158,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _header_option(p: argparse.ArgumentParser, sender: str) -> None:
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"extra HTTP header for {sender} (repeatable)",
+    )
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``traces`` (with ``list|show|query|export|serve``) to a main parser's subparsers."""
     traces = subparsers.add_parser(
@@ -212,13 +222,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="send OTLP/HTTP protobuf to a collector, e.g. http://localhost:4318/v1/traces",
     )
-    p.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra HTTP header for --export-otlp (repeatable)",
-    )
+    _header_option(p, "--export-otlp")
     p.set_defaults(func=cmd_export, handler=cmd_export)
 
     p = sub.add_parser("serve", help="own the database and receive OTLP/HTTP at /v1/traces")
@@ -233,13 +237,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="URL",
         help="also send every stored batch to this OTLP/HTTP collector (e.g. http://host:4318/v1/traces)",
     )
-    p.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra HTTP header for --forward (repeatable)",
-    )
+    _header_option(p, "--forward")
     p.set_defaults(func=cmd_serve, handler=cmd_serve)
     return traces
 

@@ -254,7 +254,8 @@ def _span_tables(
     ``origins``: each span's origin (``None``: all are ``local``); with ``origin_columns``
     they become columns, else the inserter adds the batch's one origin as constants.
     """
-    attrs, texts = _redacted(spans, redactor)
+    attrs = _redact_all(redactor, [s.attributes for s in spans])
+    texts = dumps_many(attrs)
     messages = [s.status_message for s in spans]
     if redactor is not None:
         messages = [redactor.redact_text(m) if m else m for m in messages]
@@ -388,16 +389,6 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
     return Batch(tables, start_table, len(spans), constants)
 
 
-def _redacted(spans: list[Span], redactor: Redactor | None) -> tuple[list[Mapping[str, Any]], list[str]]:
-    """Attributes (redacted) and their JSON text, for every span.
-
-    Redaction looks at string values one by one (a cheap prefilter each): measured ~2x
-    faster than scanning each span's whole JSON text, and numbers are never touched.
-    """
-    attrs = _redact_all(redactor, [s.attributes for s in spans])
-    return attrs, dumps_many(attrs)
-
-
 def dumps_many(values: list[Any]) -> list[str]:
     """``dumps`` of each value (``"{}"`` for an empty one), orjson inline when installed."""
     if _fast_dumps is not None:
@@ -409,7 +400,11 @@ def dumps_many(values: list[Any]) -> list[str]:
 
 
 def _redact_all(redactor: Redactor | None, batch: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """``batch`` redacted: one ``redact_many`` call when the redactor has it, else one by one."""
+    """``batch`` redacted: one ``redact_many`` call when the redactor has it, else one by one.
+
+    Redaction looks at string values (a cheap prefilter each): measured ~2x faster than
+    scanning each span's whole JSON text, and numbers are never touched.
+    """
     if redactor is None:
         return batch
     many = getattr(redactor, "redact_many", None)

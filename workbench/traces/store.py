@@ -10,6 +10,7 @@ three behave the same.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -279,18 +280,29 @@ class TraceStore:
         url: str,
         run_ids: Sequence[str] | None = None,
         *,
+        span_ids: Sequence[str] | None = None,
         headers: dict[str, str] | None = None,
         batch: int = 2000,
         timeout: float = 10.0,
+        retries: int = 0,
     ) -> int:
-        """POST the spans as OTLP/protobuf to a collector's ``/v1/traces``; returns spans sent."""
+        """POST the spans (``load_spans``' selection) as OTLP/protobuf to a collector's
+        ``/v1/traces``, each request tried ``1 + retries`` times; returns spans sent."""
         from .otlp import encode_protobuf
 
         sent = 0
-        for resource, spans in self.load_spans(run_ids):
+        for resource, spans in self.load_spans(run_ids, span_ids=span_ids):
             for i in range(0, len(spans), batch):
                 chunk = spans[i : i + batch]
-                post_otlp(url, encode_protobuf([(resource, chunk)]), headers=headers, timeout=timeout)
+                body = encode_protobuf([(resource, chunk)])
+                for attempt in range(retries + 1):
+                    try:
+                        post_otlp(url, body, headers=headers, timeout=timeout)
+                        break
+                    except TraceStoreError:
+                        if attempt == retries:
+                            raise
+                        time.sleep(0.2 * (attempt + 1))
                 sent += len(chunk)
         return sent
 

@@ -306,6 +306,9 @@ class TraceWriter(_BaseTracer):
         """A new cursor on this writer's database for reads in this process (close it after)."""
         if self._closed:
             raise TraceStoreError(f"the trace writer for {self.path} is closed")
+        return self._cursor()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
             cursor = self._con.cursor()
         cursor.execute("USE wb")
@@ -545,39 +548,19 @@ class TraceWriter(_BaseTracer):
 
     def _run_forward(self) -> None:
         """Send each committed batch on, rebuilt from the file (so exactly what was stored)."""
-        from .otlp import encode_protobuf
         from .store import TraceStore
 
         assert self._forwarding is not None and self.forward is not None
         while (span_ids := self._forwarding.get()) is not None:
             try:
-                with self._lock:
-                    cursor = self._con.cursor()
-                try:
-                    cursor.execute("USE wb")
-                    groups = TraceStore(connection=cursor, path=self.path).load_spans(span_ids=span_ids)
-                finally:
-                    cursor.close()
-                for resource, spans in groups:
-                    for i in range(0, len(spans), 2000):
-                        body = encode_protobuf([(resource, spans[i : i + 2000])])
-                        self._post_with_retries(body)
+                with contextlib.closing(self._cursor()) as cursor:
+                    TraceStore(connection=cursor, path=self.path).forward_otlp(
+                        self.forward, span_ids=span_ids, headers=self._forward_headers, retries=2
+                    )
                 self.stats.forwarded += len(span_ids)
             except Exception as exc:
                 self.stats.forward_failed += len(span_ids)
                 self._problem(f"forwarding {len(span_ids)} spans to {self.forward} failed: {exc}")
-
-    def _post_with_retries(self, body: bytes) -> None:
-        from .store import post_otlp
-
-        for attempt in range(3):
-            try:
-                post_otlp(self.forward, body, headers=self._forward_headers, timeout=10.0)  # type: ignore[arg-type]
-                return
-            except Exception:
-                if attempt == 2 or self._closed:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
 
     def _problem(self, message: str) -> None:
         self.stats.problems.append(message)
