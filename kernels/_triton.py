@@ -83,9 +83,14 @@ def _interpreted(fn: Any) -> Any:
     return twin
 
 
+def _language_modules(extra: ModuleType) -> tuple[ModuleType, ...]:
+    """The modules whose jitted functions a kernel may call: Triton's language and ``extra``."""
+    return (tl, tl.core, tl.standard, tl.math, tl.random, extra)
+
+
 def _patched_objects(extra: ModuleType) -> list[Any]:
     """Everything the interpreter patches (``triton.runtime.interpreter._patch_lang``) or we swap."""
-    objects: list[Any] = [tl, tl.core, tl.standard, tl.math, tl.random, tl.core.tensor, tl.core.dtype, extra]
+    objects: list[Any] = [*_language_modules(extra), tl.core.tensor, tl.core.dtype]
     for name in ("condition", "tensor_descriptor_base"):
         if hasattr(tl.core, name):
             objects.append(getattr(tl.core, name))
@@ -111,7 +116,7 @@ def _interpreter_scope(extra: ModuleType) -> Iterator[None]:
         before = runtime.interpret
         runtime.interpret = True
         try:
-            for mod in (tl, tl.core, tl.standard, tl.math, tl.random, extra):
+            for mod in _language_modules(extra):
                 for name, value in list(vars(mod).items()):
                     if isinstance(value, JITFunction):
                         setattr(mod, name, _interpreted(value))

@@ -343,19 +343,12 @@ class Prover:
             raise UsageError(f"unknown hypothesis label {unknown[0]!r}")
         return [h for h in self._hyps.values() if h.kind != "assume" or h.label in wanted]
 
-    def _cone(self, leaves: Iterable[str], hyps: list[_Hyp], whole_paths: bool = False) -> list[_Hyp]:
-        """The hypotheses connected to ``leaves`` through shared (wired) variables; with
-        ``whole_paths`` a declared record pulls in all its fields (for counterexamples)."""
+    def _cone(self, leaves: Iterable[str], hyps: list[_Hyp]) -> list[_Hyp]:
+        """The hypotheses connected to ``leaves`` through shared (wired) variables."""
         by_root: dict[str, list[_Hyp]] = {}
         for h in hyps:
             for leaf in h.leaves:
                 by_root.setdefault(self._find(leaf), []).append(h)
-        siblings: dict[str, list[str]] = {}
-        members: dict[str, list[str]] = {}
-        if whole_paths:
-            for leaf, info in self._leaves.items():
-                siblings.setdefault(info.owner, []).append(leaf)
-                members.setdefault(self._find(leaf), []).append(leaf)
         seen: set[str] = set()
         chosen: dict[str, _Hyp] = {}
         todo = list(leaves)
@@ -364,9 +357,6 @@ class Prover:
             if root in seen:
                 continue
             seen.add(root)
-            if whole_paths:
-                for leaf in members.get(root, ()):
-                    todo.extend(siblings[self._leaves[leaf].owner])
             for h in by_root.get(root, ()):
                 if h.key not in chosen:
                     chosen[h.key] = h
@@ -472,9 +462,6 @@ class Prover:
             reason = "the hypotheses contradict each other: unreachable"
             return ProofResult("vacuous", core=core, reason=reason)
         return ProofResult("proved", core=used)
-
-    def _owners_of(self, hyp: _Hyp) -> set[str]:
-        return {self._leaves[leaf].owner for leaf in hyp.leaves}
 
     def _enforced(
         self,

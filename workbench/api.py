@@ -11,6 +11,7 @@ under the working directory, or send it to the ``workbench`` server that owns th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,9 @@ async def arun(
 
     ``profile_kernels``: also record each model call's torch ops and kernels as its child spans.
     """
-    values = {**(inputs or {}), **named}
-    if not isinstance(values, dict):
+    if inputs is not None and not isinstance(inputs, Mapping):
         raise UsageError("inputs must be a mapping of input name to value")
+    values = {**(inputs or {}), **named}
     tracer = None
     if trace:
         from workbench.traces import tracer_for

@@ -21,6 +21,7 @@ from workbench.errors import ModelUnavailable, NodeError
 from workbench.flow.model import Flow, Node
 from workbench.runtime.conditions import Condition, compile_condition
 from workbench.runtime.tools import resolve_tool
+from workbench.tracing import NoopTracer
 from workbench.types import Record
 
 if TYPE_CHECKING:
@@ -283,7 +284,7 @@ class LlmRunner(Runner):
             temperature=float(cfg.get("temperature", 0.0)),
             seed=cfg.get("seed"),
             response_schema=self.schema,
-            logprobs=True,
+            logprobs=self._traced(),  # a log-softmax per token, only wanted for decode steps
         )
         with self._profiled(span):
             (generation,) = await model.generate([request])
@@ -315,10 +316,15 @@ class LlmRunner(Runner):
 
         return kernel_profile(tracer, span, **(dict(wanted) if isinstance(wanted, Mapping) else {}))
 
+    def _traced(self) -> bool:
+        """Whether this run's spans are kept anywhere (the no-op tracer discards them)."""
+        tracer = self.options.get("tracer")
+        return tracer is not None and type(tracer) is not NoopTracer
+
     def _record_decode_steps(self, model: Any, generation: Any, span: Span) -> None:
         """One ``workbench.decode.step`` event per generated token (the trace store's decode_steps)."""
         tracer = self.options.get("tracer")
-        if tracer is None or not generation.token_ids:
+        if not self._traced() or not generation.token_ids:
             return
         tokenizer = getattr(model, "tokenizer", None)
         logprobs = generation.logprobs or []

@@ -193,13 +193,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--flow", default=None, help="only runs of this flow")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_list, handler=cmd_list)
+    p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("show", help="one run's spans as a tree")
     common(p)
     p.add_argument("run", nargs="?", default="latest", help="run id, a unique prefix, or 'latest'")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_show, handler=cmd_show)
+    p.set_defaults(handler=cmd_show)
 
     p = sub.add_parser(
         "query",
@@ -209,7 +209,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     common(p)
     p.add_argument("sql", help="one SELECT statement ('-' reads it from stdin)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.set_defaults(func=cmd_query, handler=cmd_query)
+    p.set_defaults(handler=cmd_query)
 
     p = sub.add_parser("export", help="export runs to Parquet, OTLP/JSON or a collector")
     common(p)
@@ -223,7 +223,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="send OTLP/HTTP protobuf to a collector, e.g. http://localhost:4318/v1/traces",
     )
     _header_option(p, "--export-otlp")
-    p.set_defaults(func=cmd_export, handler=cmd_export)
+    p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("serve", help="own the database and receive OTLP/HTTP at /v1/traces")
     common(p)
@@ -238,7 +238,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="also send every stored batch to this OTLP/HTTP collector (e.g. http://host:4318/v1/traces)",
     )
     _header_option(p, "--forward")
-    p.set_defaults(func=cmd_serve, handler=cmd_serve)
+    p.set_defaults(handler=cmd_serve)
     return traces
 
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        return int(args.handler(args))
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -113,10 +113,7 @@ class RegexRedactor:
                 if len(v) < 6 or v in clean:
                     continue
                 if not search(v):
-                    if len(v) <= 200:
-                        if len(clean) >= 50_000:
-                            clean.clear()
-                        clean[v] = None
+                    self._remember_clean(v)
                     continue
                 new: Any = self._combined.sub(self._replace, v)
             elif type(v) is list:
@@ -128,6 +125,13 @@ class RegexRedactor:
                     out = dict(attributes)
                 out[k] = new
         return attributes if out is None else out
+
+    def _remember_clean(self, v: str) -> None:
+        """Note a short string the regex found nothing in (bounded: cleared when full)."""
+        if len(v) <= 200:
+            if len(self._clean) >= 50_000:
+                self._clean.clear()
+            self._clean[v] = None
 
     def redact_many(self, batch: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """``redact_attributes`` of every mapping in ``batch`` (the same objects where clean).
@@ -150,10 +154,8 @@ class RegexRedactor:
                 continue
             if search(v):
                 dirty.add(v)
-            elif len(v) <= 200:
-                if len(clean) >= 50_000:
-                    clean.clear()
-                clean[v] = None
+            else:
+                self._remember_clean(v)
         if not dirty:
             return batch
         return [a if dirty.isdisjoint(a.values()) else redact(a) for a in batch]

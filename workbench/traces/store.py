@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from workbench.tracing import Span, SpanEvent
 
-from .convert import DECODE_STEP_EVENT
+from .convert import DECODE_STEP_EVENT, _opt_int
 from .db import TraceStoreError, default_db_path, open_database, resolve_key
 from .schema import SCHEMA_VERSION, TABLES, current_version
 from .writer import pid_alive
@@ -122,7 +122,7 @@ class TraceStore:
         df = self.query(sql, [flow] if flow else None)
         if len(df):
             dead = [
-                status == "running" and not pid_alive(_int_or_none(pid), host)
+                status == "running" and not pid_alive(_opt_int(pid), host)  # None for NaN/pandas.NA
                 for status, pid, host in zip(df["status"], df["pid"], df["host"])
             ]
             df.loc[dead, "status"] = "incomplete"
@@ -305,14 +305,6 @@ class TraceStore:
                         time.sleep(0.2 * (attempt + 1))
                 sent += len(chunk)
         return sent
-
-
-def _int_or_none(value: Any) -> int | None:
-    """An int, or None for a missing value (None, NaN or pandas.NA)."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def post_otlp(url: str, body: bytes, *, headers: dict[str, str] | None = None, timeout: float = 10.0) -> None:

@@ -380,7 +380,7 @@ class TraceWriter(_BaseTracer):
                 self._wake.clear()
                 self._bury()
                 if starts and time.monotonic() - starts[0][0] >= self._interval * 0.9:
-                    self._convert([starts.popleft()[1] for _ in range(len(starts))])
+                    self._convert_starts()
                 # Stay off the producer's back while it is busy (the GIL is shared): let the
                 # batch grow while spans keep arriving, and write when the producer pauses,
                 # a batch is full, a flush asks, or the oldest span waited ``max_delay``.
@@ -398,7 +398,7 @@ class TraceWriter(_BaseTracer):
                 seen = 0
                 self._urgent = False
                 if starts:  # those put before a flush marker must be committed before it
-                    self._convert([starts.popleft()[1] for _ in range(len(starts))])
+                    self._convert_starts()
                 while q:
                     n = min(len(q), self._batch_size)
                     items = [q.popleft() for _ in range(n)]
@@ -442,6 +442,11 @@ class TraceWriter(_BaseTracer):
         grave.extend([i for i in items if type(i) is Span])
         self._trim_grave(len(grave) - self._batch_size)
         self._grave_seen, self._grave_since = len(grave), time.monotonic()
+
+    def _convert_starts(self) -> None:
+        """Convert every queued run start (one transaction for the lot)."""
+        starts = self._starts
+        self._convert([starts.popleft()[1] for _ in range(len(starts))])
 
     def _bury(self) -> None:
         """Free stored spans nobody is freeing: a slice per wake while producers stay idle
