@@ -160,6 +160,31 @@ def duckdb_ingest(path: Path, spans: list[Span], redact: bool) -> tuple[float, d
     return len(spans) / dt, {k: v / len(spans) * 1e6 for k, v in cpu.items()}
 
 
+def conversion_by_chunk(spans: list[Span], repeat: int) -> dict[int, float]:
+    """Converter CPU (us/span, best of ``repeat``) for one writer batch of 122,880 spans,
+    converted in one pass per column vs in cache-sized chunks (``convert._CHUNK``)."""
+    import gc
+
+    from workbench.traces import convert
+
+    batch = spans[:122_880]
+    origin = convert.Origin.from_resource({"service.name": "bench"})
+    chunk, result = convert._CHUNK, {}
+
+    def once() -> Any:
+        return convert.build_batch(batch, origin, DEFAULT_REDACTOR)
+
+    gc.disable()
+    try:
+        for size in (len(batch), chunk):
+            convert._CHUNK = size
+            result[size] = min(timed(once, 1)[0] for _ in range(repeat)) / len(batch) * 1e6
+    finally:
+        convert._CHUNK = chunk
+        gc.enable()
+    return result
+
+
 DUCK_QUERIES = {
     "p50/p95 per node": "SELECT node, p50_ms, p95_ms FROM node_latency",
     "tokens/s per model": (
@@ -419,6 +444,12 @@ def main() -> None:
                 f"DuckDB insert {cpu['insert']:.2f} us -> {lite_engine / cpu['insert']:.1f}x"
             )
         report["ingest_spans_per_s"] = ingest
+        chunks = conversion_by_chunk(spans, args.repeat)
+        report["convert_us_per_span_by_chunk"] = chunks
+        print(
+            "conversion of one 122,880-span batch (redacted, CPU): "
+            + ", ".join(f"chunks of {size:,}: {us:.2f} us/span" for size, us in chunks.items())
+        )
         queries = {}
         store = TraceStore(d / "duck-redacted.duckdb")
         lite = sqlite3.connect(d / "lite-redacted.sqlite")
