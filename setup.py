@@ -1,22 +1,13 @@
 """Package layout only; all metadata lives in pyproject.toml.
 
-rails/ and kernels/ live at the repository root but install as ``workbench.rails`` and
-``workbench.kernels``: bare ``rails``/``kernels`` would collide with PyPI packages
-(DESIGN §1). A test builds the wheel and checks they land there.
+``rails/`` and ``kernels/`` at the repository root hold the rails engine and the Triton
+kernels. They are not Python packages there (no ``__init__.py``), so nothing at the root can
+shadow the PyPI distributions named ``rails`` and ``kernels``. Each is installed as part of
+``workbench``: ``workbench/rails/`` and ``workbench/kernels/`` hold the package initialiser and a
+link to every module of the root folder (docs/architecture.md, "Layout"). The build copies the
+linked files, so the wheel holds plain files; a test keeps the links complete.
 """
 
 from setuptools import find_packages, setup
 
-ROOTS = {"workbench": "workbench", "workbench.rails": "rails", "workbench.kernels": "kernels"}
-
-
-def _packages() -> list[str]:
-    found = find_packages(include=["workbench", "workbench.*"])
-    for installed, folder in ROOTS.items():
-        if installed == "workbench":
-            continue
-        found += [installed + p[len(folder) :] for p in find_packages(include=[folder, folder + ".*"])]
-    return sorted(set(found))
-
-
-setup(packages=_packages(), package_dir=ROOTS)
+setup(packages=find_packages(include=["workbench", "workbench.*"]))

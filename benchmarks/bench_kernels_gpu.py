@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+
 from workbench.kernels import reference, rotary_cos_sin, triton_ops
 
 

@@ -22,11 +22,11 @@ import statistics
 import time
 
 import z3
+
 from workbench.rails import Scope, parse_rail
 from workbench.rails.parser import sort_of_type
 from workbench.rails.rail import leaf_sort
 from workbench.rails.z3values import python_to_z3
-
 from workbench.types import Enum, Float, Int, Record, Str
 
 ORDER = Record(

@@ -1,4 +1,10 @@
-"""The wheel built from the repository installs rails/ and kernels/ as workbench.rails/kernels."""
+"""Layout: rails/ and kernels/ at the root install as workbench.rails/kernels and shadow nothing.
+
+The root folders are not packages (no ``__init__.py``): ``workbench/rails`` and
+``workbench/kernels`` hold the initialiser and a link to each root module
+(docs/architecture.md, "Layout"). From the repository root, bare ``import kernels`` must find
+the Hugging Face distribution that transformers imports, never this project's folder.
+"""
 
 from __future__ import annotations
 
@@ -64,10 +70,80 @@ def test_wheel_ships_example_flows_and_entry_point(wheel):
     assert "workbench = workbench.cli:main" in wheel.read(entry).decode()
 
 
-def test_installed_package_imports_the_mapped_folders():
+def test_installed_package_imports_through_the_links():
     import workbench.kernels
     import workbench.rails
 
-    assert Path(workbench.rails.__file__).parent == ROOT / "rails"
-    assert Path(workbench.kernels.__file__).parent == ROOT / "kernels"
+    assert Path(workbench.rails.__file__).parent == ROOT / "workbench" / "rails"
+    assert Path(workbench.kernels.__file__).parent == ROOT / "workbench" / "kernels"
+    # The modules are the root folders' files, reached through the links.
+    assert Path(workbench.rails.prover.__file__).resolve() == ROOT / "rails" / "prover.py"
     assert workbench.__version__ != "0.0.0+unknown"
+
+
+@pytest.mark.parametrize("folder", ["rails", "kernels"])
+def test_every_root_module_is_linked_and_nothing_else(folder):
+    root_modules = {p.name for p in (ROOT / folder).glob("*.py")}
+    assert not (ROOT / folder / "__init__.py").exists(), f"{folder}/ must not be a regular package"
+    linked = {}
+    for path in (ROOT / "workbench" / folder).glob("*.py"):
+        if path.name == "__init__.py":
+            assert not path.is_symlink()
+            continue
+        assert path.is_symlink(), f"workbench/{folder}/{path.name} must be a link into {folder}/"
+        linked[path.name] = path.resolve()
+    assert set(linked) == root_modules, (
+        f"add or remove links: ln -s ../../{folder}/NAME.py workbench/{folder}/"
+    )
+    for name, target in linked.items():
+        assert target == ROOT / folder / name
+
+
+def _from_root(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c code`` with the repository root as the working directory (sys.path[0])."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=240)
+
+
+def test_bare_names_from_the_root_never_find_the_project_folders():
+    code = (
+        "import importlib.util as u, json\n"
+        "out = {}\n"
+        "for name in ('kernels', 'rails'):\n"
+        "    spec = u.find_spec(name)\n"
+        "    where = None if spec is None else list(spec.submodule_search_locations or [])\n"
+        "    out[name] = None if spec is None else (spec.origin, where)\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = _from_root(code)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    found = json.loads(proc.stdout)
+    for name, where in found.items():
+        if where is None:
+            continue
+        origin, locations = where
+        # Either an installed distribution (a regular package outside the repository) or
+        # nothing importable; never a module of ours.
+        assert origin is None or not Path(origin).resolve().is_relative_to(ROOT / name), (name, origin)
+        if origin is None:  # a namespace package: only this folder, holding no initialiser
+            assert all(not (Path(p) / "__init__.py").exists() for p in locations)
+
+
+def test_transformers_builds_a_model_from_the_root():
+    """transformers 5 imports the Hugging Face ``kernels`` distribution when it is installed."""
+    pytest.importorskip("transformers")
+    code = (
+        "import kernels, transformers\n"
+        "from pathlib import Path\n"
+        "ours = Path.cwd() / 'kernels'\n"
+        "assert not Path(kernels.__file__).resolve().is_relative_to(ours), kernels.__file__\n"
+        "cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,\n"
+        "    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)\n"
+        "model = transformers.LlamaForCausalLM(cfg)\n"
+        "import torch\n"
+        "print(tuple(model(torch.tensor([[1, 2, 3]])).logits.shape))\n"
+    )
+    proc = _from_root(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(1, 3, 64)"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from workbench.kernels import reference, triton_ops
-from workbench.kernels.bitmask import allowed_tokens
 
 from workbench.errors import UsageError
+from workbench.kernels import reference, triton_ops
+from workbench.kernels.bitmask import allowed_tokens
 
 
 def pack(allowed: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from kernel_testing import DTYPES, assert_close
-from workbench.kernels import reference, triton_ops
 
 from workbench.errors import UsageError
+from workbench.kernels import reference, triton_ops
+
+from .kernel_testing import DTYPES, assert_close
 
 
 def make(B: int, Hq: int, Hkv: int, Tmax: int, Dh: int, dtype: torch.dtype = torch.float32):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from workbench.kernels import (
     apply_rotary,
     decode_attention,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import workbench.kernels as K
-from workbench.kernels import reference, triton_ops
 
+import workbench.kernels as K
 from workbench.errors import UsageError
+from workbench.kernels import reference, triton_ops
 
 KERNELS_DIR = Path(K.__file__).parent
 OPS = ["apply_rotary", "apply_token_bitmask", "decode_attention", "rms_norm", "sample_tokens", "silu_and_mul"]

@@ -124,6 +124,7 @@ def test_compiling_still_works_after_interpreted_launches(tmp_path, monkeypatch)
     # The interpreter patches triton.language builtins and leaves some patched after a kernel
     # calls a device function; launch() must put them back or this compile would fail.
     import torch
+
     from workbench.kernels import triton_ops
 
     logits = torch.randn(2, 40)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_testing import DTYPES, assert_close
-from workbench.kernels import reference, triton_ops
 
 from workbench.errors import UsageError
+from workbench.kernels import reference, triton_ops
+
+from .kernel_testing import DTYPES, assert_close
 
 pytestmark = pytest.mark.usefixtures("triton_available")
 

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 import torch
-from kernel_testing import DTYPES
-from workbench.kernels import reference, rotary_cos_sin, triton_ops
 
 from workbench.errors import UsageError
+from workbench.kernels import reference, rotary_cos_sin, triton_ops
+
+from .kernel_testing import DTYPES
 
 LLAMA3 = {
     "rope_type": "llama3",

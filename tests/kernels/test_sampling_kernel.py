@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from workbench.kernels import reference, sample_tokens, triton_ops
 from workbench.kernels.sampling import gumbel_noise, uniform_noise
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from model_checkpoints import FAMILIES, Checkpoint, make_checkpoint
+
+from .model_checkpoints import FAMILIES, Checkpoint, make_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_checkpoints import FAMILIES, make_checkpoint
 
 from workbench.models.base import GenerationRequest
 from workbench.models.engine import Engine, Job
 from workbench.models.local import LocalModel
+
+from .model_checkpoints import FAMILIES, make_checkpoint
 
 PROMPTS = ["the quick brown", "buy 10 shares of ACME at", "hello"]
 

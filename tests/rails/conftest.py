@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 import z3
+
 from workbench.rails import Scope
 from workbench.rails.ir import Var
 from workbench.rails.parser import sort_of_type
 from workbench.rails.rail import Rail
 from workbench.rails.z3values import python_to_z3
-
 from workbench.types import Bool, Enum, Float, Int, List, Record, Str
 
 SIDE = Enum("buy", "sell", "hold", name="Side")

@@ -12,6 +12,7 @@ import z3
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisWarning
+
 from workbench.rails import parse_rail
 
 from .conftest import z3_verdict

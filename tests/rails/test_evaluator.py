@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from workbench.rails import RailValueError, Scope, parse_rail
 from workbench.rails.builtins import contains_email, contains_iban, luhn_card
 

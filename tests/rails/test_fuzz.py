@@ -8,10 +8,10 @@ import contextlib
 import z3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from workbench.rails import Scope, parse_rail
-from workbench.rails.z3terms import UnsupportedRail
 
 from workbench.errors import RailError
+from workbench.rails import Scope, parse_rail
+from workbench.rails.z3terms import UnsupportedRail
 
 TOKENS = [
     "i", "j", "x", "s", "b", "side", "order", ".", "qty", "price", "ticker", "__class__", "__import__",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from workbench.rails import Pack, Prover, RailTemplate, Scope, available_packs, load_pack, register_pack
 
 from workbench.errors import RailError, UsageError
+from workbench.rails import Pack, Prover, RailTemplate, Scope, available_packs, load_pack, register_pack
 from workbench.types import Enum, Float, Int, Record, Str
 
 ORDER = Record("Order", side=Enum("buy", "sell", "hold"), ticker=Str(), qty=Int(ge=0), price=Float(gt=0))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from workbench.rails import RailNameError, RailSortError, RailSyntaxError, Scope, parse_rail
 
 from workbench.errors import RailError
+from workbench.rails import RailNameError, RailSortError, RailSyntaxError, Scope, parse_rail
 from workbench.types import Float, Int, Record
 
 GOOD = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from workbench.rails import Prover, Scope, explain, parse_rail
 
 from workbench.errors import UsageError
+from workbench.rails import Prover, Scope, explain, parse_rail
 from workbench.types import Enum, Float, Int, List, Record, Str
 
 from .conftest import ORDER

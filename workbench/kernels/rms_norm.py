@@ -1,0 +1,1 @@
+../../kernels/rms_norm.py

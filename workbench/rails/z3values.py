@@ -1,0 +1,1 @@
+../../rails/z3values.py
