@@ -71,7 +71,7 @@ from typing import Annotated, Any, TypedDict
 
 from workbench.flow.model import Flow, Node
 from workbench.runtime import Executor
-from workbench.tracing import MemoryTracer, NoopTracer
+from workbench.spans import MemoryTracer, NoopTracer
 
 GOAL_US = 50.0
 GOAL_RATIO = 3.0

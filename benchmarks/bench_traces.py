@@ -32,11 +32,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so the chain flow can import `step` below
 
+from workbench.spans import Span, SpanEvent, _BaseTracer, new_span_id, new_trace_id
 from workbench.traces import TraceStore, TraceWriter
 from workbench.traces.convert import dumps
 from workbench.traces.schema import TABLES, VIEWS
 from workbench.traces.writer import DEFAULT_REDACTOR
-from workbench.tracing import Span, SpanEvent, _BaseTracer, new_span_id, new_trace_id
 
 NODES = [f"node{i:02d}" for i in range(20)]
 
@@ -330,7 +330,7 @@ def executor_overhead(n_nodes: int, repeat: int, db: Path) -> dict[str, Any] | N
     try:
         from workbench.flow import loads
         from workbench.runtime import Executor
-        from workbench.tracing import NoopTracer
+        from workbench.spans import NoopTracer
     except ImportError:
         return None
     nodes = {

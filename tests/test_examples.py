@@ -7,7 +7,7 @@ import pytest
 from workbench.examples import flow_path, list_flows
 from workbench.flow import dumps, load, loads, problems
 from workbench.flow.verify import verify
-from workbench.runtime import run
+from workbench.runtime import execute
 
 
 @pytest.mark.parametrize("name", list_flows())
@@ -35,7 +35,7 @@ def test_trader_verdicts_match_the_design():
     ],
 )
 def test_triage_runs_end_to_end(ticket, tier, category, priority):
-    result = run(load(flow_path("triage")), {"ticket": ticket, "tier": tier})
+    result = execute(load(flow_path("triage")), {"ticket": ticket, "tier": tier})
     assert result.status == "ok", result.error
     assert result.outputs["reply"]["category"] == category
     assert result.outputs["reply"]["priority"] == priority
@@ -43,7 +43,7 @@ def test_triage_runs_end_to_end(ticket, tier, category, priority):
 
 
 def test_triage_redacts_personal_data_before_it_reaches_the_reply():
-    result = run(
+    result = execute(
         load(flow_path("triage")), {"ticket": "Write to ann@example.com or +44 20 7946 0958.", "tier": "free"}
     )
     assert result.outputs["reply"]["summary"] == "Write to [email] or [phone]."
@@ -51,7 +51,7 @@ def test_triage_redacts_personal_data_before_it_reaches_the_reply():
 
 def test_trader_runs_on_the_tiny_model_and_traces_every_token():
     from workbench.runtime import Executor
-    from workbench.tracing import MemoryTracer
+    from workbench.spans import MemoryTracer
 
     tracer = MemoryTracer()
     news = "BOLT shares jump after a record quarter; the stock trades at 12.50"

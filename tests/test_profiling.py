@@ -10,8 +10,8 @@ import pytest
 from workbench.api import load
 from workbench.profiling import kernel_profile, record_profile
 from workbench.runtime import Executor
+from workbench.spans import MemoryTracer, NoopTracer
 from workbench.traces import TraceWriter
-from workbench.tracing import MemoryTracer, NoopTracer
 
 torch = pytest.importorskip("torch")
 

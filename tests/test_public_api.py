@@ -37,7 +37,7 @@ PUBLIC = {
         "ValueValidationError",
         "WorkbenchError",
     ],
-    "workbench.tracing": [
+    "workbench.spans": [
         "MemoryTracer",
         "NoopTracer",
         "Span",
@@ -74,10 +74,10 @@ PUBLIC = {
         "RailRecord",
         "RunResult",
         "Runner",
-        "arun",
+        "aexecute",
+        "execute",
         "register_runner",
         "returns",
-        "run",
     ],
 }
 

@@ -1,6 +1,6 @@
 """The short Python API for scripts and notebooks: ``workbench.run``, ``check``, ``load``.
 
-Unlike ``workbench.runtime.run`` (which records nothing unless handed a tracer), these
+Unlike ``workbench.runtime.execute`` (which records nothing unless handed a tracer), these
 record every run in the trace store the command line uses, ``.workbench/traces.duckdb``
 under the working directory, or send it to the ``workbench`` server that owns that file.
 

@@ -7,7 +7,7 @@ the op that launched it, or under the call span at the top, so a run can be foll
 flow to node to model call to kernel. Times come from the profiler's own clock origin
 (``trace_start_ns``, wall-clock nanoseconds), so the spans line up with the rest of the run.
 
-This module sits beside ``workbench.tracing`` (any layer may use it) and imports torch only
+This module sits beside ``workbench.spans`` (any layer may use it) and imports torch only
 when a profile is actually taken.
 """
 
@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from workbench.tracing import Span, Tracer, new_span_id
+from workbench.spans import Span, Tracer, new_span_id
 
 __all__ = ["kernel_profile", "record_profile"]
 

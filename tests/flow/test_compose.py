@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from workbench.errors import FlowError, ValueValidationError
 from workbench.flow import Flow, Node, dumps, identity, loads, parallel, problems, sequence, validate
-from workbench.runtime import run
+from workbench.runtime import execute
 from workbench.types import Float, Int, Str, Type
 
 # -- tool functions ---------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def tool_node(name: str, inputs: dict[str, Type], out: Type, label: str, fn) -> 
 
 
 def run_ok(flow: Flow, inputs: dict[str, Any]) -> dict[str, Any]:
-    result = run(flow, inputs)
+    result = execute(flow, inputs)
     assert result.status == "ok", result.error
     return result.outputs
 
@@ -237,7 +237,7 @@ def test_identity_of_a_narrower_type_is_kept():
     assert narrowed.outputs == flow.outputs and wire_set(narrowed) == wire_set(flow)
     assert run_ok(narrowed, {"x": 3}) == {"y": 6.0}
     with pytest.raises(ValueValidationError) as info:
-        run(narrowed, {"x": -1})
+        execute(narrowed, {"x": -1})
     assert str(info.value) == "x: -1 is less than the minimum 0"
 
 
@@ -493,6 +493,6 @@ def test_a_failing_sub_flow_names_itself():
     inner.connect("x", "n.i").connect("n.out", "y")
     outer = Flow("outer", inputs={"x": int}, outputs={"y": int}).add(inner.as_node("sub"))
     outer.connect("x", "sub.x").connect("sub.y", "y")
-    result = run(outer, {"x": 1})
+    result = execute(outer, {"x": 1})
     assert result.status == "failed"
     assert str(result.error).startswith("node 'sub' failed: sub-flow 'inner' failed: node 'n' failed: ")

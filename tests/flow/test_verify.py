@@ -21,9 +21,9 @@ from workbench.errors import RailViolation
 from workbench.examples import flow_path
 from workbench.flow import Flow, loads
 from workbench.flow.model import PortRef
-from workbench.flow.rails import FlowRail, flow_rails
+from workbench.flow.port_rails import FlowRail, flow_rails
 from workbench.flow.verify import RailStatus, check_report, explain_rail, verify
-from workbench.runtime import run
+from workbench.runtime import execute
 
 HERE = "tests.flow.test_verify"
 
@@ -532,7 +532,7 @@ def check_blocks_at_runtime(flow: Flow, status: RailStatus) -> None:
     assert example is not None
     inputs = {name: example[name] for name in flow.inputs}
     try:
-        result = run(flow, inputs, trust=True)
+        result = execute(flow, inputs, trust=True)
     except RailViolation as exc:  # a rail on a flow input blocks before the run starts
         message = str(exc)
     else:

@@ -9,8 +9,8 @@ import pytest
 
 from workbench.errors import FlowValidationError, NodeError, NodeTimeout, TrustError, ValueValidationError
 from workbench.flow import Flow, Node, loads
-from workbench.runtime import Executor, arun, returns, run
-from workbench.tracing import MemoryTracer
+from workbench.runtime import Executor, aexecute, execute, returns
+from workbench.spans import MemoryTracer
 from workbench.types import Int, Str
 
 
@@ -43,7 +43,7 @@ def chain(*fns, name: str = "chain") -> Flow:
 
 def test_chain_runs_in_order_and_traces_each_node():
     tracer = MemoryTracer()
-    result = run(chain(inc, double, inc), {"x": 3}, tracer=tracer)
+    result = execute(chain(inc, double, inc), {"x": 3}, tracer=tracer)
     assert result.status == "ok" and result.outputs == {"y": 9}
     names = [s.attributes.get("workbench.node.name") for s in tracer.spans]
     assert names == ["n0", "n1", "n2", None]  # root span ends last
@@ -59,14 +59,14 @@ def test_independent_async_branches_overlap():
         flow.add(Node.tool(name, slow_echo, inputs={"x": int}, outputs={"y": int}))
         flow.connect("x", f"{name}.x").connect(f"{name}.y", name)
     start = time.perf_counter()
-    result = run(flow, {"x": 1})
+    result = execute(flow, {"x": 1})
     elapsed = time.perf_counter() - start
     assert result.outputs == {"a": 1, "b": 1, "c": 1}
     assert elapsed < 0.5, f"three 0.2 s branches took {elapsed:.2f} s: they did not overlap"
 
 
 def test_failing_node_fails_the_run_naming_node_and_cause():
-    result = run(chain(inc, boom), {"x": 1})
+    result = execute(chain(inc, boom), {"x": 1})
     assert result.status == "failed"
     assert isinstance(result.error, NodeError)
     assert str(result.error) == "node 'n1' failed: ValueError: cannot handle 2"
@@ -86,19 +86,19 @@ def test_retries_are_bounded_and_recorded():
     flow = chain(flaky)
     flow.nodes["n0"].retries = 2
     tracer = MemoryTracer()
-    assert run(flow, {"x": 5}, tracer=tracer).outputs == {"y": 5}
+    assert execute(flow, {"x": 5}, tracer=tracer).outputs == {"y": 5}
     assert len(calls) == 3
     assert [e.name for e in tracer.spans[0].events] == ["retry", "retry"]
     calls.clear()
     flow.nodes["n0"].retries = 1
-    result = run(flow, {"x": 5})
+    result = execute(flow, {"x": 5})
     assert result.status == "failed" and "after 2 attempts" in str(result.error)
 
 
 def test_timeout_per_node():
     flow = chain(slow_echo)
     flow.nodes["n0"].timeout = 0.05
-    result = run(flow, {"x": 1})
+    result = execute(flow, {"x": 1})
     assert isinstance(result.error, NodeTimeout)
     assert "timed out after 0.05 s" in str(result.error)
 
@@ -123,7 +123,7 @@ def test_a_failure_cancels_running_siblings():
     flow.add(Node.tool("b", fails_soon, inputs={"x": int}, outputs={"y": int}))
     flow.connect("x", "a.x").connect("x", "b.x").connect("a.y", "a").connect("b.y", "b")
     start = time.perf_counter()
-    result = run(flow, {"x": 1})
+    result = execute(flow, {"x": 1})
     assert result.status == "failed" and "node 'b' failed" in str(result.error)
     assert cancelled == [True]
     assert time.perf_counter() - start < 2
@@ -133,7 +133,7 @@ def test_cancelling_the_run_cancels_nodes_and_ends_spans():
     tracer = MemoryTracer()
 
     async def main():
-        task = asyncio.ensure_future(arun(chain(slow_echo), {"x": 1}, tracer=tracer))
+        task = asyncio.ensure_future(aexecute(chain(slow_echo), {"x": 1}, tracer=tracer))
         await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -146,16 +146,16 @@ def test_cancelling_the_run_cancels_nodes_and_ends_spans():
 
 def test_inputs_and_outputs_are_validated():
     with pytest.raises(ValueValidationError, match="x: 'a' is not an int"):
-        run(chain(inc), {"x": "a"})
+        execute(chain(inc), {"x": "a"})
     with pytest.raises(ValueValidationError, match="missing input"):
-        run(chain(inc), {})
+        execute(chain(inc), {})
     with pytest.raises(ValueValidationError, match="has no input of that name"):
-        run(chain(inc), {"x": 1, "z": 2})
+        execute(chain(inc), {"x": 1, "z": 2})
 
     def bad(x: int) -> dict:
         return {"y": "not a number"}
 
-    result = run(chain(bad), {"x": 1})
+    result = execute(chain(bad), {"x": 1})
     assert str(result.error) == "n0.y: 'not a number' is not an int"
 
 
@@ -163,7 +163,7 @@ def test_tool_must_return_a_dict_of_its_outputs():
     def plain(x: int) -> int:
         return x
 
-    result = run(chain(plain), {"x": 1})
+    result = execute(chain(plain), {"x": 1})
     assert "returned int, expected a dict with keys ['y']" in str(result.error)
     assert "@workbench.returns('y')" in str(result.error)
 
@@ -171,15 +171,15 @@ def test_tool_must_return_a_dict_of_its_outputs():
     def adapted(x: int) -> int:
         return x * 10
 
-    assert run(chain(adapted), {"x": 2}).outputs == {"y": 20}
+    assert execute(chain(adapted), {"x": 2}).outputs == {"y": 20}
 
 
 def test_narrower_port_types_are_checked_where_values_arrive():
     flow = Flow("f", inputs={"x": int}, outputs={"y": int})
     flow.add(Node.tool("n", inc, inputs={"x": Int(ge=0)}, outputs={"y": int}))
     flow.connect("x", "n.x").connect("n.y", "y")
-    assert run(flow, {"x": 0}).outputs == {"y": 1}
-    result = run(flow, {"x": -1})
+    assert execute(flow, {"x": 0}).outputs == {"y": 1}
+    result = execute(flow, {"x": -1})
     assert str(result.error) == "n.x: -1 is less than the minimum 0"
 
 
@@ -202,9 +202,9 @@ wires:
 
 def test_router_takes_one_branch_and_skips_the_other():
     flow = loads(ROUTER_FLOW)
-    big = run(flow, {"n": 500})
+    big = execute(flow, {"n": 500})
     assert big.outputs == {"big": 500} and big.skipped_outputs == ["small"]
-    small = run(flow, {"n": 5})
+    small = execute(flow, {"n": 5})
     assert small.outputs == {"small": 5} and small.skipped_outputs == ["big"]
 
 
@@ -219,7 +219,8 @@ nodes:
 wires: [n -> route.n, route.pos -> pos]
 """
     )
-    assert str(run(flow, {"n": -1}).error) == "node 'route' failed: no route matched and there is no default"
+    error = execute(flow, {"n": -1}).error
+    assert str(error) == "node 'route' failed: no route matched and there is no default"
 
 
 def vote_flow(rule: str, values: int = 3, **config) -> Flow:
@@ -240,18 +241,18 @@ wires:{wires}
 
 
 def test_vote_majority_plurality_quorum_and_ties():
-    assert run(vote_flow("majority"), {"v0": "a", "v1": "b", "v2": "a"}).outputs == {"winner": "a"}
-    no_majority = run(vote_flow("majority"), {"v0": "a", "v1": "b", "v2": "c"})
+    assert execute(vote_flow("majority"), {"v0": "a", "v1": "b", "v2": "a"}).outputs == {"winner": "a"}
+    no_majority = execute(vote_flow("majority"), {"v0": "a", "v1": "b", "v2": "c"})
     assert "no majority among 3 votes" in str(no_majority.error)
-    tie = run(vote_flow("plurality", 4), {"v0": "a", "v1": "b", "v2": "b", "v3": "a"})
+    tie = execute(vote_flow("plurality", 4), {"v0": "a", "v1": "b", "v2": "b", "v3": "a"})
     assert "tie between 2 values with 2 votes each" in str(tie.error)
-    first = run(vote_flow("plurality", 4, tie="first"), {"v0": "a", "v1": "b", "v2": "b", "v3": "a"})
+    first = execute(vote_flow("plurality", 4, tie="first"), {"v0": "a", "v1": "b", "v2": "b", "v3": "a"})
     assert first.outputs == {"winner": "a"}
     quorum = vote_flow("quorum", 4, quorum=3)
-    assert run(quorum, {"v0": "x", "v1": "x", "v2": "y", "v3": "x"}).outputs == {"winner": "x"}
-    assert run(quorum, {"v0": "x", "v1": "x", "v2": "y", "v3": "y"}).status == "failed"
+    assert execute(quorum, {"v0": "x", "v1": "x", "v2": "y", "v3": "x"}).outputs == {"winner": "x"}
+    assert execute(quorum, {"v0": "x", "v1": "x", "v2": "y", "v3": "y"}).status == "failed"
     skip = vote_flow("majority", no_winner="skip")
-    assert run(skip, {"v0": "a", "v1": "b", "v2": "c"}).skipped_outputs == ["winner"]
+    assert execute(skip, {"v0": "a", "v1": "b", "v2": "c"}).skipped_outputs == ["winner"]
 
 
 LOOP_FLOW = """
@@ -273,13 +274,13 @@ wires:
 def test_loop_runs_its_body_until_the_condition_or_the_bound():
     flow = loads(LOOP_FLOW)
     tracer = MemoryTracer()
-    result = run(flow, {"start": 3}, trust=True, tracer=tracer)
+    result = execute(flow, {"start": 3}, trust=True, tracer=tracer)
     assert result.outputs == {"final": 96}  # 3 -> 6 -> 12 -> 24 -> 48 -> 96
     assert len(tracer.by_name("execute_tool")) == 5
     loop_span = tracer.by_name("loop")[0]
     assert loop_span.attributes["workbench.loop.iterations"] == 5
     bounded = loads(LOOP_FLOW.replace("max_iterations: 10", "max_iterations: 2"))
-    assert run(bounded, {"start": 3}, trust=True).outputs == {"final": 12}
+    assert execute(bounded, {"start": 3}, trust=True).outputs == {"final": 12}
 
 
 def test_cycle_without_loop_is_refused_before_running():
@@ -297,7 +298,7 @@ def test_subflow_as_a_node_nests_its_spans():
     outer.add(inner.as_node("sub"), Node.tool("last", double, inputs={"x": int}, outputs={"y": int}))
     outer.connect("x", "sub.x").connect("sub.y", "last.x").connect("last.y", "y")
     tracer = MemoryTracer()
-    assert run(outer, {"x": 1}, tracer=tracer).outputs == {"y": 6}
+    assert execute(outer, {"x": 1}, tracer=tracer).outputs == {"y": 6}
     sub_span = next(s for s in tracer.spans if s.attributes.get("workbench.node.name") == "sub")
     inner_root = next(s for s in tracer.spans if s.name == "invoke_flow inner")
     assert inner_root.parent_id == sub_span.span_id
@@ -321,7 +322,7 @@ def test_llm_node_without_a_backend_is_a_clear_error(tmp_path):
         )
     )
     flow.connect("q", "bot.q").connect("bot.a", "a")
-    result = run(flow, {"q": "hi"})
+    result = execute(flow, {"q": "hi"})
     assert result.status == "failed"
     assert "missing" in str(result.error)
 

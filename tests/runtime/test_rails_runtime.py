@@ -10,8 +10,8 @@ from workbench.errors import RailViolation
 from workbench.examples import flow_path
 from workbench.flow import loads
 from workbench.models.base import Generation, GenerationRequest, Model, TokenEvent
-from workbench.runtime import Executor, run
-from workbench.tracing import MemoryTracer
+from workbench.runtime import Executor, execute
+from workbench.spans import MemoryTracer
 
 HERE = "tests.runtime.test_rails_runtime"
 TRADER = flow_path("trader").read_text()
@@ -94,7 +94,7 @@ def test_scripted_model_satisfies_the_model_protocol():
 
 def test_trader_runs_when_every_rail_holds_and_each_check_is_a_span_event():
     model, tracer = ScriptedModel(order()), MemoryTracer()
-    result = run(loads(TRADER), {"news": "IBM up", "cash": 100.0}, model=model, tracer=tracer)
+    result = execute(loads(TRADER), {"news": "IBM up", "cash": 100.0}, model=model, tracer=tracer)
     assert result.status == "ok", result.error
     assert result.outputs == {"approved": order()}
     verdicts = {(r.name, r.port): r.verdict for r in result.rails}
@@ -123,7 +123,7 @@ def test_trader_runs_when_every_rail_holds_and_each_check_is_a_span_event():
 
 def test_block_names_rail_port_values_and_failed_atoms():
     model, tracer = ScriptedModel(order(ticker="ACME")), MemoryTracer()
-    result = run(loads(TRADER), {"news": "n", "cash": 100.0}, model=model, tracer=tracer)
+    result = execute(loads(TRADER), {"news": "n", "cash": 100.0}, model=model, tracer=tracer)
     assert result.status == "failed" and isinstance(result.error, RailViolation)
     message = str(result.error)
     assert "rail 'restricted' blocked analyst.order" in message
@@ -145,7 +145,7 @@ def test_block_names_rail_port_values_and_failed_atoms():
 
 def test_only_the_failed_atoms_are_reported():
     flow = loads(tool_flow('  both: {on: t.x, check: "x >= 0 and x <= 10 and x != 7"}\n'))
-    result = run(flow, {"x": 12}, trust=True)
+    result = execute(flow, {"x": 12}, trust=True)
     assert result.status == "failed"
     assert "(failed: x <= 10) with x=12" in str(result.error)
     (record,) = result.rails
@@ -154,7 +154,7 @@ def test_only_the_failed_atoms_are_reported():
 
 def test_decode_behaves_as_block():
     model = ScriptedModel(order(qty=20, price=10.0), order())
-    result = run(loads(TRADER), {"news": "n", "cash": 100.0}, model=model)
+    result = execute(loads(TRADER), {"news": "n", "cash": 100.0}, model=model)
     assert result.status == "failed"
     assert "rail 'budget' blocked analyst.order" in str(result.error)
     assert "order.qty * order.price <= cash" in str(result.error) and "cash=100.0" in str(result.error)
@@ -163,7 +163,7 @@ def test_decode_behaves_as_block():
 
 def test_rails_off_lets_everything_through():
     model = ScriptedModel(order(ticker="ACME"))
-    result = run(loads(TRADER), {"news": "n", "cash": 100.0}, model=model, rails=False)
+    result = execute(loads(TRADER), {"news": "n", "cash": 100.0}, model=model, rails=False)
     assert result.status == "ok" and result.rails == []
 
 
@@ -173,7 +173,7 @@ def test_rails_off_lets_everything_through():
 def test_observe_records_a_failure_and_the_run_continues():
     tracer = MemoryTracer()
     flow = loads(tool_flow('  small: {on: t.x, check: "x < 10", enforce: observe}\n'))
-    result = run(flow, {"x": 12}, trust=True, tracer=tracer)
+    result = execute(flow, {"x": 12}, trust=True, tracer=tracer)
     assert result.status == "ok" and result.outputs == {"out": 12}
     (record,) = result.rails
     assert (record.name, record.verdict, record.enforce) == ("small", "fail", "observe")
@@ -186,18 +186,18 @@ def test_observe_records_a_failure_and_the_run_continues():
 
 def test_guarantees_are_checked_at_runtime():
     flow = loads(tool_flow('  any: {on: t.x, check: "x >= 0"}\n', tool="off_by_one", guarantees='["y >= x"]'))
-    result = run(flow, {"x": 3}, trust=True)
+    result = execute(flow, {"x": 3}, trust=True)
     assert result.status == "failed"
     assert "rail 't.guarantees[0]' blocked t.y" in str(result.error)
     assert "x=3" in str(result.error) and "y=2" in str(result.error)
     kept = loads(tool_flow('  any: {on: t.x, check: "x >= 0"}\n', guarantees='["y >= x"]'))
-    assert run(kept, {"x": 3}, trust=True).status == "ok"
+    assert execute(kept, {"x": 3}, trust=True).status == "ok"
 
 
 def test_pii_pack_blocks_an_email_in_a_flow_output():
     tracer = MemoryTracer()
     flow = loads(STR_FLOW)
-    result = run(flow, {"s": "write to bob.smith@example.com today"}, trust=True, tracer=tracer)
+    result = execute(flow, {"s": "write to bob.smith@example.com today"}, trust=True, tracer=tracer)
     assert result.status == "failed"
     assert "rail 'pii.no_email[out]' blocked out" in str(result.error)
     assert "bob.smith@example.com" in str(result.error)
@@ -205,9 +205,9 @@ def test_pii_pack_blocks_an_email_in_a_flow_output():
     assert root.status == "ERROR"
     names = {e.attributes["workbench.rail.name"] for e in root.events if e.name == "rail.check"}
     assert names == {"pii.no_email[out]", "pii.no_phone[out]", "pii.no_card[out]", "pii.no_iban[out]"}
-    clean = run(flow, {"s": "nothing personal here"}, trust=True)
+    clean = execute(flow, {"s": "nothing personal here"}, trust=True)
     assert clean.status == "ok" and [r.verdict for r in clean.rails] == ["pass"] * 4
-    card = run(flow, {"s": "card 4111 1111 1111 1111"}, trust=True)
+    card = execute(flow, {"s": "card 4111 1111 1111 1111"}, trust=True)
     assert card.status == "failed"  # a card number also looks like a phone number: both fail
     assert {r.name: r.verdict for r in card.rails}["pii.no_card[out]"] == "fail"
     assert {r.name: r.verdict for r in clean.rails}["pii.no_card[out]"] == "pass"
@@ -227,14 +227,14 @@ def test_rails_on_flow_inputs_block_before_any_node_and_are_traced():
         event.attributes["workbench.rail.port"] == "x"
         and event.attributes["workbench.rail.verdict"] == "fail"
     )
-    ok = run(flow, {"x": 1}, trust=True)
+    ok = execute(flow, {"x": 1}, trust=True)
     assert ok.status == "ok" and [(r.name, r.port, r.verdict) for r in ok.rails] == [("nonneg", "x", "pass")]
 
 
 def test_rails_on_node_inputs_block_before_the_node_runs():
     tracer = MemoryTracer()
     flow = loads(tool_flow('  small: {on: t.x, check: "x < 10"}\n', tool="off_by_one"))
-    result = run(flow, {"x": 10}, trust=True, tracer=tracer)
+    result = execute(flow, {"x": 10}, trust=True, tracer=tracer)
     assert result.status == "failed" and "rail 'small' blocked t.x" in str(result.error)
 
 
@@ -249,7 +249,7 @@ REPAIR = TRADER.replace(
 
 def test_repair_re_asks_the_model_with_the_violation_explained():
     model, tracer = ScriptedModel(order(ticker="ACME"), order(ticker="IBM")), MemoryTracer()
-    result = run(loads(REPAIR), {"news": "n", "cash": 100.0}, model=model, tracer=tracer)
+    result = execute(loads(REPAIR), {"news": "n", "cash": 100.0}, model=model, tracer=tracer)
     assert result.status == "ok", result.error
     assert result.outputs["approved"]["ticker"] == "IBM"
     assert len(model.calls) == 2
@@ -268,7 +268,7 @@ def test_repair_re_asks_the_model_with_the_violation_explained():
 
 def test_repair_gives_up_after_max_attempts_and_blocks():
     model = ScriptedModel(*(order(ticker=t) for t in ("ACME", "GLOBX", "ACME", "IBM")))
-    result = run(loads(REPAIR), {"news": "n", "cash": 100.0}, model=model)
+    result = execute(loads(REPAIR), {"news": "n", "cash": 100.0}, model=model)
     assert result.status == "failed" and isinstance(result.error, RailViolation)
     assert "rail 'restricted' blocked analyst.order" in str(result.error)
     assert "'ticker': 'ACME'" in str(result.error)  # the last answer's values
@@ -278,6 +278,6 @@ def test_repair_gives_up_after_max_attempts_and_blocks():
 
 def test_a_blocking_rail_is_not_repaired_even_next_to_a_repair_rail():
     model = ScriptedModel(order(ticker="ACME", qty=50), order())
-    result = run(loads(REPAIR), {"news": "n", "cash": 100.0}, model=model)
+    result = execute(loads(REPAIR), {"news": "n", "cash": 100.0}, model=model)
     assert result.status == "failed" and "rail 'budget' blocked" in str(result.error)
     assert len(model.calls) == 1

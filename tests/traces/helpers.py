@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workbench.tracing import Span, Tracer
+from workbench.spans import Span, Tracer
 
 
 def record_run(

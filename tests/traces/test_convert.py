@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workbench.spans import Span, SpanEvent
 from workbench.traces import convert
 from workbench.traces.convert import Batch, ForeignSpans, Origin, build_batch
 from workbench.traces.redact import RegexRedactor
-from workbench.tracing import Span, SpanEvent
 
 LOCAL = Origin.from_resource({"service.name": "local", "process.pid": 1, "host.name": "a"})
 OTHERS = [Origin.from_resource({"service.name": f"other{i}", "process.pid": 2 + i}) for i in range(2)]

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.errors import UsageError
+from workbench.spans import MemoryTracer
 from workbench.traces import (
     SinkClient,
     SinkServer,
@@ -24,7 +25,6 @@ from workbench.traces import (
     tracer_for,
 )
 from workbench.traces.otlp import encode_json, encode_protobuf
-from workbench.tracing import MemoryTracer
 
 from .helpers import record_run
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from workbench.spans import Tracer
 from workbench.traces import TraceStore, TraceWriter, tracer_for
 from workbench.traces.redact import RegexRedactor
 from workbench.traces.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, VIEWS, current_version, migrate
-from workbench.tracing import Tracer
 
 from .helpers import record_run
 
@@ -284,8 +284,8 @@ def test_stored_spans_are_freed_by_the_producer_or_when_it_goes_idle(db: Path) -
 def test_foreign_spans_are_not_held_and_a_lost_race_on_the_grave_is_harmless(db: Path) -> None:
     import collections
 
+    from workbench.spans import MemoryTracer
     from workbench.traces.convert import Origin
-    from workbench.tracing import MemoryTracer
 
     mem = MemoryTracer()
     record_run(mem, "elsewhere", nodes=2)

@@ -1,9 +1,9 @@
 """Typed flows: the data model, flow files, validation and composition."""
 
-from workbench.flow.compose import identity, parallel, sequence
+from workbench.flow.compose import parallel, sequence
 from workbench.flow.io import dump, dumps, flow_hash, load, loads, save
 from workbench.flow.kinds import KINDS, KindSpec, register_kind
-from workbench.flow.model import Flow, Node, PortRef, RailSpec, Wire
+from workbench.flow.model import Flow, Node, PortRef, RailSpec, Wire, identity
 from workbench.flow.validate import problems, validate
 
 __all__ = [

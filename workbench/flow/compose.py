@@ -3,7 +3,8 @@
 ``a >> b`` feeds a's outputs into b's inputs *by name*: the names must be the same and
 each type must fit (the error names both ports and both types). ``a | b`` runs both
 side by side: outputs must not clash; an input both share must have the same type and
-is fed to both (the copy map). ``identity(ports)`` passes its inputs through unchanged.
+is fed to both (the copy map). ``identity(ports)`` (in ``workbench.flow.model``) passes
+its inputs through unchanged.
 
 The results are flat flows (nodes of both sides, wires joined through the boundary), so
 they save, validate and run like any other flow. Laws, checked by property tests:
@@ -19,22 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import FlowError
-from workbench.flow.model import Flow, PortRef, Wire
-from workbench.types import as_type
+from workbench.flow.ports import PortRef, Wire
 
-__all__ = ["identity", "parallel", "sequence"]
+if TYPE_CHECKING:
+    from workbench.flow.model import Flow
 
-
-def identity(ports: Mapping[str, Any], name: str = "id") -> Flow:
-    """The flow that passes each input to the output of the same name."""
-    types = {k: as_type(v) for k, v in ports.items()}
-    flow = Flow(name, inputs=dict(types), outputs=dict(types))
-    for port in types:
-        flow.connect(PortRef(None, port), PortRef(None, port))
-    return flow
+__all__ = ["parallel", "sequence"]
 
 
 def _is_identity(flow: Flow) -> bool:
@@ -77,7 +71,8 @@ class _Builder:
 
     def __init__(self, left: Flow, right: Flow, name: str) -> None:
         names = (left.name, right.name)
-        self.flow = Flow(
+        # type(left): the Flow class, without importing the module that imports this one.
+        self.flow = type(left)(
             name,
             types=_merge_named(left.types, right.types, "type", names),
             constants=_merge_named(left.constants, right.constants, "constant", names),

@@ -149,10 +149,9 @@ def _check_loop(node: Node, flow: Flow) -> list[str]:
 
 
 def _check_flow(node: Node, flow: Flow) -> list[str]:
-    from workbench.flow.model import Flow as FlowType
-
+    """Ports of a sub-flow node against the sub-flow's; ``validate`` checks the sub-flow itself."""
     inner = node.config.get("flow")
-    if not isinstance(inner, FlowType):
+    if not isinstance(inner, type(flow)):
         return [f"node '{node.name}': flow must be a flow (a file path or an inline mapping)"]
     errors = []
     for side, mine, theirs in (("input", node.inputs, inner.inputs), ("output", node.outputs, inner.outputs)):
@@ -160,9 +159,6 @@ def _check_flow(node: Node, flow: Flow) -> list[str]:
             errors.append(
                 f"node '{node.name}': {side} ports {sorted(mine)} are not the sub-flow's {sorted(theirs)}"
             )
-    from workbench.flow.validate import problems
-
-    errors += [f"node '{node.name}': sub-flow '{inner.name}': {p}" for p in problems(inner)]
     return errors
 
 

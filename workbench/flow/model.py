@@ -9,63 +9,18 @@ saving, validation, composition and execution live in their own modules.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import FlowError
+from workbench.flow.compose import parallel, sequence
+from workbench.flow.ports import PortRef, Wire
 from workbench.types import Type, as_type
 
 __all__ = ["ENFORCE_MODES", "Flow", "Node", "PortRef", "RailSpec", "Wire"]
 
 ENFORCE_MODES = ("block", "repair", "decode", "observe")
-
-
-@dataclass(frozen=True, order=True)
-class PortRef:
-    """A port: ``node.port`` for a node's port, a bare name (``node=None``) for the flow's."""
-
-    node: str | None
-    port: str
-
-    @classmethod
-    def parse(cls, text: str) -> PortRef:
-        """Parse ``"node.port"`` or ``"name"``."""
-        if not isinstance(text, str) or not text.strip():
-            raise FlowError(f"a port reference must be 'node.port' or 'name', got {text!r}")
-        text = text.strip()
-        node, dot, port = text.partition(".")
-        if not dot:
-            return cls(None, _ident(text, "port name"))
-        return cls(_ident(node, "node name"), _ident(port, "port name"))
-
-    def __str__(self) -> str:
-        return self.port if self.node is None else f"{self.node}.{self.port}"
-
-
-def _ident(text: str, what: str) -> str:
-    if not text.isidentifier():
-        raise FlowError(f"{what} {text!r} is not a valid identifier")
-    return text
-
-
-@dataclass(frozen=True)
-class Wire:
-    """A wire from ``source`` to ``target``; written ``"source -> target"`` in flow files."""
-
-    source: PortRef
-    target: PortRef
-
-    @classmethod
-    def parse(cls, text: str) -> Wire:
-        """Parse ``"a.out -> b.in"``."""
-        if not isinstance(text, str) or text.count("->") != 1:
-            raise FlowError(f"a wire must read 'source -> target', got {text!r}")
-        left, right = text.split("->")
-        return cls(PortRef.parse(left), PortRef.parse(right))
-
-    def __str__(self) -> str:
-        return f"{self.source} -> {self.target}"
 
 
 @dataclass(frozen=True)
@@ -271,18 +226,18 @@ class Flow:
     # -- composition (workbench.flow.compose does the work) -------------------------------
 
     def __rshift__(self, other: Flow) -> Flow:
-        from workbench.flow.compose import sequence
-
         return sequence(self, other)
 
     def __or__(self, other: Flow) -> Flow:
-        from workbench.flow.compose import parallel
-
         return parallel(self, other)
 
     __matmul__ = __or__
 
 
-def wires_from(texts: Iterable[str]) -> list[Wire]:
-    """Parse a list of ``"a -> b"`` strings."""
-    return [Wire.parse(t) for t in texts]
+def identity(ports: Mapping[str, Any], name: str = "id") -> Flow:
+    """The flow that passes each input to the output of the same name (the unit of ``>>``)."""
+    types = {k: as_type(v) for k, v in ports.items()}
+    flow = Flow(name, inputs=dict(types), outputs=dict(types))
+    for port in types:
+        flow.connect(PortRef(None, port), PortRef(None, port))
+    return flow

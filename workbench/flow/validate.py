@@ -65,6 +65,9 @@ def _node_problems(flow: Flow) -> list[str]:
             continue
         if spec.check is not None:
             found += spec.check(node, flow)
+        inner = node.config.get("flow") if node.kind == "flow" else None
+        if isinstance(inner, Flow):  # a sub-flow is valid only if its own flow is
+            found += [f"node '{node.name}': sub-flow '{inner.name}': {p}" for p in problems(inner)]
         if node.timeout is not None and (not isinstance(node.timeout, int | float) or node.timeout <= 0):
             found.append(f"node '{node.name}': timeout must be a positive number of seconds")
         if not isinstance(node.retries, int) or isinstance(node.retries, bool) or node.retries < 0:

@@ -27,7 +27,7 @@ from typing import Any
 from workbench.errors import RailError, UsageError, WorkbenchError
 from workbench.flow.graph import analyse
 from workbench.flow.model import Flow, PortRef
-from workbench.flow.rails import FlowRail, flow_rails, scope_at
+from workbench.flow.port_rails import FlowRail, flow_rails, scope_at
 from workbench.flow.validate import problems
 
 __all__ = ["RailStatus", "VerifyReport", "check_report", "verify"]

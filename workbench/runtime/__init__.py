@@ -1,7 +1,7 @@
 """The executor: asyncio dataflow over a flow, with types and rails enforced at ports."""
 
 from workbench.runtime.enforce import RailRecord
-from workbench.runtime.executor import Executor, RunResult, arun, run
+from workbench.runtime.executor import Executor, RunResult, aexecute, execute
 from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner, register_runner
 from workbench.runtime.tools import returns
 
@@ -12,8 +12,8 @@ __all__ = [
     "RailRecord",
     "RunResult",
     "Runner",
-    "arun",
+    "aexecute",
+    "execute",
     "register_runner",
     "returns",
-    "run",
 ]

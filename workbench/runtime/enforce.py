@@ -22,8 +22,8 @@ from typing import Any
 
 from workbench.errors import RailViolation
 from workbench.flow.model import Flow, PortRef
-from workbench.flow.rails import FlowRail, flow_rails
-from workbench.tracing import Span, Tracer
+from workbench.flow.port_rails import FlowRail, flow_rails
+from workbench.spans import Span, Tracer
 
 __all__ = ["RailEnforcer", "RailRecord", "violation_message"]
 

@@ -39,15 +39,15 @@ from workbench.errors import (
 from workbench.flow.graph import analyse
 from workbench.flow.io import flow_hash
 from workbench.flow.model import Flow, Node, PortRef
-from workbench.flow.rails import FlowRail
+from workbench.flow.port_rails import FlowRail
 from workbench.flow.validate import validate
 from workbench.runtime.conditions import compile_condition
 from workbench.runtime.enforce import RailEnforcer, RailRecord, violation_message
-from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner
-from workbench.tracing import NoopTracer, Span, Tracer
+from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner, register_runner
+from workbench.spans import NoopTracer, Span, Tracer
 from workbench.types import Type
 
-__all__ = ["Executor", "RunResult", "arun", "run", "run_sync"]
+__all__ = ["Executor", "RunResult", "aexecute", "execute", "run_sync"]
 
 T = TypeVar("T")
 Key = tuple[str | None, str]  # (node or None for the flow, port)
@@ -571,6 +571,32 @@ class Executor:
         return run_sync(self.arun(inputs))
 
 
+class FlowRunner(Runner):
+    """Runs a sub-flow as one node (its spans nest under this node's span)."""
+
+    def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
+        super().__init__(node, flow, options)
+        self.inner = Executor(
+            node.config["flow"], **{k: v for k, v in options.items() if k in ("tracer", "trust", "model")}
+        )
+
+    async def run(
+        self,
+        inputs: dict[str, Any],
+        span: Span,
+        flow_inputs: Mapping[str, Any],
+        feedback: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        result = await self.inner.arun(inputs, parent=span)
+        if result.status != "ok":
+            assert result.error is not None
+            raise NodeError(self.node.name, f"sub-flow '{self.inner.flow.name}' failed: {result.error}")
+        return result.outputs
+
+
+register_runner("flow", FlowRunner)
+
+
 def _has_guarantees(flow: Flow) -> bool:
     return any(node.guarantees for node in flow.nodes.values())
 
@@ -588,14 +614,18 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 
-async def arun(flow: Flow, inputs: Mapping[str, Any], **options: Any) -> RunResult:
-    """Plan and run ``flow`` once (``options``: tracer, trust, model, rails)."""
+async def aexecute(flow: Flow, inputs: Mapping[str, Any], **options: Any) -> RunResult:
+    """Plan and run ``flow`` once, recording spans only to ``options["tracer"]`` (none by default).
+
+    ``options``: tracer, trust, model, rails. ``workbench.arun`` is the same with the trace
+    store as the tracer.
+    """
     return await Executor(flow, **options).arun(inputs)
 
 
-def run(flow: Flow, inputs: Mapping[str, Any], **options: Any) -> RunResult:
-    """Synchronous ``arun`` for scripts and notebooks (``options``: tracer, trust, model, rails)."""
-    return run_sync(arun(flow, inputs, **options))
+def execute(flow: Flow, inputs: Mapping[str, Any], **options: Any) -> RunResult:
+    """Synchronous ``aexecute`` for scripts and notebooks (``options``: tracer, trust, model, rails)."""
+    return run_sync(aexecute(flow, inputs, **options))
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

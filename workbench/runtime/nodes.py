@@ -21,11 +21,11 @@ from workbench.errors import ModelUnavailable, NodeError
 from workbench.flow.model import Flow, Node
 from workbench.runtime.conditions import Condition, compile_condition
 from workbench.runtime.tools import resolve_tool
-from workbench.tracing import NoopTracer
+from workbench.spans import NoopTracer
 from workbench.types import Record
 
 if TYPE_CHECKING:
-    from workbench.tracing import Span
+    from workbench.spans import Span
 
 __all__ = ["RUNNERS", "SKIPPED", "Runner", "register_runner"]
 
@@ -368,33 +368,7 @@ def parse_json_answer(node: str, text: str) -> Any:
         ) from None
 
 
-class FlowRunner(Runner):
-    """Runs a sub-flow as one node (its spans nest under this node's span)."""
-
-    def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
-        super().__init__(node, flow, options)
-        from workbench.runtime.executor import Executor
-
-        self.inner = Executor(
-            node.config["flow"], **{k: v for k, v in options.items() if k in ("tracer", "trust", "model")}
-        )
-
-    async def run(
-        self,
-        inputs: dict[str, Any],
-        span: Span,
-        flow_inputs: Mapping[str, Any],
-        feedback: list[dict[str, str]] | None = None,
-    ) -> dict[str, Any]:
-        result = await self.inner.arun(inputs, parent=span)
-        if result.status != "ok":
-            assert result.error is not None
-            raise NodeError(self.node.name, f"sub-flow '{self.inner.flow.name}' failed: {result.error}")
-        return result.outputs
-
-
 register_runner("tool", ToolRunner)
 register_runner("router", RouterRunner)
 register_runner("vote", VoteRunner)
 register_runner("llm", LlmRunner)
-register_runner("flow", FlowRunner)

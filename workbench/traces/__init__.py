@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from workbench.tracing import Tracer
+from workbench.spans import Tracer
 
 from .client import SinkClient
 from .db import EncryptionUnavailable, TraceLockedError, TraceStoreError, default_db_path

@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from workbench.tracing import Span, _BaseTracer
+from workbench.spans import Span, _BaseTracer
 
 from .convert import RUN_ID
 from .db import TraceStoreError

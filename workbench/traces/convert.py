@@ -16,7 +16,7 @@ from typing import Any
 import orjson  # ~10x faster than json.dumps; json stays for what orjson refuses (huge ints...)
 import pyarrow as pa
 
-from workbench.tracing import Span
+from workbench.spans import Span
 
 from .redact import Redactor
 from .schema import TABLES

@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from workbench.tracing import Span, SpanEvent
+from workbench.spans import Span, SpanEvent
 
 from .convert import Origin
 

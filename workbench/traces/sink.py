@@ -38,9 +38,9 @@ import pyarrow.ipc as ipc
 
 from workbench.errors import UsageError
 
-from .db import default_db_path
+from .db import default_db_path, pid_alive
 from .otlp import OTLPDecodeError, decode_json, decode_protobuf
-from .writer import TraceWriter, pid_alive
+from .writer import TraceWriter
 
 __all__ = [
     "DEFAULT_MAX_BODY",

@@ -26,19 +26,17 @@ import warnings
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
-from workbench.tracing import Span, _BaseTracer
+from workbench.spans import Span, _BaseTracer
 
 from .convert import Batch, ForeignSpans, Origin, build_batch, run_start, spans_insert
-from .db import TraceStoreError, default_db_path, open_database, resolve_key
+from .db import TraceStoreError, default_db_path, open_database, pid_alive, resolve_key
 from .redact import Redactor, RegexRedactor
 from .schema import migrate
-
-if TYPE_CHECKING:
-    from .store import TraceStore
+from .store import TraceStore
 
 __all__ = ["DEFAULT_REDACTOR", "TraceWriter", "WriterStats"]
 
@@ -93,21 +91,6 @@ def _without_gc(fn: Any, *args: Any) -> Any:
         return fn(*args)
     finally:
         gc.enable()
-
-
-def pid_alive(pid: int | None, host: str | None) -> bool:
-    """Whether a process that wrote a run may still be running (unknown counts as alive)."""
-    if pid is None or (host and host != socket.gethostname()):
-        return True
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class TraceWriter(_BaseTracer):
@@ -297,8 +280,6 @@ class TraceWriter(_BaseTracer):
 
     def store(self) -> TraceStore:
         """A ``TraceStore`` reading this writer's file in this process (after a flush)."""
-        from .store import TraceStore
-
         self.flush()
         return TraceStore(connection=self.reader(), path=self.path)
 
@@ -553,8 +534,6 @@ class TraceWriter(_BaseTracer):
 
     def _run_forward(self) -> None:
         """Send each committed batch on, rebuilt from the file (so exactly what was stored)."""
-        from .store import TraceStore
-
         assert self._forwarding is not None and self.forward is not None
         while (span_ids := self._forwarding.get()) is not None:
             try:
