@@ -15,9 +15,9 @@ pytestmark = pytest.mark.usefixtures("triton_available")
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (3, 100), (2, 2, 1030)])
-def test_triton_matches_reference(shape: tuple[int, ...], dtype: torch.dtype) -> None:
-    gate = (torch.randn(shape) * 4).to(dtype)
-    up = torch.randn(shape).to(dtype)
+def test_triton_matches_reference(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> None:
+    gate = (torch.randn(shape) * 4).to(device, dtype)
+    up = torch.randn(shape).to(device, dtype)
     assert_close(triton_ops.silu_and_mul(gate, up), reference.silu_and_mul(gate, up))
 
 

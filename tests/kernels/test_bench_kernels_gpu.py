@@ -31,7 +31,7 @@ def test_tiny_cases_check_ok(bench, suite: str) -> None:
         assert case.compare(case.run_triton(), case.run_torch()), (case.kernel, case.shape)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="there is a GPU here")
+@pytest.mark.cpu_only
 def test_without_cuda_it_says_so(bench, capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main([]) == 2
     assert "no CUDA device" in capsys.readouterr().err

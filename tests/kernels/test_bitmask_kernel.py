@@ -37,11 +37,12 @@ def test_tokens_past_the_last_word_are_disallowed() -> None:
 @pytest.mark.usefixtures("triton_available")
 @pytest.mark.parametrize("vocab", [1, 31, 100, 1100])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_triton_matches_reference(vocab: int, dtype: torch.dtype) -> None:
+def test_triton_matches_reference(vocab: int, dtype: torch.dtype, device: str) -> None:
     logits = torch.randn(3, vocab).to(dtype)
     words = (vocab + 31) // 32 + (1 if vocab == 100 else 0)  # one spare word is fine
     mask = torch.randint(-(2**31), 2**31 - 1, (3, words), dtype=torch.int32)
     mask[1] = 0  # a row with nothing allowed
+    logits, mask = logits.to(device), mask.to(device)
     expected = reference.apply_token_bitmask(logits, mask)
     assert torch.equal(triton_ops.apply_token_bitmask(logits, mask), expected)
     assert torch.isinf(expected[1]).all()

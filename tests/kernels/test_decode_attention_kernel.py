@@ -55,18 +55,18 @@ def test_reference_empty_row_gives_zeros() -> None:
         (2, 4, 2, 24, 16, [24, 9], 1),  # single split: normalised in the first kernel
     ],
 )
-def test_triton_matches_reference(B, Hq, Hkv, Tmax, Dh, lengths, splits) -> None:
-    q, k, v = make(B, Hq, Hkv, Tmax, Dh)
-    lens = torch.tensor(lengths, dtype=torch.int32)
+def test_triton_matches_reference(B, Hq, Hkv, Tmax, Dh, lengths, splits, device) -> None:
+    q, k, v = (t.to(device) for t in make(B, Hq, Hkv, Tmax, Dh))
+    lens = torch.tensor(lengths, dtype=torch.int32, device=device)
     out = triton_ops.decode_attention(q, k, v, lens, Dh**-0.5, num_splits=splits)
     assert_close(out, reference.decode_attention(q, k, v, lens, Dh**-0.5))
 
 
 @pytest.mark.usefixtures("triton_available")
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_triton_half_types(dtype: torch.dtype) -> None:
-    q, k, v = make(2, 4, 2, 30, 32, dtype)
-    lens = torch.tensor([30, 11])  # int64 lengths work too
+def test_triton_half_types(dtype: torch.dtype, device: str) -> None:
+    q, k, v = (t.to(device) for t in make(2, 4, 2, 30, 32, dtype))
+    lens = torch.tensor([30, 11], device=device)  # int64 lengths work too
     out = triton_ops.decode_attention(q, k, v, lens, 32**-0.5, num_splits=2)
     assert_close(out, reference.decode_attention(q, k, v, lens, 32**-0.5))
 

@@ -156,15 +156,17 @@ MIXED = {  # eight rows, eight configurations, in one launch
 
 @pytest.mark.usefixtures("triton_available")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_triton_draws_the_reference_tokens(dtype: torch.dtype) -> None:
+def test_triton_draws_the_reference_tokens(dtype: torch.dtype, device: str) -> None:
     B, V = 8, 100  # V not a multiple of 32
     logits = (torch.randn(B, V) * 2).to(dtype)
     logits[:, 7] = logits[:, 8]  # an exact tie in every row
     mask = random_mask(B, V)
     mask[5] = 0  # a row with nothing allowed -> -1
+    logits, mask = logits.to(device), mask.to(device)
     for step in range(3):
+        seeds = [step * 1000 + r - 4 for r in range(B)]
         kw = {
-            **params(B, seed=[step * 1000 + r - 4 for r in range(B)], **MIXED),
+            **{k: v.to(device) for k, v in params(B, seed=seeds, **MIXED).items()},
             "bitmask": mask,
             "step": step,
         }
