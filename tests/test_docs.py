@@ -2,7 +2,8 @@
 
 No file refers to design notes kept outside the repository (CHANGELOG.md may, as history);
 every relative link in README.md and docs/*.md reaches a file (and a heading, when it names
-one); every ``docs/<page>.md, "<heading>"`` reference in code or docs names a real heading.
+one); every ``docs/<page>.md, "<heading>"`` reference in code or docs names a real heading;
+every ``workbench ...`` command that docs, docstrings and the trace-lock error suggest exists.
 """
 
 from __future__ import annotations
@@ -127,4 +128,52 @@ def test_section_references_name_real_headings():
         for name, doc, section in refs
         if not (ROOT / doc).is_file() or section not in _headings(ROOT / doc)
     ]
+    assert missing == []
+
+
+_COMMAND_SPAN = re.compile(r"`{1,2}(workbench [^`\n]+)`{1,2}")
+_COMMAND_LINE = re.compile(r"^\s*(?:\$\s+)?(workbench [^\n#]+)", re.M)
+_PLANNED = re.compile(r"^## Planned$.*?(?=^## |\Z)", re.M | re.S)
+
+
+def _command_path(text: str) -> tuple[str, ...]:
+    """The subcommand words of ``workbench ...`` text: ``("traces", "show")``."""
+    words = []
+    for word in text.split()[1:3]:
+        if not re.fullmatch(r"[a-z][a-z-]*", word):
+            break
+        words.append(word)
+    return tuple(words)
+
+
+def _suggested_commands() -> set[tuple[str, tuple[str, ...]]]:
+    from workbench.traces.db import TraceLockedError
+
+    found = set()
+    for page in MARKDOWN:
+        text = _PLANNED.sub("", (ROOT / page).read_text(encoding="utf-8"))  # not built yet
+        found |= {(page, _command_path(c)) for c in _COMMAND_SPAN.findall(text)}
+        fenced = "\n".join(m.group() for m in _FENCE.finditer(text))
+        found |= {(page, _command_path(c)) for c in _COMMAND_LINE.findall(fenced)}
+    for name in FILES:
+        if name.endswith(".py") and name.startswith(("workbench/", "rails/", "kernels/")):
+            found |= {(name, _command_path(c)) for c in _COMMAND_SPAN.findall(_text(name))}
+    message = str(TraceLockedError(Path("traces.duckdb"), 4242, "detail"))
+    found |= {("the trace-lock error", _command_path(c)) for c in _COMMAND_SPAN.findall(message)}
+    return {(where, path) for where, path in found if path}
+
+
+def test_suggested_commands_exist(capsys):
+    from workbench.cli import build_parser
+
+    commands = _suggested_commands()
+    assert ("the trace-lock error", ("traces", "serve")) in commands
+    missing = []
+    for where, path in sorted(commands):
+        try:
+            build_parser().parse_args([*path, "--help"])
+        except SystemExit as exc:
+            if exc.code != 0:
+                missing.append(f"{where}: workbench {' '.join(path)}")
+    capsys.readouterr()
     assert missing == []
