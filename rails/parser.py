@@ -1,4 +1,4 @@
-"""Rail text -> typed IR (DESIGN §5), with ``ast.parse(mode="eval")`` and nothing else.
+"""Rail text -> typed IR (docs/rails.md), with ``ast.parse(mode="eval")`` and nothing else.
 
 No code object is ever built from rail text: the parser walks Python's syntax tree,
 accepts only the constructs of the rail language and checks sorts as it goes, so every

@@ -1,4 +1,4 @@
-"""Static reasoning over declared global variables: the five statuses of DESIGN §5.
+"""Static reasoning over declared global variables: the five statuses of a rail.
 
 The flow layer declares one path per port (``declare("analyst.order", Order)``), joins
 wires (``equate``), adds the rails that hold upstream as labelled hypotheses

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "setup.py", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     for folder in ("workbench", "rails", "kernels"):
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -68,6 +68,18 @@ def test_wheel_ships_example_flows_and_entry_point(wheel):
         assert f"workbench/models/tiny/{data}" in names, f"the tiny model's {data} is not in the wheel"
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "workbench = workbench.cli:main" in wheel.read(entry).decode()
+
+
+def test_wheel_carries_the_license(wheel):
+    names = set(wheel.namelist())
+    (license_file,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    text = wheel.read(license_file).decode()
+    assert text == (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "Copyright 2026 The Agent Workbench authors" in text
+    metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    assert "License-File: LICENSE" in metadata.splitlines()
 
 
 def test_installed_package_imports_through_the_links():

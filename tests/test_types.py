@@ -1,4 +1,5 @@
-"""The type language (DESIGN §3): values, JSON Schema, YAML type expressions, wire compatibility."""
+"""The type language (docs/architecture.md, "Types"): values, JSON Schema, YAML type expressions,
+wire compatibility."""
 
 from __future__ import annotations
 

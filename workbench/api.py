@@ -2,7 +2,8 @@
 
 Unlike ``workbench.runtime.execute`` (which records nothing unless handed a tracer), these
 record every run in the trace store the command line uses, ``.workbench/traces.duckdb``
-under the working directory, or send it to the ``workbench`` server that owns that file.
+under the working directory, or send it to the trace sink (``workbench traces serve``)
+that owns that file.
 
     import workbench
     result = workbench.run("triage", ticket="Refund please", tier="pro")

@@ -1,4 +1,4 @@
-"""The ``workbench`` command (DESIGN §6).
+"""The ``workbench`` command (docs/architecture.md, "Command line").
 
     workbench run FLOW [-i k=v]... [--inputs FILE] [--model SPEC] [--db PATH] [--json]
     workbench check FLOW [--json] [--explain RAIL]

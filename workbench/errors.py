@@ -1,7 +1,7 @@
 """The exception hierarchy of Agent Workbench.
 
 Every error a user can cause ends as one of these, with a one-paragraph message and
-the exit code the command line documents (DESIGN §6). Anything else escaping is a bug.
+the exit code the command line documents (docs/architecture.md). Anything else escaping is a bug.
 
     WorkbenchError                 exit_code 1   base of everything we raise on purpose
     ├── UsageError                 exit_code 2   bad command-line usage or API call

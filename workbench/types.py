@@ -1,4 +1,4 @@
-"""The value types shared by every layer (DESIGN §3, normative).
+"""The value types shared by every layer (docs/architecture.md, "Types": a stable format).
 
 One small type language: ``Str``, ``Int``, ``Float``, ``Bool``, ``Enum``, ``List`` and
 ``Record``. Flows declare ports with it, rails map it to Z3 sorts, decoding turns it into
@@ -437,7 +437,7 @@ _CONSTRUCTORS = {"str": Str, "int": Int, "float": Float}
 
 
 def parse_type(spec: Any, named: Mapping[str, Type] | None = None, where: str = "type") -> Type:
-    """Parse a YAML type expression (DESIGN §3); ``named`` resolves type names.
+    """Parse a YAML type expression (docs/architecture.md, "Types"); ``named`` resolves type names.
 
     Forms: ``str``/``int``/``float``/``bool``, a name from ``named``, ``{str: {...}}``,
     ``{int: {...}}``, ``{float: {...}}``, ``{enum: [...]}``, ``{list: T, max_items: N}``,

@@ -1,4 +1,5 @@
-"""Flow files (DESIGN §4): the shipped examples, load/save identity, and every way a file can be bad."""
+"""Flow files (docs/architecture.md, "Flow files"): the shipped examples, load/save identity, and
+every way a file can be bad."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Static verification of flows: a table of small flows with known verdicts (DESIGN §5).
+"""Static verification of flows: a table of small flows with known verdicts
+(docs/architecture.md, "Verification statuses").
 
 Every ``enforced`` counterexample is checked independently of the verifier: its values
 are mapped back to each rail's names (port, the node's other ports, flow inputs) and

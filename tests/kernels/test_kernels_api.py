@@ -72,7 +72,7 @@ def test_triton_on_mixed_devices_is_a_usage_error() -> None:
 
 
 def test_kernels_import_nothing_above_types() -> None:
-    # DESIGN §1: kernels may import workbench.errors and workbench.types only.
+    # docs/architecture.md, "Layers": kernels may import workbench.errors and workbench.types only.
     for path in KERNELS_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("workbench"):

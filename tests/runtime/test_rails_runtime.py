@@ -1,5 +1,5 @@
 """Rails at runtime: block, observe, decode-as-block, guarantees, packs, input rails,
-traced checks, and the repair path of an llm node (DESIGN §4-5)."""
+traced checks, and the repair path of an llm node (docs/architecture.md, "Rail language")."""
 
 from __future__ import annotations
 

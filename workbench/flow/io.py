@@ -1,4 +1,4 @@
-"""Reading and writing ``*.flow.yaml`` (and ``*.flow.json``) files, DESIGN §4.
+"""Reading and writing ``*.flow.yaml`` (and ``*.flow.json``) files (docs/architecture.md, "Flow files").
 
 Loading keeps the line and column of every mapping key so that problems point into the
 file (``trader.flow.yaml:14:5: ...``). Saving writes a stable key order, so load -> save
@@ -401,7 +401,7 @@ _LOADING: ContextVar[tuple[Path, ...]] = ContextVar("workbench_flow_loading", de
 
 
 def dump(flow: Flow) -> dict[str, Any]:
-    """The flow as plain data in the canonical key order of DESIGN §4."""
+    """The flow as plain data in the canonical key order (docs/architecture.md, "Flow files")."""
     out: dict[str, Any] = {"flow": flow.name, "version": flow.version}
     if flow.description is not None:
         out["description"] = flow.description

@@ -28,7 +28,7 @@ class RailSpec:
     """A rail as written in a flow file: where it sits, what it checks, how it is enforced.
 
     ``check`` is rail text; or ``use`` names a rail pack template (``finance.notional_cap``)
-    instantiated with ``args`` (DESIGN §5, docs/rails.md).
+    instantiated with ``args`` (docs/rails.md, "Rail packs").
     """
 
     name: str
@@ -126,7 +126,7 @@ class Node:
 
 @dataclass
 class Flow:
-    """A typed flow: inputs, outputs, nodes, wires and rails (DESIGN §4).
+    """A typed flow: inputs, outputs, nodes, wires and rails (docs/architecture.md, "Flow files").
 
     Build one in Python::
 

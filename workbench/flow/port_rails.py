@@ -5,7 +5,7 @@ pack template with ``use:``/``with:``), rail packs pulled in by ``use: [pii]`` w
 templates apply to every string field of every flow output, and nodes' ``guarantees``.
 The runtime enforces the result; the verifier proves it.
 
-Names visible at a port (DESIGN §4): the value on the port (by port name), the node's
+Names visible at a port (docs/architecture.md): the value on the port (by port name), the node's
 other ports (its inputs; for an output port also its other outputs), the flow's inputs
 and the constants. Nearer names shadow farther ones.
 """

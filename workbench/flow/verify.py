@@ -11,7 +11,7 @@ The flow becomes proof obligations for the rails layer's ``Prover``:
   node's output port, the rails on that node's inputs and the node's own guarantees
   (they are checked at runtime too).
 
-Each rail gets one status (DESIGN §5): ``proved``, ``enforced`` (with a counterexample
+Each rail gets one status (docs/architecture.md): ``proved``, ``enforced`` (with a counterexample
 that passes everything upstream and breaks it), ``conflict`` (with the rails it
 contradicts), ``vacuous`` or ``unsupported`` (with the reason). Loops, votes and the
 values of tool and llm outputs are known only by their types and guarantees: sound, but

@@ -5,7 +5,7 @@ the JSON answer the node's single output port expects:
 
 - ``trader``: ``News: ...\\nCash: ...\\nPropose one order as JSON.`` ->
   ``{"side": ..., "ticker": ..., "qty": ..., "price": ...}`` (the ``Order`` type of
-  DESIGN §4, keys in field order). Good news -> buy, bad news -> sell, neutral -> hold.
+  the trader flow, keys in field order). Good news -> buy, bad news -> sell, neutral -> hold.
 - ``triage``: ``Ticket: ...\\nClassify the ticket as JSON.`` ->
   ``{"category": ..., "urgency": ...}`` (the triage flow's ``Category`` and urgency 0-3).
 

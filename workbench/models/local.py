@@ -13,7 +13,7 @@ touched by one thread. By default requests that arrive while a batch runs wait f
 one (static batching); with ``continuous_batching=True`` they join the running batch as rows
 free up (or while it has fewer than ``max_batch`` rows), prefilled on arrival.
 
-Importing this module registers two backends for ``model:`` specs (DESIGN §4): ``local``
+Importing this module registers two backends for ``model:`` specs (docs/architecture.md): ``local``
 (value: a checkpoint directory, or ``{path, dtype, device}``) and ``default`` (the built-in
 tiny checkpoint in ``workbench/models/tiny/``).
 """

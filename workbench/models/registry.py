@@ -1,4 +1,4 @@
-"""Turn a flow's ``model:`` spec (DESIGN §4) into a ``Model``.
+"""Turn a flow's ``model:`` spec (docs/architecture.md, "Flow files") into a ``Model``.
 
 Specs: ``default`` (the built-in tiny model), ``{local: PATH}``, ``{openai: {base_url,
 model, api_key_env}}``, or a name from the flow's ``models:`` mapping. Backends register

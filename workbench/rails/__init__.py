@@ -7,7 +7,7 @@
     prover.declare("analyst.order", Order); prover.declare("cash", Float(ge=0))
     prover.prove(rail, {"order": "analyst.order", "cash": "cash"}).status
 
-Imports nothing above ``workbench.types``/``workbench.errors`` (DESIGN §1).
+Imports nothing above ``workbench.types``/``workbench.errors`` (docs/architecture.md, "Layers").
 Language and semantics: docs/rails.md.
 """
 

@@ -1,6 +1,6 @@
 """Conditions of routers and loops: rail-language expressions compiled once, evaluated fast.
 
-A condition is written in the rail language (DESIGN §5) and compiled by the rails
+A condition is written in the rail language (docs/rails.md) and compiled by the rails
 layer's evaluator, so ``order.qty > 100`` means the same in a router, a loop's
 ``until`` and a rail.
 """

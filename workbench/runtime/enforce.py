@@ -1,4 +1,4 @@
-"""Runtime enforcement of rails at ports (DESIGN §4-5).
+"""Runtime enforcement of rails at ports (docs/architecture.md, "Rail language").
 
 Each rail is compiled once, when the executor plans the flow, by the rails layer's
 evaluator; a check is then a call of a few microseconds. The names a rail may use at a

@@ -67,7 +67,7 @@ class RunResult:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` shape of ``workbench run`` (DESIGN §6)."""
+        """The ``--json`` shape of ``workbench run`` (docs/architecture.md, "Command line")."""
         out: dict[str, Any] = {
             "run_id": self.run_id,
             "status": self.status,

@@ -1,4 +1,4 @@
-"""Finding the Python function behind a ``tool:`` node, under the trust rule (DESIGN §4).
+"""Finding the Python function behind a ``tool:`` node, under the trust rule (docs/architecture.md).
 
 A flow file may name any ``module:function``, and importing a module runs its code. So
 loading a flow never imports code outside the ``workbench`` package unless the caller

@@ -3,7 +3,7 @@
 Every connection is an in-memory DuckDB with the trace file ATTACHed as ``wb`` and made
 the default (``USE wb``): the one way that works the same with and without a key.
 
-Encryption (STACK.md): DuckDB writes securely encrypted files only with OpenSSL, which
+Encryption: DuckDB writes securely encrypted files only with OpenSSL, which
 comes in the httpfs extension. We load it from the ``duckdb-extension-httpfs`` wheel (or
 DuckDB's own extension directory) and never fall back to the insecure built-in crypto:
 without httpfs a keyed open is a clear ``EncryptionUnavailable`` error.
@@ -51,7 +51,7 @@ class TraceLockedError(TraceStoreError):
         holder = f"process {pid}" if pid is not None else "another process"
         super().__init__(
             f"trace database {path} is locked by {holder} and no workbench trace sink is running "
-            f"for it. Stop that process, start `workbench serve` (or `workbench traces serve`) to share "
+            f"for it. Stop that process, start `workbench traces serve` (the trace sink) to share "
             f"the file, or pass another --db. ({detail})"
         )
 
@@ -155,7 +155,7 @@ def open_database(
         con.execute("USE wb")
     except duckdb.Error as exc:
         con.close()
-        # A failed keyed ATTACH of a new path can leave an unencrypted file behind (STACK.md).
+        # A failed keyed ATTACH of a new path can leave an unencrypted file behind.
         if key and not existed:
             for leftover in (path, path.with_name(path.name + ".wal")):
                 with contextlib.suppress(OSError):

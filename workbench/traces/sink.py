@@ -3,8 +3,8 @@
 ``make_app`` is a Starlette ASGI app with ``POST /v1/traces`` (OTLP protobuf or JSON, the
 standard OTLP/HTTP path, so any OpenTelemetry exporter can send), ``POST /v1/query`` (SQL
 for the CLI and notebooks of other processes, which cannot open the locked file; SELECT
-only, always behind a token) and ``GET /healthz``. ``workbench serve`` can mount it;
-``SinkServer`` runs it on a background thread, ``serve_sink`` in the foreground.
+only, always behind a token) and ``GET /healthz``. ``serve_sink`` runs it in the foreground
+(``workbench traces serve``), ``SinkServer`` on a background thread; any ASGI server can mount it.
 
 Discovery: a running sink writes ``<db>.sink.json`` (mode 0600) next to the database with
 its pid, URL and query token, and removes it on exit; ``tracer_for`` reads it.
@@ -81,7 +81,8 @@ def announce_sink(db_path: str | Path, url: str, query_token: str, *, token_requ
     """Tell other processes that this process owns ``db_path`` and receives OTLP at ``url``.
 
     Writes ``<db>.sink.json`` atomically, readable by this user only (it holds the query
-    token). ``workbench serve`` calls this after mounting ``make_app``; ``withdraw_sink`` on exit.
+    token). ``SinkServer`` calls this once it listens, as must any server mounting ``make_app``;
+    ``withdraw_sink`` on exit.
     """
     info = {
         "pid": os.getpid(),
