@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,35 @@ def test_console_script_entry_point_runs():
     )
     assert proc.returncode == 0, proc.stderr
     assert "flow 'triage'" in proc.stdout
+
+
+def test_serve_model_refuses_an_open_address_without_a_key():
+    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_API_KEY"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench", "serve-model", "default", "--address", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith("error: serve-model binds 0.0.0.0, which is not loopback")
+    assert "--api-key" in err and "WORKBENCH_API_KEY" in err and "127.0.0.1" in err
+    assert "\n" not in err and "Traceback" not in err  # one paragraph, before any model loads
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--api-key", ""], "--api-key must be a non-empty key of printable ASCII without spaces"),
+        (["--api-key", "two words"], "--api-key must be a non-empty key of printable ASCII without spaces"),
+        (["--api-key", "clé"], "--api-key must be a non-empty key of printable ASCII without spaces"),
+        (["--queue-size", "0"], "--queue-size must be a whole number of at least 1, got 0"),
+        (["--max-tokens-limit", "-5"], "--max-tokens-limit must be a whole number of at least 1, got -5"),
+    ],
+)
+def test_serve_model_refuses_unusable_options(capsys, argv, message):
+    code, _, err = run_cli(capsys, "serve-model", "default", *argv)
+    assert code == 2
+    assert message in err

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -17,7 +22,7 @@ pytest.importorskip("uvicorn")
 from workbench.models.base import GenerationRequest
 from workbench.models.corpus import ORDER_SCHEMA, make_corpus
 from workbench.models.local import DEFAULT_MODEL_DIR, LocalModel
-from workbench.models.server import running_server
+from workbench.models.server import ServerLimits, _api_key, running_server
 
 pytestmark = pytest.mark.skipif(
     not (DEFAULT_MODEL_DIR / "model.safetensors").exists(), reason="the tiny model is not trained"
@@ -266,6 +271,14 @@ def test_serve_model_command_line(tmp_path: object) -> None:
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve-model", "default"])
     assert (args.model, args.address, args.port) == ("default", "127.0.0.1", 8000) and callable(args.handler)
+    assert args.api_key is None
+    limits = ServerLimits()
+    assert (args.max_body_bytes, args.max_prompt_tokens, args.max_tokens_limit, args.queue_size) == (
+        limits.max_body_bytes,
+        limits.max_prompt_tokens,
+        limits.max_tokens,
+        limits.queue_size,
+    )
     args = parser.parse_args(["serve-model", "./ckpt", "--port", "9001", "--address", "0.0.0.0"])
     assert (args.port, args.address) == (9001, "0.0.0.0")
     with pytest.raises(UsageError, match="neither"):
@@ -275,3 +288,256 @@ def test_serve_model_command_line(tmp_path: object) -> None:
         taken.listen()
         with pytest.raises(UsageError, match="cannot listen"):
             serve("default", port=taken.getsockname()[1])
+
+
+# ---- authentication and limits -----------------------------------------------------------
+
+KEY = "sk-test-7f3a9c"
+LIMITS = ServerLimits(max_body_bytes=4096, max_prompt_tokens=64, max_tokens=32, queue_size=1)
+SHORT = [{"role": "user", "content": "News: ACME beats estimates."}]
+
+
+@pytest.fixture(scope="module")
+def guarded(model: LocalModel) -> Iterator[str]:
+    """A server that wants ``KEY`` and has small limits (the queue holds one request)."""
+    with running_server(model, "default", api_key=KEY, limits=LIMITS) as url:
+        yield url
+
+
+@pytest.fixture
+def authed(guarded: str) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with httpx.Client(base_url=guarded, timeout=60, headers=headers) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/models"), ("GET", "/health"), ("POST", "/v1/chat/completions"),
+     ("POST", "/v1/completions"), ("GET", "/no-such-route")],
+)  # fmt: skip
+def test_every_route_wants_the_key(guarded: str, method: str, path: str) -> None:
+    with httpx.Client(base_url=guarded.removesuffix("/v1"), timeout=60) as client:
+        missing = client.request(method, path, json={"messages": SHORT, "prompt": "x"})
+        wrong = client.request(
+            method, path, json={"messages": SHORT}, headers={"Authorization": "Bearer sk-nope"}
+        )
+        other_scheme = client.request(method, path, headers={"Authorization": f"Basic {KEY}"})
+    for response in (missing, wrong, other_scheme):
+        assert response.status_code == 401, response.text
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["code"] == "invalid_api_key"
+        assert "sk-nope" not in response.text and KEY not in response.text
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert "no API key" in missing.json()["error"]["message"]
+    assert wrong.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert "wrong" in wrong.json()["error"]["message"]
+
+
+def test_the_right_key_opens_every_route(guarded: str) -> None:
+    root = guarded.removesuffix("/v1")
+    # the scheme is case-insensitive (RFC 7235); the key is not
+    with httpx.Client(base_url=root, timeout=60, headers={"Authorization": f"bearer {KEY}"}) as client:
+        assert client.get("/health").json()["status"] == "ok"
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["default"]
+        response = client.post("/v1/completions", json={"prompt": "News: ", "max_tokens": 4})
+        assert response.status_code == 200, response.text
+        assert client.get("/no-such-route").status_code == 404
+    with httpx.Client(base_url=root, timeout=60) as client:
+        assert client.get("/health", headers={"Authorization": f"Bearer {KEY.upper()}"}).status_code == 401
+
+
+def test_official_openai_client_with_the_key(guarded: str, model: LocalModel) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=guarded, api_key=KEY, max_retries=0)
+    answer = client.chat.completions.create(model="default", messages=SHORT, max_tokens=16, temperature=0)
+    [direct] = asyncio.run(model.generate([GenerationRequest(messages=SHORT, max_tokens=16)]))
+    assert answer.choices[0].message.content == direct.text
+    assert [m.id for m in client.models.list()] == ["default"]
+    with pytest.raises(openai.AuthenticationError) as caught:
+        openai.OpenAI(base_url=guarded, api_key="sk-wrong", max_retries=0).models.list()
+    assert caught.value.status_code == 401 and caught.value.code == "invalid_api_key"
+
+
+def test_the_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.errors import UsageError
+
+    monkeypatch.setenv("WORKBENCH_API_KEY", "from-env")
+    assert _api_key(None) == "from-env"
+    assert _api_key("from-flag") == "from-flag"
+    for bad in ("", "two words", "tab\tkey"):
+        with pytest.raises(UsageError, match="--api-key must be a non-empty key"):
+            _api_key(bad)
+    monkeypatch.setenv("WORKBENCH_API_KEY", "new\nline")
+    with pytest.raises(UsageError, match="WORKBENCH_API_KEY must be a non-empty key"):
+        _api_key(None)
+    monkeypatch.setenv("WORKBENCH_API_KEY", "")  # set but empty: as if unset
+    assert _api_key(None) is None
+
+
+def test_running_server_refuses_an_open_address_without_a_key(model: LocalModel) -> None:
+    from workbench.errors import UsageError
+
+    for address in ("0.0.0.0", "::", "192.0.2.1", "my-host.example"):
+        with pytest.raises(UsageError, match="not loopback"), running_server(model, address=address):
+            pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_reads_the_key_from_the_environment() -> None:
+    port = _free_port()
+    env = {**os.environ, "WORKBENCH_API_KEY": "sk-from-env"}
+    command = [sys.executable, "-m", "workbench", "serve-model", "default", "--port", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                unauthenticated = httpx.get(f"{base}/health", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "serve-model did not start"
+                time.sleep(0.2)
+        assert unauthenticated.status_code == 401
+        right = httpx.get(f"{base}/v1/models", headers={"Authorization": "Bearer sk-from-env"}, timeout=5)
+        assert right.status_code == 200 and right.json()["data"][0]["id"] == "default"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_body_over_the_limit_by_content_length_gets_413(guarded: str, authed: httpx.Client) -> None:
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * 5000}]}).encode()
+    response = authed.post("/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text
+    message = response.json()["error"]["message"]
+    assert f"{len(body)} bytes" in message and "4096" in message and "--max-body-bytes" in message
+    assert authed.get("/models").status_code == 200  # and the server is still up
+
+
+def test_chunked_body_over_the_limit_gets_413(authed: httpx.Client) -> None:
+    # No Content-Length: the server has to count the bytes as they come.
+    def chunks() -> Iterator[bytes]:
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    response = authed.post(
+        "/chat/completions", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413, response.text
+    assert "4096" in response.json()["error"]["message"]
+    assert authed.get("/models").status_code == 200  # and the server is still up
+
+
+def test_a_chunked_body_under_the_limit_is_read_whole(authed: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"prompt": "News: ",'
+        yield b' "max_tokens": 3}'
+
+    response = authed.post("/completions", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_max_tokens_over_the_limit_gets_400(authed: httpx.Client, field: str) -> None:
+    response = authed.post("/chat/completions", json={"messages": SHORT, field: 33})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == field
+    assert "33" in error["message"] and "limit of 32" in error["message"]
+    assert "--max-tokens-limit" in error["message"]
+    at_limit = authed.post("/chat/completions", json={"messages": SHORT, field: 32, "temperature": 0})
+    assert at_limit.status_code == 200, at_limit.text
+
+
+def test_prompt_over_the_token_limit_gets_400(authed: httpx.Client, model: LocalModel) -> None:
+    messages = [{"role": "user", "content": "News: ACME beats estimates. " * 12}]
+    text = model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    length = len(model.tokenizer.encode(text, add_special_tokens=False))
+    assert 64 < length < model.config.context_length  # over our limit, within the model's context
+    response = authed.post("/chat/completions", json={"messages": messages, "max_tokens": 4})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "messages" and error["code"] == "prompt_too_long"
+    assert f"{length} tokens after the chat template" in error["message"]
+    assert "limit of 64" in error["message"] and "--max-prompt-tokens" in error["message"]
+    streamed = authed.post("/chat/completions", json={"messages": messages, "max_tokens": 4, "stream": True})
+    assert streamed.status_code == 400 and streamed.json()["error"]["code"] == "prompt_too_long"
+    completion = authed.post("/completions", json={"prompt": messages[0]["content"], "max_tokens": 4})
+    assert completion.status_code == 400 and completion.json()["error"]["param"] == "prompt"
+
+
+def test_a_full_queue_answers_429_with_retry_after(guarded: str, model: LocalModel) -> None:
+    # The queue holds one request. Holding the model's run lock (as a batch run from another
+    # thread with generate_sync would) keeps the first admitted request waiting for the model,
+    # so the other one finds the queue full, whichever of the two arrives first.
+    async def two_at_once() -> list[httpx.Response]:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        async with httpx.AsyncClient(base_url=guarded, timeout=60, headers=headers) as client:
+            request = {"messages": SHORT, "max_tokens": 8, "temperature": 0}
+            tasks = [asyncio.create_task(client.post("/chat/completions", json=request)) for _ in range(2)]
+            done, _ = await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            first = [t.result() for t in done]
+            model._run_lock.release()  # let the admitted request through
+            return first + [await t for t in tasks if t not in done]
+
+    model._run_lock.acquire()
+    try:
+        first, second = asyncio.run(two_at_once())
+    finally:
+        if model._run_lock.locked():
+            model._run_lock.release()
+    assert first.status_code == 429, first.text
+    assert first.headers["retry-after"] == "1"
+    error = first.json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and "--queue-size" in error["message"]
+    assert second.status_code == 200, second.text
+
+
+def test_queue_places_come_back_after_streams_and_hang_ups(authed: httpx.Client, guarded: str) -> None:
+    request = {"messages": SHORT, "max_tokens": 8, "temperature": 0}
+    streamed = authed.post("/chat/completions", json={**request, "stream": True})
+    assert streamed.status_code == 200 and _sse(streamed.text)[-1] == "[DONE]"
+    assert authed.post("/chat/completions", json=request).status_code == 200
+    headers = {"Authorization": f"Bearer {KEY}"}
+    hang_up = {**request, "max_tokens": 32, "stream": True}
+    with (
+        httpx.Client(base_url=guarded, timeout=60, headers=headers) as client,
+        client.stream("POST", "/chat/completions", json=hang_up) as response,
+    ):
+        assert response.status_code == 200
+        next(response.iter_lines())  # one event, then hang up
+    deadline = time.monotonic() + 10
+    while (status := authed.post("/chat/completions", json=request).status_code) == 429:
+        assert time.monotonic() < deadline, "the hung-up stream kept its queue place"
+        time.sleep(0.1)
+    assert status == 200
+
+
+def test_queue_places_come_back_after_refusals(model: LocalModel) -> None:
+    # a prompt the model's context cannot hold is refused by the model itself, after admission
+    too_long = {"messages": [{"role": "user", "content": "word " * 3000}], "max_tokens": 4}
+    with (
+        running_server(model, limits=ServerLimits(queue_size=1)) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        for stream in (True, False, True):
+            response = client.post("/chat/completions", json={**too_long, "stream": stream}, timeout=60)
+            assert (
+                response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"
+            )
+        response = client.post("/chat/completions", json={"messages": SHORT, "max_tokens": 4}, timeout=60)
+        assert response.status_code == 200, response.text

@@ -1,7 +1,7 @@
 """``workbench serve-model MODEL``: an OpenAI-compatible HTTP endpoint for a local model.
 
-    workbench serve-model default --port 8000          # the built-in tiny model
-    workbench serve-model ./my-checkpoint --address 0.0.0.0
+    workbench serve-model default --port 8000          # the built-in tiny model, loopback only
+    WORKBENCH_API_KEY=$(openssl rand -hex 24) workbench serve-model ./my-checkpoint --address 0.0.0.0
 
 Routes: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions`` (both
 with ``"stream": true`` as server-sent events), ``GET /health``. ``response_format`` of
@@ -9,11 +9,20 @@ type ``json_schema`` (or ``json_object``) becomes a token-mask ``Constraint`` bu
 llguidance, so the text is valid for the schema by construction (unless ``max_tokens``
 cuts it: ``finish_reason`` is then ``length``).
 
-Batching: every request calls the model's ``generate``/``stream`` at once; the local
-runtime puts concurrent calls into one batch. Errors: a body that is not JSON, a bad field,
-a prompt longer than the context -> HTTP 400 with OpenAI's ``{"error": {...}}`` body; an
-unknown model -> 404; a model failure -> 503/500. The process stays up. Binds 127.0.0.1 unless
-``--address`` says otherwise.
+Access: with an API key (``--api-key`` or ``WORKBENCH_API_KEY``) every route, ``/health``
+included, wants ``Authorization: Bearer KEY`` and answers 401 otherwise. Binds 127.0.0.1
+unless ``--address`` says otherwise; any other address without a key is refused at start-up
+(``UsageError``, exit code 2).
+
+Limits (``ServerLimits``, one flag each): a body over ``max_body_bytes`` -> 413, a prompt
+over ``max_prompt_tokens`` (counted after the chat template) or ``max_tokens`` over its
+bound -> 400; at most ``queue_size`` requests are with the model at once (generating or
+waiting for a batch) and the next one gets 429 with ``Retry-After``.
+
+Batching: every admitted request calls the model's ``generate``/``stream`` at once; the
+local runtime puts concurrent calls into one batch. Errors: a body that is not JSON, a bad
+field, a prompt longer than the context -> HTTP 400 with OpenAI's ``{"error": {...}}`` body;
+an unknown model -> 404; a model failure -> 503/500. The process stays up.
 """
 
 from __future__ import annotations
@@ -21,16 +30,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -38,10 +51,12 @@ from starlette.routing import Route
 from workbench.errors import ModelUnavailable, UsageError, WorkbenchError
 from workbench.models.base import Generation, GenerationRequest, Model, TokenEvent
 from workbench.models.json_schema import JsonSchemaConstraint
+from workbench.netsafety import bearer_matches, read_body, refuse_open_bind
 
 __all__ = [
     "JsonSchemaConstraint",
     "RequestError",
+    "ServerLimits",
     "create_app",
     "load_served_model",
     "register",
@@ -54,20 +69,45 @@ log = logging.getLogger("workbench.serve_model")
 _ROLES = {"system", "user", "assistant", "tool", "developer"}
 _FINISH = {"constraint": "stop", "stop": "stop", "length": "length"}
 DEFAULT_MAX_TOKENS = 256
+API_KEY_ENV = "WORKBENCH_API_KEY"
+RETRY_AFTER_S = 1  # what a 429 tells the client to wait: about one batch of the local runtime
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one server accepts.
+
+    ``serve-model`` sets each from its flag: ``--max-body-bytes``, ``--max-prompt-tokens``,
+    ``--max-tokens-limit``, ``--queue-size``.
+    """
+
+    max_body_bytes: int = 1024 * 1024  # a request body; larger -> 413
+    max_prompt_tokens: int = 16384  # prompt tokens after the chat template; more -> 400
+    max_tokens: int = 4096  # the largest max_tokens a request may ask for; more -> 400
+    queue_size: int = 64  # requests with the model at once; one more -> 429
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_prompt_tokens", "max_tokens", "queue_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                flag = "--" + name.replace("_", "-") + ("-limit" if name == "max_tokens" else "")
+                raise UsageError(f"{flag} must be a whole number of at least 1, got {value!r}")
 
 
 class RequestError(Exception):
     """A request the server refuses; becomes an OpenAI-style error body with ``status``."""
 
     def __init__(self, message: str, *, status: int = 400, param: str | None = None,
-                 code: str | None = None, kind: str = "invalid_request_error") -> None:  # fmt: skip
+                 code: str | None = None, kind: str = "invalid_request_error",
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.message, self.status, self.param, self.code, self.kind = message, status, param, code, kind
+        self.headers = headers
 
     def response(self) -> JSONResponse:
         """The error as OpenAI clients expect it."""
         body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
 # ---- request parsing --------------------------------------------------------------------
@@ -123,7 +163,20 @@ def _schema(body: dict[str, Any]) -> dict[str, Any] | None:
     return spec.get("schema", {"type": "object"})
 
 
-def _sampling(body: dict[str, Any]) -> dict[str, Any]:
+def _max_tokens(body: dict[str, Any], limit: int) -> int:
+    """The token budget asked for (``max_tokens`` wins over ``max_completion_tokens``), within ``limit``."""
+    given = {key: _integer(body, key, None, 0) for key in ("max_completion_tokens", "max_tokens")}
+    key = "max_tokens" if given["max_tokens"] is not None else "max_completion_tokens"
+    value = given[key]
+    if value is None:
+        return min(DEFAULT_MAX_TOKENS, limit)
+    if value > limit:
+        message = f"{key} is {value}, over this server's limit of {limit} (serve-model --max-tokens-limit)"
+        raise RequestError(message, param=key)
+    return value
+
+
+def _sampling(body: dict[str, Any], max_tokens_limit: int) -> dict[str, Any]:
     """The sampling and stopping fields shared by both endpoints."""
     if _integer(body, "n", 1, 1) != 1:
         raise RequestError("this server returns one choice per request: n must be 1", param="n")
@@ -132,8 +185,7 @@ def _sampling(body: dict[str, Any]) -> dict[str, Any]:
             raise RequestError(f"{unsupported} is not supported by this server", param=unsupported)
     if body.get("best_of") not in (None, 1):
         raise RequestError("best_of is not supported by this server", param="best_of")
-    max_tokens = _integer(body, "max_completion_tokens", None, 0)
-    max_tokens = _integer(body, "max_tokens", max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS, 0)
+    max_tokens = _max_tokens(body, max_tokens_limit)
     top_k = body.get("top_k")
     if top_k == -1:  # vLLM's spelling of "no top-k"
         top_k = 0
@@ -200,16 +252,74 @@ def _prompts(body: dict[str, Any]) -> list[str]:
 # ---- the app ----------------------------------------------------------------------------
 
 
+class _Queue:
+    """At most ``size`` requests with the model at once; the one after is turned away (429).
+
+    Turning away rather than waiting keeps a flood from piling up in memory and tells the
+    client when to come back. Used from the event loop only, so a counter needs no lock.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size, self.busy = size, 0
+
+    def enter(self) -> Callable[[], None]:
+        """Take a place or raise the 429; returns the call that gives the place back (idempotent)."""
+        if self.busy >= self.size:
+            raise RequestError(
+                f"the server is busy: {self.busy} requests are already with the model, its queue "
+                f"holds {self.size} (serve-model --queue-size); retry after {RETRY_AFTER_S} s",
+                status=429,
+                kind="requests",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        self.busy += 1
+        given_back = False
+
+        def leave() -> None:
+            nonlocal given_back
+            if not given_back:
+                given_back = True
+                self.busy -= 1
+
+        return leave
+
+
+class _QueuedStream(StreamingResponse):
+    """A streamed answer that gives its queue place back when sending ends, however it ends."""
+
+    def __init__(self, content: AsyncIterator[str], leave: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._leave = leave
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._leave()
+
+
 class _Handlers:
     """Route handlers around one model."""
 
-    def __init__(self, model: Model, model_id: str) -> None:
+    def __init__(self, model: Model, model_id: str, limits: ServerLimits) -> None:
         self.model = model
         self.model_id = model_id
+        self.limits = limits
+        self.queue = _Queue(limits.queue_size)
         self.created = int(time.time())
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        raw = await request.body()
+        limit = self.limits.max_body_bytes
+        raw = await read_body(request, limit)
+        if raw is None:
+            declared = request.headers.get("content-length")
+            size = f"{declared} bytes" if declared and declared.isdigit() else "longer"
+            raise RequestError(
+                f"the request body is {size}, over this server's limit of {limit} bytes "
+                "(serve-model --max-body-bytes)",
+                status=413,
+            )
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -223,6 +333,16 @@ class _Handlers:
         return body
 
     def _request(self, fields: dict[str, Any], **what: Any) -> GenerationRequest:
+        limit = self.limits.max_prompt_tokens
+        length = self._prompt_tokens(GenerationRequest(**what))
+        if length is not None and length > limit:
+            param = "messages" if "messages" in what else "prompt"
+            raise RequestError(
+                f"the prompt is {length} tokens{' after the chat template' if param == 'messages' else ''}, "
+                f"over this server's limit of {limit} (serve-model --max-prompt-tokens)",
+                param=param,
+                code="prompt_too_long",
+            )
         schema = fields["response_schema"]
         constraint = None
         if schema is not None:
@@ -237,7 +357,7 @@ class _Handlers:
         return GenerationRequest(**what, **sampling, response_schema=schema, constraint=constraint)
 
     def _prompt_tokens(self, request: GenerationRequest) -> int | None:
-        """Prompt length for a stream's usage chunk (the events do not carry it)."""
+        """Prompt length in tokens, as the local runtime counts it; None if this model cannot say."""
         tokenizer = getattr(self.model, "tokenizer", None)
         try:
             if request.messages is not None:
@@ -256,17 +376,17 @@ class _Handlers:
 
     async def chat(self, request: Request) -> Response:
         body = await self._body(request)
-        fields = _sampling(body)
+        fields = _sampling(body, self.limits.max_tokens)
         gen_request = self._request(fields, messages=_messages(body))
         ident = f"chatcmpl-{uuid.uuid4().hex}"
         if fields["stream"]:
             return await self._stream(gen_request, ident, "chat.completion.chunk", fields["include_usage"])
-        [gen] = await _run(self.model.generate([gen_request]))
+        [gen] = await self._generate([gen_request])
         return JSONResponse(self._envelope(ident, "chat.completion", [_choice(0, gen, chat=True)], [gen]))
 
     async def completions(self, request: Request) -> Response:
         body = await self._body(request)
-        fields = _sampling(body)
+        fields = _sampling(body, self.limits.max_tokens)
         prompts = _prompts(body)
         requests = [self._request(fields, prompt=p) for p in prompts]
         ident = f"cmpl-{uuid.uuid4().hex}"
@@ -274,9 +394,17 @@ class _Handlers:
             if len(requests) != 1:
                 raise RequestError("streaming takes one prompt per request", param="prompt")
             return await self._stream(requests[0], ident, "text_completion", fields["include_usage"])
-        gens = await _run(self.model.generate(requests))
+        gens = await self._generate(requests)
         choices = [_choice(i, g, chat=False) for i, g in enumerate(gens)]
         return JSONResponse(self._envelope(ident, "text_completion", choices, gens))
+
+    async def _generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        """The model's answers, holding one place in the queue while they are made."""
+        leave = self.queue.enter()
+        try:
+            return await _run(self.model.generate(requests))
+        finally:
+            leave()
 
     def _envelope(self, ident: str, kind: str, choices: list[dict[str, Any]], gens: list[Generation]) -> dict:
         prompt_tokens = sum(g.input_tokens for g in gens)
@@ -297,13 +425,17 @@ class _Handlers:
     async def _stream(
         self, gen_request: GenerationRequest, ident: str, kind: str, include_usage: bool
     ) -> Response:
-        events = self.model.stream(gen_request)
+        leave = self.queue.enter()  # given back by _QueuedStream once the stream has been sent
         # Wait for the first event before answering, so that a refused request (prompt too
         # long, bad template) is still an HTTP 4xx rather than an error inside a 200 stream.
         try:
+            events = self.model.stream(gen_request)
             first = await _run(events.__anext__())
         except StopAsyncIteration:
             first = TokenEvent(-1, "", finish_reason="stop")
+        except BaseException:
+            leave()
+            raise
         chat = kind == "chat.completion.chunk"
         created = int(time.time())
 
@@ -367,8 +499,8 @@ class _Handlers:
                 yield f"data: {json.dumps({**data, 'usage': usage})}\n\n"
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(
-            body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        return _QueuedStream(
+            body(), leave, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
 
 
@@ -412,9 +544,42 @@ def _wrap(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
     return endpoint
 
 
-def create_app(model: Model, model_id: str | None = None) -> Starlette:
-    """The ASGI app serving ``model`` under ``model_id`` (default: the model's name)."""
-    handlers = _Handlers(model, model_id or model.name)
+class _BearerAuth:
+    """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <key>``, else 401.
+
+    It wraps the router, so unknown routes, ``/v1/models`` and ``/health`` are covered too.
+    """
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app, self.key = app, key
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = Headers(scope=scope).get("authorization")
+            if not bearer_matches(given, self.key):
+                await _unauthorized(given is not None)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _unauthorized(wrong: bool) -> Response:
+    """OpenAI's 401 (never echoing what was sent) with the challenge RFC 6750 asks for."""
+    if wrong:
+        message, challenge = "the API key is wrong", 'Bearer error="invalid_token"'
+    else:
+        message, challenge = "no API key: send `Authorization: Bearer <key>`", "Bearer"
+    error = RequestError(message, status=401, code="invalid_api_key", headers={"WWW-Authenticate": challenge})
+    return error.response()
+
+
+def create_app(model: Model, model_id: str | None = None, *, api_key: str | None = None,
+               limits: ServerLimits | None = None) -> Starlette:  # fmt: skip
+    """The ASGI app serving ``model`` under ``model_id`` (default: the model's name).
+
+    ``api_key``: when set, required on every route as a bearer token. ``limits``: body,
+    prompt, ``max_tokens`` and queue bounds (default ``ServerLimits()``).
+    """
+    handlers = _Handlers(model, model_id or model.name, limits or ServerLimits())
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return RequestError(f"no route {request.method} {request.url.path}", status=404).response()
@@ -430,7 +595,10 @@ def create_app(model: Model, model_id: str | None = None) -> Starlette:
         Route("/v1/completions", _wrap(handlers.completions), methods=["POST"]),
         Route("/health", _wrap(handlers.health), methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+    middleware = [Middleware(_BearerAuth, key=api_key)] if api_key else []
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers={404: not_found, 405: not_allowed}
+    )
 
 
 def load_served_model(spec: str) -> Model:
@@ -455,32 +623,51 @@ def _bind(address: str, port: int) -> socket.socket:
     return sock
 
 
+def _refuse_open_bind(address: str, api_key: str | None) -> None:
+    refuse_open_bind(
+        address,
+        api_key,
+        service="serve-model",
+        remedy=f"a key with --api-key KEY or, better (`ps` does not show it), {API_KEY_ENV}=KEY",
+        exposure="use the model and keep it busy",
+    )
+
+
 def serve(spec: str, *, address: str = "127.0.0.1", port: int = 8000, name: str | None = None,
-          log_level: str = "info") -> None:  # fmt: skip
-    """Load the model and serve it until interrupted (blocking)."""
+          log_level: str = "info", api_key: str | None = None,
+          limits: ServerLimits | None = None) -> None:  # fmt: skip
+    """Load the model and serve it until interrupted (blocking).
+
+    A non-loopback ``address`` without ``api_key`` is refused (``UsageError``) before anything binds.
+    """
     import uvicorn
 
+    _refuse_open_bind(address, api_key)
     sock = _bind(address, port)  # before the model loads: a taken port fails fast
     model = load_served_model(spec)
     model_id = name or ("default" if spec == "default" else Path(spec).expanduser().resolve().name)
-    if address not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serve-model is listening on %s: anyone who can reach it can use the model", address)
-    log.info("serving %r at http://%s:%d/v1", model_id, address, port)
-    uvicorn.Server(uvicorn.Config(create_app(model, model_id), log_level=log_level)).run(sockets=[sock])
+    access = "an API key required" if api_key else "no API key, loopback only"
+    log.info("serving %r at http://%s:%d/v1 (%s)", model_id, address, port, access)
+    app = create_app(model, model_id, api_key=api_key, limits=limits)
+    uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
 
 
 @contextmanager
 def running_server(model: Model, model_id: str | None = None, *, address: str = "127.0.0.1",
-                   port: int = 0) -> Iterator[str]:  # fmt: skip
+                   port: int = 0, api_key: str | None = None,
+                   limits: ServerLimits | None = None) -> Iterator[str]:  # fmt: skip
     """Serve ``model`` from a background thread; yields the base URL (``http://host:port/v1``).
 
-    For tests and notebooks: ``port=0`` picks a free port. The server stops when the block ends.
+    For tests and notebooks: ``port=0`` picks a free port. The server stops when the block
+    ends. ``api_key`` and ``limits`` as for ``create_app``; the same address rule as ``serve``.
     """
     import uvicorn
 
+    _refuse_open_bind(address, api_key)
     sock = _bind(address, port)
     host, bound = sock.getsockname()[:2]
-    server = uvicorn.Server(uvicorn.Config(create_app(model, model_id), log_level="warning", lifespan="off"))
+    app = create_app(model, model_id, api_key=api_key, limits=limits)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="serve-model")
     thread.start()
     deadline = time.monotonic() + 30
@@ -496,8 +683,31 @@ def running_server(model: Model, model_id: str | None = None, *, address: str = 
         sock.close()
 
 
+def _api_key(flag: str | None) -> str | None:
+    """The key to require: ``--api-key`` if given, else ``$WORKBENCH_API_KEY`` if set and not empty."""
+    if flag is None:
+        where, key = API_KEY_ENV, os.environ.get(API_KEY_ENV) or None
+    else:
+        where, key = "--api-key", flag
+    if key is not None and not (key.isascii() and key.isprintable() and key and " " not in key):
+        # an Authorization header carries no other key: one like this could never be sent
+        raise UsageError(
+            f"{where} must be a non-empty key of printable ASCII without spaces; "
+            "leave it out to serve without one"
+        )
+    return key
+
+
 def _command(args: argparse.Namespace) -> int:
-    serve(args.model, address=args.address, port=args.port, name=args.name, log_level=args.log_level)
+    api_key = _api_key(args.api_key)
+    limits = ServerLimits(
+        max_body_bytes=args.max_body_bytes,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_tokens=args.max_tokens_limit,
+        queue_size=args.queue_size,
+    )
+    serve(args.model, address=args.address, port=args.port, name=args.name, log_level=args.log_level,
+          api_key=api_key, limits=limits)  # fmt: skip
     return 0
 
 
@@ -507,15 +717,55 @@ def register(subparsers: Any) -> None:
         "serve-model",
         help="serve a local model over an OpenAI-compatible HTTP API",
         description="Serve `default` (the built-in tiny model) or a Hugging Face-format checkpoint "
-        "directory at /v1/chat/completions, /v1/completions and /v1/models.",
+        "directory at /v1/chat/completions, /v1/completions and /v1/models. Any address but "
+        f"loopback needs an API key (--api-key or {API_KEY_ENV}).",
     )
+    defaults = ServerLimits()
     parser.add_argument("model", help="`default` or a checkpoint directory")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument(
-        "--address", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback)"
+        "--address",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1, loopback); any other needs an API key",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help=f"require `Authorization: Bearer KEY` on every route (default: ${API_KEY_ENV}; "
+        "the variable keeps the key out of `ps`)",
     )
     parser.add_argument(
         "--name", default=None, help="model id clients use (default: `default` or the folder name)"
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        metavar="N",
+        help=f"largest request body; larger gets 413 (default {defaults.max_body_bytes})",
+    )
+    parser.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=defaults.max_prompt_tokens,
+        metavar="N",
+        help="longest prompt in tokens, after the chat template; longer gets 400 "
+        f"(default {defaults.max_prompt_tokens})",
+    )
+    parser.add_argument(
+        "--max-tokens-limit",
+        type=int,
+        default=defaults.max_tokens,
+        metavar="N",
+        help=f"largest max_tokens a request may ask for; more gets 400 (default {defaults.max_tokens})",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=defaults.queue_size,
+        metavar="N",
+        help=f"requests with the model at once; the next gets 429 (default {defaults.queue_size})",
     )
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]

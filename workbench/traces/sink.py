@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import ipaddress
 import json
 import os
 import secrets
@@ -37,6 +35,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from workbench.errors import UsageError
+from workbench.netsafety import bearer_matches, read_body, refuse_open_bind
 
 from .db import default_db_path, pid_alive
 from .otlp import OTLPDecodeError, decode_json, decode_protobuf
@@ -109,33 +108,10 @@ def withdraw_sink(db_path: str | Path, url: str) -> None:
             sink_file(db_path).unlink()
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _error(status: int, reason: str) -> Any:
     from starlette.responses import JSONResponse
 
     return JSONResponse({"code": status, "message": reason}, status_code=status)
-
-
-async def _read_body(request: Any, limit: int) -> bytes | None:
-    """The request body, or None once it passes ``limit`` bytes (read no further)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _gunzip(body: bytes, limit: int) -> bytes | None:
@@ -176,8 +152,7 @@ def make_app(
     def authorized(request: Any, needed: str | None) -> bool:
         if needed is None:
             return True
-        given = request.headers.get("authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {needed}".encode())
+        return bearer_matches(request.headers.get("authorization"), needed)
 
     async def traces(request: Any) -> Any:
         if not authorized(request, token):
@@ -187,7 +162,7 @@ def make_app(
             return _error(
                 415, f"unsupported content type {ctype!r}: use application/x-protobuf or application/json"
             )
-        body = await _read_body(request, max_body)
+        body = await read_body(request, max_body)
         if body is None:
             return _error(413, f"request body larger than {max_body} bytes")
         encoding = request.headers.get("content-encoding", "identity").lower()
@@ -224,7 +199,7 @@ def make_app(
             return _error(404, "the query endpoint is disabled on this sink")
         if not authorized(request, query_token):
             return _error(401, "missing or wrong bearer token")
-        body = await _read_body(request, 1024 * 1024)
+        body = await read_body(request, 1024 * 1024)
         try:
             doc = json.loads(body or b"")
             sql, params = doc["sql"], doc.get("params") or []
@@ -286,11 +261,13 @@ class SinkServer:
         announce: bool = True,
         **writer_opts: Any,
     ) -> None:
-        if not _is_loopback(host) and not token:
-            raise UsageError(
-                f"the trace sink binds {host}, which is not loopback: give it a --token "
-                "(or WORKBENCH_SINK_TOKEN) so strangers cannot write or read traces"
-            )
+        refuse_open_bind(
+            host,
+            token,
+            service="the trace sink",
+            remedy="a --token (or WORKBENCH_SINK_TOKEN)",
+            exposure="write or read traces",
+        )
         self.db_path = Path(db_path) if db_path is not None else default_db_path()
         self.host, self.port, self.token = host, port, token
         self.query_token = token or secrets.token_urlsafe(24)
