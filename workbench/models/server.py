@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,8 @@ class _Handlers:
     def _prompt_tokens(self, request: GenerationRequest) -> int | None:
         """Prompt length for a stream's usage chunk (the events do not carry it)."""
         tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None:
+            return None
         try:
             if request.messages is not None:
                 text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True)
@@ -352,7 +354,8 @@ class _Handlers:
                 log.exception("streaming failed")
                 yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
             finally:
-                await events.aclose()
+                if isinstance(events, AsyncGenerator):  # a plain async iterator has nothing to close
+                    await events.aclose()
             if include_usage:
                 prompt = self._prompt_tokens(gen_request)
                 usage = {"prompt_tokens": prompt, "completion_tokens": count,
