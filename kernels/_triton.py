@@ -37,8 +37,8 @@ try:  # Triton is optional: CPU users run the torch references only.
 
     HAS_TRITON = True
 except ImportError:  # pragma: no cover - exercised on machines without triton
-    triton = None  # type: ignore[assignment]
-    tl = None  # type: ignore[assignment]
+    triton = None
+    tl = None
     HAS_TRITON = False
 
 __all__ = [

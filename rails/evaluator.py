@@ -209,14 +209,15 @@ class _Compiler:
         """``x op c`` for a float leaf needs no error bound: rounding is monotone, so
         ``x > float(c)`` implies ``dec(x) > c`` (and likewise for ``<``); only
         ``x == float(c)`` needs the exact comparison. Ints compare exactly anyway."""
-        op, c = _OPS[e.op], e.right.value  # type: ignore[attr-defined]
+        assert isinstance(e.left, ir.Var) and isinstance(e.right, ir.Const)  # the caller checked
+        op, c = _OPS[e.op], e.right.value
         try:
             cf = float(c)
         except OverflowError:
             return None
         if cf in (float("inf"), float("-inf")):
             return None
-        g = _getter(e.left)  # type: ignore[arg-type]
+        g = _getter(e.left)
         above, below = _DECIDED[e.op]
 
         def leaf_compare(v: Mapping[str, Any]) -> bool:
@@ -235,8 +236,9 @@ class _Compiler:
         numeric = item.sort.numeric
         fi = self.exact(item) if numeric else self.plain(item)
         if isinstance(cont, tuple):
-            if all(isinstance(c, ir.Const) for c in cont):
-                pool = frozenset(c.value for c in cont)  # type: ignore[union-attr]
+            consts = [c for c in cont if isinstance(c, ir.Const)]
+            if len(consts) == len(cont):
+                pool = frozenset(c.value for c in consts)
                 return (lambda v: fi(v) not in pool) if neg else (lambda v: fi(v) in pool)
             fs = [self.exact(c) if numeric else self.plain(c) for c in cont]
 

@@ -11,6 +11,7 @@ Sorts: ``int``, ``real``, ``str``, ``bool``, ``enum`` (carries the ``Enum`` type
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -184,7 +185,7 @@ class Atom(Expr):
     partial: bool
 
 
-def walk(node: Expr | tuple[Expr, ...]):
+def walk(node: Expr | tuple[Expr, ...]) -> Iterator[Expr]:
     """Yield ``node`` and every IR node below it (pre-order)."""
     if isinstance(node, tuple):
         for item in node:
@@ -201,8 +202,8 @@ def walk(node: Expr | tuple[Expr, ...]):
         yield from walk(node.args)
 
 
-def exact(value: float | int) -> Fraction | int:
-    """The exact rational a number stands for in rails: an int is itself, a float the
+def exact(value: float | int | Fraction) -> Fraction | int:
+    """The exact rational a number stands for in rails: an int (or Fraction) is itself, a float the
     shortest decimal that round-trips to it (``repr``), so ``0.1`` means 1/10."""
     if isinstance(value, float):
         return Fraction(repr(value))

@@ -13,7 +13,7 @@ import math
 import re
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from workbench.types import Bool, Enum, Float, Int, List, Record, Str, Type
 
@@ -160,13 +160,13 @@ class _Parser:
         start, line = self.line_starts[min(max(lineno, 1), len(self.line_starts)) - 1]
         return start + len(line.encode("utf-8")[:col_bytes].decode("utf-8", "replace"))
 
-    def span(self, node: ast.AST) -> tuple[int, int]:
+    def span(self, node: ast.expr) -> tuple[int, int]:
         start = self._char(node.lineno, node.col_offset)
         end = self._char(node.end_lineno or node.lineno, node.end_col_offset or node.col_offset)
         return start, end
 
-    def fail(self, cls: type, where: ast.AST | tuple[int, int] | int, message: str) -> None:
-        if isinstance(where, ast.AST):
+    def fail(self, cls: type, where: ast.expr | tuple[int, int] | int, message: str) -> NoReturn:
+        if isinstance(where, ast.expr):
             where = self.span(where)[0]
         elif isinstance(where, tuple):
             where = where[0]
@@ -224,7 +224,7 @@ class _Parser:
         return ir.Atom(BOOL, expr.span, expr, self.src(expr.span), partial)
 
     # -- expressions ------------------------------------------------------------------
-    def expr(self, node: ast.AST, depth: int) -> Expr:
+    def expr(self, node: ast.expr, depth: int) -> Expr:
         if depth > MAX_DEPTH:
             self.fail(RailSyntaxError, node, f"rail is nested more than {MAX_DEPTH} levels deep")
         d = depth + 1
@@ -247,9 +247,8 @@ class _Parser:
             self.fail(RailSyntaxError, node, "a list literal is only allowed after 'in'")
         what = _FORBIDDEN.get(type(node), type(node).__name__)
         self.fail(RailSyntaxError, node, f"{what} is not allowed in a rail")
-        raise AssertionError  # pragma: no cover
 
-    def boolean(self, node: ast.AST, depth: int) -> Expr:
+    def boolean(self, node: ast.expr, depth: int) -> Expr:
         expr = self.expr(node, depth)
         if expr.sort != BOOL:
             self.fail(
@@ -257,7 +256,7 @@ class _Parser:
             )
         return expr
 
-    def numeric(self, node: ast.AST, depth: int, what: str) -> Expr:
+    def numeric(self, node: ast.expr, depth: int, what: str) -> Expr:
         expr = self.expr(node, depth)
         if not expr.sort.numeric:
             self.fail(RailSortError, self._focus(node), f"{what} needs a number, {self._show(expr)}")
@@ -266,7 +265,7 @@ class _Parser:
     def _show(self, expr: Expr) -> str:
         return f"{self.src(expr.span)!r} is {expr.sort.describe()}"
 
-    def _focus(self, node: ast.AST) -> ast.AST | tuple[int, int]:
+    def _focus(self, node: ast.expr) -> ast.expr | tuple[int, int]:
         """Where to point for an operand: a field access points at the field name."""
         if isinstance(node, ast.Attribute):
             end = self.span(node)[1]
@@ -285,7 +284,7 @@ class _Parser:
 
     def leaf(self, node: ast.Name | ast.Attribute) -> Expr:
         chain: list[ast.Attribute] = []
-        base: ast.AST = node
+        base: ast.expr = node
         while isinstance(base, ast.Attribute):
             chain.append(base)
             base = base.value
@@ -332,7 +331,7 @@ class _Parser:
             typ = sub
         return ir.Var(sort_of_type(typ), self.span(node), root, tuple(fields), typ)
 
-    def _no_record(self, expr: Expr, node: ast.AST) -> None:
+    def _no_record(self, expr: Expr, node: ast.expr) -> None:
         if expr.sort.kind == "record":
             self.fail(RailSortError, node, f"{self.src(expr.span)!r} is a record: use one of its fields")
 
@@ -341,8 +340,9 @@ class _Parser:
         if isinstance(node.op, ast.Pow):
             base = self.numeric(node.left, depth, "'**'")
             exp = node.right
-            ok = isinstance(exp, ast.Constant) and type(exp.value) is int and 0 <= exp.value <= MAX_EXPONENT
-            if not ok:
+            if not (
+                isinstance(exp, ast.Constant) and type(exp.value) is int and 0 <= exp.value <= MAX_EXPONENT
+            ):
                 self.fail(RailSyntaxError, exp, f"exponent must be a constant integer 0..{MAX_EXPONENT}")
             return ir.Pow(base.sort, span, base, exp.value)
         op = _ARITH.get(type(node.op))
@@ -373,11 +373,10 @@ class _Parser:
             arg = self.numeric(node.operand, depth, "unary '-'")
             return ir.Neg(arg.sort, span, arg) if isinstance(node.op, ast.USub) else arg
         self.fail(RailSyntaxError, node, "operator '~' is not allowed in a rail")
-        raise AssertionError  # pragma: no cover
 
     def compare(self, node: ast.Compare, depth: int) -> Expr:
         links: list[Expr] = []
-        left_node: ast.AST = node.left
+        left_node: ast.expr = node.left
         left: Expr | None = self.expr(left_node, depth)
         for op_node, right_node in zip(node.ops, node.comparators):
             if left is None:  # the previous link was 'in': its right side is now a left side
@@ -399,7 +398,9 @@ class _Parser:
             return links[0]
         return ir.BoolOp(BOOL, self.span(node), "and", tuple(links))
 
-    def comparison(self, op: str, a: Expr, b: Expr, an: ast.AST, bn: ast.AST, span: tuple[int, int]) -> Expr:
+    def comparison(
+        self, op: str, a: Expr, b: Expr, an: ast.expr, bn: ast.expr, span: tuple[int, int]
+    ) -> Expr:
         self._no_record(a, an)
         self._no_record(b, bn)
         if op in ("<", "<=", ">", ">="):
@@ -410,7 +411,7 @@ class _Parser:
         a, b = self.unify(a, b, an, bn)
         return ir.Compare(BOOL, span, op, a, b)
 
-    def unify(self, a: Expr, b: Expr, an: ast.AST, bn: ast.AST) -> tuple[Expr, Expr]:
+    def unify(self, a: Expr, b: Expr, an: ast.expr, bn: ast.expr) -> tuple[Expr, Expr]:
         """Make ``a == b`` well sorted: numbers mix; a string literal meets an enum."""
         if a.sort.numeric and b.sort.numeric:
             return a, b
@@ -423,16 +424,23 @@ class _Parser:
         self.fail(
             RailSortError, self._focus(bn), f"cannot compare {a.sort.describe()} with {b.sort.describe()}"
         )
-        raise AssertionError  # pragma: no cover
 
-    def enum_const(self, const: ir.Const, sort: Sort, node: ast.AST) -> ir.Const:
+    def enum_const(self, const: ir.Const, sort: Sort, node: ast.expr) -> ir.Const:
         assert sort.enum is not None
         if const.value not in sort.enum.values:
             allowed = ", ".join(sort.enum.values)
             self.fail(RailSortError, node, f"{const.value!r} is not a value of {sort.describe()} ({allowed})")
         return ir.Const(sort, const.span, const.value)
 
-    def member(self, item: Expr, item_node: ast.AST, cont: ast.AST, negated: bool, span, depth) -> Expr:
+    def member(
+        self,
+        item: Expr,
+        item_node: ast.expr,
+        cont: ast.expr,
+        negated: bool,
+        span: tuple[int, int],
+        depth: int,
+    ) -> Expr:
         self._no_record(item, item_node)
         if isinstance(cont, ast.List | ast.Tuple | ast.Set):
             elems = []
@@ -473,7 +481,6 @@ class _Parser:
         self.fail(
             RailSortError, self._focus(item_node), f"{self._show(item)}, the list holds {csort.describe()}"
         )
-        raise AssertionError  # pragma: no cover
 
     def call(self, node: ast.Call, depth: int) -> Expr:
         span = self.span(node)

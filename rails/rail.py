@@ -50,8 +50,8 @@ class Rail:
     scope: Scope = field(repr=False)
     names: frozenset[str] = field(default=frozenset())
     constants: frozenset[str] = field(default=frozenset())
-    _fn: Callable[[Mapping[str, Any]], bool] = field(default=None, repr=False)  # type: ignore[assignment]
-    _explain: Callable[[Mapping[str, Any]], list[str]] = field(default=None, repr=False)  # type: ignore[assignment]
+    _fn: Callable[[Mapping[str, Any]], bool] = field(kw_only=True, repr=False)
+    _explain: Callable[[Mapping[str, Any]], list[str]] = field(kw_only=True, repr=False)
 
     def holds(self, values: Mapping[str, Any]) -> bool:
         """True when the rail holds on ``values`` (the fastest path: no diagnostics).
@@ -142,4 +142,6 @@ def parse_rail(text: str, scope: Scope, *, name: str = "rail") -> Rail:
     if isinstance(text, bytes | bytearray):
         text = bytes(text).decode("utf-8")
     names = frozenset(node.root for node in ir.walk(expr) if isinstance(node, ir.Var))
-    return Rail(name, text, expr, scope, names, consts, compile_bool(expr), compile_explainer(expr, text))
+    return Rail(
+        name, text, expr, scope, names, consts, _fn=compile_bool(expr), _explain=compile_explainer(expr, text)
+    )

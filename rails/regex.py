@@ -13,16 +13,16 @@ pattern the same way.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import z3
 
-try:  # Python 3.11+
+if TYPE_CHECKING:  # typeshed types re's private parser under its old public names
+    import sre_constants
+    import sre_parse
+else:  # importing those names warns (deprecated since 3.11); these are the same modules
     from re import _constants as sre_constants
     from re import _parser as sre_parse
-except ImportError:  # pragma: no cover - older Pythons
-    import sre_constants  # type: ignore[no-redef]
-    import sre_parse  # type: ignore[no-redef]
 
 __all__ = ["MAX_CHAR", "UnsupportedRegex", "compile_regex", "to_z3"]
 
@@ -62,7 +62,7 @@ def to_z3(pattern: str, ctx: z3.Context) -> z3.ReRef:
         raise UnsupportedRegex(f"cannot parse {pattern!r}: {exc}") from None
     if parsed.state.flags & ~(re.ASCII | re.UNICODE):
         raise UnsupportedRegex(f"regex flags in {pattern!r}")
-    return _Translator(ctx).seq(list(parsed))
+    return _Translator(ctx).seq(list(parsed.data))
 
 
 class _Translator:

@@ -18,6 +18,7 @@ and the benchmark declare fresh ones). Exactness notes:
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 
 import z3
 
@@ -208,7 +209,9 @@ class Translator:
         if fn == "endswith":
             return z3.SuffixOf(args[1], args[0])
         if fn == "matches":
-            pattern = e.args[1].value  # type: ignore[attr-defined]
+            pat = e.args[1]
+            assert isinstance(pat, ir.Const)  # the parser takes only a constant pattern
+            pattern = pat.value
             try:
                 return z3.InRe(args[0], self.regex(pattern))
             except UnsupportedRegex as exc:
@@ -221,6 +224,6 @@ class Translator:
         raise UnsupportedRail(f"no Z3 translation for {fn}()")
 
 
-def real_literal(value: object, ctx: z3.Context) -> z3.ArithRef:
+def real_literal(value: int | float | Fraction, ctx: z3.Context) -> z3.ArithRef:
     """Re-export for callers that build bounds (exact rational of a number)."""
-    return real_val(value, ctx)  # type: ignore[arg-type]
+    return real_val(value, ctx)

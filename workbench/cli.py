@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `workbench traces show | head`: the reader left, nothing is wrong
-        sys.stdout = None  # type: ignore[assignment]  # no flush of the dead pipe at exit
+        sys.stdout = None  # no flush of the dead pipe at exit
         return 0
     except Exception as exc:
         if args.debug:

@@ -91,8 +91,9 @@ class Tracer(Protocol):
         """Close a span and hand it to the sink."""
         ...
 
-    def flush(self) -> None:
-        """Block until every ended span is stored."""
+    def flush(self) -> object:
+        """Block until every ended span is stored (the result is the sink's own: the trace
+        writers return whether they finished in time)."""
         ...
 
 
@@ -129,8 +130,8 @@ class _BaseTracer:
     def _export(self, span: Span) -> None:
         pass
 
-    def flush(self) -> None:
-        pass
+    def flush(self, timeout: float | None = None) -> bool:
+        return True  # nothing waits in process: each span was exported when it ended
 
 
 class NoopTracer(_BaseTracer):

@@ -19,7 +19,7 @@ pytest.importorskip("torch")
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from workbench.models.base import GenerationRequest
+from workbench.models.base import Generation, GenerationRequest, TokenEvent
 from workbench.models.corpus import ORDER_SCHEMA, make_corpus
 from workbench.models.local import DEFAULT_MODEL_DIR, LocalModel
 from workbench.models.server import ServerLimits, _api_key, running_server
@@ -541,3 +541,41 @@ def test_queue_places_come_back_after_refusals(model: LocalModel) -> None:
             )
         response = client.post("/chat/completions", json={"messages": SHORT, "max_tokens": 4}, timeout=60)
         assert response.status_code == 200, response.text
+
+
+class _Pieces:
+    """A plain async iterator (not a generator: it has no ``aclose``)."""
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.events = [TokenEvent(i, p) for i, p in enumerate(pieces)]
+        self.events[-1].finish_reason = "stop"
+
+    def __aiter__(self) -> _Pieces:
+        return self
+
+    async def __anext__(self) -> TokenEvent:
+        if not self.events:
+            raise StopAsyncIteration
+        return self.events.pop(0)
+
+
+class _PlainIteratorModel:
+    """A model whose ``stream`` returns an ``AsyncIterator``, all the Model protocol asks."""
+
+    name = "plain"
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        return [Generation("ab", "stop") for _ in requests]
+
+    def stream(self, request: GenerationRequest) -> _Pieces:
+        return _Pieces(["a", "b"])
+
+
+def test_streaming_from_a_plain_async_iterator() -> None:
+    with running_server(_PlainIteratorModel(), "plain") as url, httpx.Client(base_url=url) as client:
+        request = {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+        events = _sse(client.post("/chat/completions", json=request).text)
+    chunks = [e for e in events[:-1] if isinstance(e, dict)]
+    assert events[-1] == "[DONE]" and not any("error" in c for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "ab"
+    assert chunks[-1]["usage"]["prompt_tokens"] is None  # no tokenizer to count the prompt with

@@ -10,6 +10,7 @@ import pytest
 from workbench.errors import FlowValidationError, NodeError, NodeTimeout, TrustError, ValueValidationError
 from workbench.flow import Flow, Node, loads
 from workbench.runtime import Executor, aexecute, execute, returns
+from workbench.runtime.nodes import parse_json_answer
 from workbench.spans import MemoryTracer
 from workbench.types import Int, Str
 
@@ -338,3 +339,11 @@ def test_executor_is_reusable_and_runs_concurrently():
     assert [r.outputs["y"] for r in results] == list(range(5))
     assert len({r.run_id for r in results}) == 5
     assert time.perf_counter() - start < 0.8
+
+
+def test_an_answer_with_a_number_too_long_for_int_is_a_node_error():
+    # json.loads raises a plain ValueError here, not a JSONDecodeError (no .msg, no .pos)
+    with pytest.raises(NodeError, match=r"not valid JSON \(Exceeds the limit"):
+        parse_json_answer("answer", "1" * 5000)
+    with pytest.raises(NodeError, match=r"not valid JSON .* at char 1"):
+        parse_json_answer("answer", "{x")

@@ -84,7 +84,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _yaml12_booleans(cls: type) -> None:
+def _yaml12_booleans(cls: type[yaml.resolver.BaseResolver]) -> None:
     """Plain scalars as YAML 1.2 reads them (JSON files are YAML 1.2 too).
 
     Only ``true``/``false`` are booleans: a rail's ``on:`` key must stay a string. Dates

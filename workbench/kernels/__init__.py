@@ -54,9 +54,10 @@ def _use_triton(x: torch.Tensor, backend: Backend) -> bool:
     """Decide the implementation for one call (see the module docstring)."""
     if backend == "auto":
         # Read per call (a dict lookup) so tests and notebooks can flip it without re-importing.
-        backend = os.environ.get("WORKBENCH_KERNELS", "auto")  # type: ignore[assignment]
-        if backend not in ("torch", "triton"):
+        env = os.environ.get("WORKBENCH_KERNELS", "auto")
+        if env not in ("torch", "triton"):
             return HAS_TRITON and x.is_cuda
+        backend = "torch" if env == "torch" else "triton"
     if backend == "torch":
         return False
     if backend == "triton":

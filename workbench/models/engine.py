@@ -25,6 +25,7 @@ import random
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -65,6 +66,15 @@ class IncrementalText:
             return ""
         self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
         return full[len(prefix) :]
+
+
+class _SamplingParams(TypedDict):
+    """Each row's sampling settings, as ``sample_tokens`` takes them."""
+
+    temperature: torch.Tensor
+    top_k: torch.Tensor
+    top_p: torch.Tensor
+    seed: torch.Tensor
 
 
 @dataclass
@@ -197,7 +207,7 @@ class Engine:
                 return
         if job.budget == 0:
             self._finish(job, "length", None)
-        elif job.state is not None and self._constraint_done(job):
+        elif job.state is not None and self._constraint_done(job, job.state):
             self._finish(job, "constraint", None)
 
     @torch.inference_mode()
@@ -276,7 +286,16 @@ class Engine:
             step += 1
         return [j.result() for j in jobs]
 
-    def _admit(self, rows, admit, capacity: int, logits, positions, starts: list[int], step: int):
+    def _admit(
+        self,
+        rows: list[Job],
+        admit: Callable[[int, int], list[Job]],
+        capacity: int,
+        logits: torch.Tensor,
+        positions: torch.Tensor,
+        starts: list[int],
+        step: int,
+    ) -> tuple[bool, torch.Tensor, torch.Tensor]:
         """Prefill jobs ``admit`` offers into free rows; (any joined, logits [B',V], positions [B'])."""
         free = [i for i, j in enumerate(rows) if j.finish_reason]
         offered = admit(len(free) + capacity - len(rows), self.model.cache_len)
@@ -311,7 +330,13 @@ class Engine:
             return decode_one_token(self.model, tokens, positions)
 
     @staticmethod
-    def _sample(logits, bitmask, steps: list[int], params: dict[str, torch.Tensor], all_greedy: bool):
+    def _sample(
+        logits: torch.Tensor,
+        bitmask: torch.Tensor | None,
+        steps: list[int],
+        params: _SamplingParams,
+        all_greedy: bool,
+    ) -> torch.Tensor:
         """Next tokens [B] from logits [B,V]; ``steps[b]``: how many tokens row b sampled before."""
         if all_greedy:
             # the same answer as sample_tokens at temperature 0, minus its top-k/top-p bookkeeping
@@ -326,11 +351,16 @@ class Engine:
         for step in set(steps):
             idx = torch.tensor([i for i, s in enumerate(steps) if s == step], device=logits.device)
             mask = None if bitmask is None else bitmask[idx]
-            group = {name: value[idx] for name, value in params.items()}
+            group = _SamplingParams(
+                temperature=params["temperature"][idx],
+                top_k=params["top_k"][idx],
+                top_p=params["top_p"][idx],
+                seed=params["seed"][idx],
+            )
             out[idx] = sample_tokens(logits[idx], bitmask=mask, step=step, **group)
         return out
 
-    def _sampling_params(self, jobs: list[Job]) -> dict[str, torch.Tensor]:
+    def _sampling_params(self, jobs: list[Job]) -> _SamplingParams:
         dev = self.device
         seeds = [j.seed for j in jobs]  # any Python int is a seed, folded into int64 range by _begin
         return {
@@ -378,7 +408,7 @@ class Engine:
             except Exception as exc:
                 self._fail(job, exc)
                 return
-            done = self._constraint_done(job)
+            done = self._constraint_done(job, job.state)
             if job.error is not None:
                 return
             if done:
@@ -399,6 +429,7 @@ class Engine:
         job.token_ids.append(token)
         if logprob is not None:
             job.logprobs.append(logprob)
+        assert job.detok is not None  # set by _begin
         piece = job.detok.add(token)
         if not piece:
             return False
@@ -418,10 +449,10 @@ class Engine:
         if job.on_event is not None:
             job.on_event(TokenEvent(token_id=token, text=piece, logprob=logprob, finish_reason=finish))
 
-    def _constraint_done(self, job: Job) -> bool:
-        """``job.state.is_finished()``; a raising constraint fails the job (and counts as done)."""
+    def _constraint_done(self, job: Job, state: ConstraintState) -> bool:
+        """``state.is_finished()`` (the job's); a raising constraint fails the job (and counts as done)."""
         try:
-            return bool(job.state.is_finished())
+            return bool(state.is_finished())
         except Exception as exc:
             self._fail(job, exc)
             return False

@@ -38,9 +38,11 @@ def _grammar(schema_json: str) -> str:
 
     # Fixed separators, no free whitespace: the bytes json.dumps writes, and a small model
     # cannot wander off into endless blank space.
-    options = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
     try:
-        return llguidance.LLMatcher.grammar_from_json_schema(schema_json, overrides=options)
+        return llguidance.LLMatcher.grammar_from_json_schema(
+            schema_json,
+            overrides={"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "},
+        )
     except (ValueError, TypeError) as exc:
         raise UsageError(f"response_format schema is not usable: {exc}") from None
 

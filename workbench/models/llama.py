@@ -22,6 +22,9 @@ is four matmuls: fewer kernel launches, which is what a small model's decode tim
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,6 +56,9 @@ class RMSNorm(nn.Module):
 class Attention(nn.Module):
     """Grouped-query self-attention over a static per-layer KV cache."""
 
+    k_cache: torch.Tensor  # buffers, typed here: nn.Module's __getattr__ says Tensor | Module
+    v_cache: torch.Tensor
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_heads, self.n_kv, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
@@ -66,20 +72,25 @@ class Attention(nn.Module):
         self.register_buffer("k_cache", torch.empty(0), persistent=False)
         self.register_buffer("v_cache", torch.empty(0), persistent=False)
 
-    def _qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    def _qkv(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         bsz, seq, _ = x.shape
         heads = linear(self.qkv_proj, x).view(bsz, seq, -1, self.head_dim).transpose(1, 2)  # [B,Hq+2Hkv,T,Dh]
         qk, v = heads.split_with_sizes(
             [self.n_heads + self.n_kv, self.n_kv], dim=1
         )  # [B,Hq+Hkv,T,Dh], [B,Hkv,T,Dh]
-        if self.q_norm is not None:  # Qwen3: RMSNorm per query head and per key head, before rotary
+        # Qwen3: RMSNorm per query head and per key head, before rotary
+        if self.q_norm is not None and self.k_norm is not None:
             q, k = qk.split_with_sizes([self.n_heads, self.n_kv], dim=1)
             qk = torch.cat([self.q_norm.forward(q), self.k_norm.forward(k)], dim=1)
         qk = apply_rotary(qk, cos, sin)  # queries and keys rotate in one call, [B,Hq+Hkv,T,Dh]
         q, k = qk.split_with_sizes([self.n_heads, self.n_kv], dim=1)  # [B,Hq,T,Dh], [B,Hkv,T,Dh]
         return q, k, v
 
-    def prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, first_row: int = 0):
+    def prefill(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, first_row: int = 0
+    ) -> torch.Tensor:
         """x [B,T,D] -> [B,T,D]; writes K/V of positions [0, T) into cache rows first_row.. +B."""
         bsz, seq, _ = x.shape
         q, k, v = self._qkv(x, cos, sin)
@@ -90,7 +101,14 @@ class Attention(nn.Module):
         )  # [B,Hq,T,Dh]
         return linear(self.o_proj, out.transpose(1, 2).reshape(bsz, seq, self.q_size))
 
-    def decode(self, x, cos, sin, positions: torch.Tensor, cpu_mask: torch.Tensor | None) -> torch.Tensor:
+    def decode(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        positions: torch.Tensor,
+        cpu_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         """x [B,1,D] at positions [B] -> [B,1,D]; writes K/V at ``positions`` first.
 
         ``cpu_mask`` [B,1,1,T] (True = a filled slot) is given on CPU only: there one fused SDPA
@@ -142,7 +160,15 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, positions: torch.Tensor | None, cpu_mask=None, first_row: int = 0):
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        positions: torch.Tensor | None,
+        cpu_mask: torch.Tensor | None = None,
+        first_row: int = 0,
+    ) -> torch.Tensor:
         """x [B,T,D] -> [B,T,D]; ``positions`` None means prefill, else decode at those positions."""
         h = self.input_layernorm.forward(x)
         if positions is None:
@@ -154,6 +180,9 @@ class Block(nn.Module):
 
 class Transformer(nn.Module):
     """The decoder stack plus embedding and (possibly tied) output head."""
+
+    rope_cos: torch.Tensor  # buffers, typed here: nn.Module's __getattr__ says Tensor | Module
+    rope_sin: torch.Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -179,7 +208,7 @@ class Transformer(nn.Module):
         shape = (batch, c.num_kv_heads, length, c.head_dim)  # [Bmax,Hkv,Tmax,Dh]
         # ordinary tensors even when called under inference_mode, so later writes are allowed anywhere
         with torch.inference_mode(False):
-            for layer in self.layers:
+            for layer in cast(Iterable[Block], self.layers):  # nn.ModuleList does not say what it holds
                 layer.self_attn.k_cache = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
                 layer.self_attn.v_cache = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
             slots = torch.arange(length, device=weight.device)[None]  # [1,Tmax]

@@ -193,11 +193,11 @@ class LocalModel:
         """Generate for every request; concurrent calls share batches. Bad requests raise before any work."""
         loop = asyncio.get_running_loop()
         jobs = [self._job(r) for r in requests]
-        pending = [_Pending(job, loop, future=loop.create_future()) for job in jobs]
-        for p in pending:
-            self._submit(p)
+        futures = [loop.create_future() for _ in jobs]
+        for job, future in zip(jobs, futures):
+            self._submit(_Pending(job, loop, future=future))
         try:
-            return list(await asyncio.gather(*(p.future for p in pending)))
+            return list(await asyncio.gather(*futures))
         except asyncio.CancelledError:
             for job in jobs:
                 job.cancelled = True
@@ -261,7 +261,9 @@ class LocalModel:
     def _work(self) -> None:
         """Run batches forever; requests that arrive while one runs join it as rows free up."""
         while True:
-            batch = [self._take(block=True)]
+            first = self._take(block=True)
+            assert first is not None  # a blocking take waits for one
+            batch = [first]
             while len(batch) < self.max_batch and (pending := self._take(block=False)) is not None:
                 batch.append(pending)
             admitted = list(batch)

@@ -24,7 +24,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -235,7 +235,7 @@ class OpenAIModel:
                 yield TokenEvent(-1, "", finish_reason="stop")
 
 
-def _parse_sse_line(line: str, url: str) -> tuple[str, str | None] | str | None:
+def _parse_sse_line(line: str, url: str) -> tuple[str, str | None] | Literal["[DONE]"] | None:
     """One SSE line -> ``(text piece, finish reason)``, ``"[DONE]"``, or None to skip."""
     if not line.startswith("data:"):
         return None  # blank separators, comments (":"), event:/id: fields

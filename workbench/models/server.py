@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,6 +359,8 @@ class _Handlers:
     def _prompt_tokens(self, request: GenerationRequest) -> int | None:
         """Prompt length in tokens, as the local runtime counts it; None if this model cannot say."""
         tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None:
+            return None
         try:
             if request.messages is not None:
                 text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True)
@@ -484,7 +486,8 @@ class _Handlers:
                 log.exception("streaming failed")
                 yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
             finally:
-                await events.aclose()
+                if isinstance(events, AsyncGenerator):  # a plain async iterator has nothing to close
+                    await events.aclose()
             if include_usage:
                 prompt = self._prompt_tokens(gen_request)
                 usage = {"prompt_tokens": prompt, "completion_tokens": count,

@@ -382,13 +382,14 @@ class Executor:
 
     def _check_inputs(self, plan: _Plan, inputs: dict[str, Any], state: _Run, span: Span) -> None:
         env = self._env(plan, inputs, {}, state)
+        assert self.enforcer is not None  # a plan has rails only when the flow has an enforcer
         for port, rails in plan.input_rails.items():
             failures = self.enforcer.check(
                 rails,
                 env,
                 f"{plan.node.name}.{port}",
                 self.tracer,
-                span,  # type: ignore[union-attr]
+                span,
                 state.records,
             )
             RailEnforcer.raise_blocking(failures, ("block", "repair", "decode"))
@@ -422,12 +423,13 @@ class Executor:
         if plan.output_rails and not any(v is SKIPPED for v in outputs.values()):
             env = self._env(plan, inputs, outputs, state)
             port = f"{node.name}.{next(iter(node.outputs))}" if len(node.outputs) == 1 else node.name
+            assert self.enforcer is not None  # a plan has rails only when the flow has an enforcer
             failures = self.enforcer.check(
                 plan.output_rails,
                 env,
                 port,
                 self.tracer,
-                span,  # type: ignore[union-attr]
+                span,
                 state.records,
             )
         return outputs, failures
@@ -456,10 +458,11 @@ class Executor:
         return None
 
     def _call_with_retries(self, plan: _Plan, inputs: dict[str, Any], span: Span, state: _Run) -> Any:
-        attempts = plan.node.retries + 1
+        runner, attempts = plan.runner, plan.node.retries + 1
+        assert runner is not None  # loops are not run inline
         for attempt in range(1, attempts + 1):
             try:
-                return plan.runner.run_sync(inputs, span, state.flow_inputs)  # type: ignore[union-attr]
+                return runner.run_sync(inputs, span, state.flow_inputs)
             except WorkbenchError:
                 raise
             except Exception as exc:
@@ -509,7 +512,7 @@ class Executor:
                 RailEnforcer.raise_blocking(repairable, ("repair",))
             problem = "; ".join(violation_message(r, c.text) for c, r in repairable)
             self.tracer.add_event(span, "repair", {"workbench.repair.round": round_ + 1, "reason": problem})
-            feedback = runner.repair_messages(problem, span)  # type: ignore[attr-defined]
+            feedback = runner.repair_messages(problem, span)
         raise AssertionError("unreachable")
 
     async def _attempts(
@@ -550,12 +553,13 @@ class Executor:
         node = plan.node
         item = inputs["init"]
         limit = node.config["max_iterations"]
-        next_type = node.inputs["next"]
+        next_type, next_source = node.inputs["next"], plan.next_source
+        assert next_source is not None  # every loop's plan has one
         for iteration in range(1, limit + 1):
-            scope = dict(values)
+            scope: dict[Key, Any] = dict(values)
             scope[(node.name, "item")] = node.outputs["item"].validate(item, f"{node.name}.item")
             await self._run_region(node.name, scope, state, span)
-            nxt = scope[plan.next_source]  # type: ignore[index]
+            nxt = scope[next_source]
             span.attributes["workbench.loop.iterations"] = iteration
             if nxt is SKIPPED:
                 break

@@ -80,6 +80,10 @@ class Runner:
         """Run as a task; ``feedback`` carries repair messages for llm nodes."""
         return self.run_sync(inputs, span, flow_inputs)
 
+    def repair_messages(self, problem: str, span: Span) -> list[dict[str, str]]:
+        """The ``feedback`` for another attempt after ``problem`` (when ``supports_repair``)."""
+        raise NotImplementedError
+
 
 RUNNERS: dict[str, type[Runner]] = {}
 
@@ -323,9 +327,9 @@ class LlmRunner(Runner):
 
     def _record_decode_steps(self, model: Any, generation: Any, span: Span) -> None:
         """One ``workbench.decode.step`` event per generated token (the trace store's decode_steps)."""
-        tracer = self.options.get("tracer")
         if not self._traced() or not generation.token_ids:
             return
+        tracer = self.options["tracer"]
         tokenizer = getattr(model, "tokenizer", None)
         logprobs = generation.logprobs or []
         for step, token_id in enumerate(generation.token_ids):
@@ -361,11 +365,10 @@ def parse_json_answer(node: str, text: str) -> Any:
         stripped = fenced.group(1)
     try:
         return json.loads(stripped)
-    except ValueError as exc:
+    except ValueError as exc:  # a JSONDecodeError, or a number too long for int()
         shown = stripped if len(stripped) <= 120 else stripped[:117] + "..."
-        raise NodeError(
-            node, f"the model's answer is not valid JSON ({exc.msg} at char {exc.pos}): {shown!r}"
-        ) from None
+        why = f"{exc.msg} at char {exc.pos}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise NodeError(node, f"the model's answer is not valid JSON ({why}): {shown!r}") from None
 
 
 register_runner("tool", ToolRunner)

@@ -74,7 +74,7 @@ class SinkClient(_BaseTracer):
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise TraceStoreError(f"trace sink URL {url!r} is not an http(s) URL")
-        self._parsed = parsed
+        self._parsed, self._host = parsed, parsed.hostname
         self._headers = {"Content-Type": "application/x-protobuf"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -97,7 +97,13 @@ class SinkClient(_BaseTracer):
         self._thread = threading.Thread(target=self._run, name="workbench-trace-client", daemon=True)
         self._thread.start()
         ref = weakref.ref(self)
-        self._atexit = lambda: (c := ref()) is not None and c.close()
+
+        def close_at_exit() -> None:
+            c = ref()
+            if c is not None:
+                c.close()
+
+        self._atexit = close_at_exit
         atexit.register(self._atexit)
 
     # -- Tracer protocol -------------------------------------------------------------
@@ -182,7 +188,7 @@ class SinkClient(_BaseTracer):
             while q:
                 items = [q.popleft() for _ in range(min(len(q), self._batch_size))]
                 markers = [i for i in items if type(i) is _Flush]
-                spans: list[Span] = [i for i in items if type(i) is Span]  # type: ignore[misc]
+                spans: list[Span] = [i for i in items if type(i) is Span]
                 if spans:
                     try:
                         self._deliver(spans)
@@ -228,7 +234,7 @@ class SinkClient(_BaseTracer):
             cls = (
                 http.client.HTTPSConnection if self._parsed.scheme == "https" else http.client.HTTPConnection
             )
-            self._conn = cls(self._parsed.hostname, self._parsed.port, timeout=self._timeout)  # type: ignore[arg-type]
+            self._conn = cls(self._host, self._parsed.port, timeout=self._timeout)
         try:
             self._conn.request("POST", self._parsed.path or "/v1/traces", body, self._headers)
             response = self._conn.getresponse()

@@ -167,7 +167,7 @@ def _json_text(v: Any) -> str | None:
     return dumps(v)
 
 
-_ARROW = {
+_ARROW: dict[str, pa.DataType] = {
     "VARCHAR": pa.string(),
     "JSON": pa.string(),
     "BIGINT": pa.int64(),
@@ -280,20 +280,19 @@ def _span_tables(
 def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | None) -> Batch:
     """Arrow tables for a drained queue of ``Span``, ``ForeignSpans`` and ``RunStart`` items."""
     items = items if isinstance(items, list) else list(items)
-    spans: list[Span] = [i for i in items if type(i) is Span]  # type: ignore[misc]
+    spans: list[Span] = [i for i in items if type(i) is Span]
     origins: list[Origin] | None = None  # None: every span is local (the usual case)
     distinct: dict[str, Origin] = {local.resource_id: local} if spans else {}
     starts: list[RunStart] = []
     if len(spans) != len(items):  # foreign spans or run starts in the batch: the general path
         spans, origins = [], []
         for item in items:
-            t = type(item)
-            if t is Span:
-                spans.append(item)  # type: ignore[arg-type]
+            if type(item) is Span:
+                spans.append(item)
                 origins.append(local)
-            elif t is ForeignSpans:
-                origin = item.origin  # type: ignore[attr-defined]
-                for s in item.spans:  # type: ignore[attr-defined]
+            elif type(item) is ForeignSpans:
+                origin = item.origin
+                for s in item.spans:
                     if s.end_ns:
                         spans.append(s)
                         origins.append(origin)
@@ -302,8 +301,8 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
                         rs = run_start(s, origin)
                         if rs is not None:
                             starts.append(rs)
-            elif t is RunStart:
-                starts.append(item)  # type: ignore[arg-type]
+            elif type(item) is RunStart:
+                starts.append(item)
     constants: dict[str, str] = {}
     if len(distinct) == 1:  # the usual case: the inserter adds the two constants in SQL
         only = next(iter(distinct.values()))

@@ -85,7 +85,7 @@ def _httpfs_candidates() -> list[str]:
     """Where a loadable httpfs extension may lie, the PyPI wheel first."""
     found: list[str] = []
     with contextlib.suppress(ImportError):
-        import duckdb_extension_httpfs  # type: ignore[import-not-found]
+        import duckdb_extension_httpfs
 
         base = Path(duckdb_extension_httpfs.__file__).parent / "extensions"
         exact = base / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"

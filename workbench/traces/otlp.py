@@ -235,7 +235,7 @@ def to_request(groups: Sequence[tuple[Mapping[str, Any], Sequence[Span]]], scope
             if s.parent_id:
                 ps.parent_span_id = bytes.fromhex(s.parent_id)
             ps.name = s.name
-            ps.kind = _KIND_CODE.get(s.kind, 1)  # type: ignore[assignment]
+            ps.kind = _KIND_CODE.get(s.kind, 1)
             ps.start_time_unix_nano = s.start_ns
             ps.end_time_unix_nano = s.end_ns
             _set_attrs(ps.attributes, s.attributes)
@@ -244,7 +244,7 @@ def to_request(groups: Sequence[tuple[Mapping[str, Any], Sequence[Span]]], scope
                 pe.name = e.name
                 pe.time_unix_nano = e.time_ns
                 _set_attrs(pe.attributes, e.attributes)
-            ps.status.code = _STATUS_CODE.get(s.status, 0)  # type: ignore[assignment]
+            ps.status.code = _STATUS_CODE.get(s.status, 0)
             if s.status_message:
                 ps.status.message = s.status_message
     return request

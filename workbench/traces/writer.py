@@ -26,7 +26,7 @@ import warnings
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 
@@ -179,7 +179,13 @@ class TraceWriter(_BaseTracer):
         self._inserter.start()
         # Flush on exit: a weak reference so an abandoned writer can still be collected.
         ref = weakref.ref(self)
-        self._atexit = lambda: (w := ref()) is not None and w.close()
+
+        def close_at_exit() -> None:
+            w = ref()
+            if w is not None:
+                w.close()
+
+        self._atexit = close_at_exit
         atexit.register(self._atexit)
 
     # -- Tracer protocol -------------------------------------------------------------
@@ -455,7 +461,7 @@ class TraceWriter(_BaseTracer):
             try:
                 build_batch([item], self._origin, self.redactor)
             except Exception:
-                bad += len(item.spans) if type(item) is ForeignSpans else 1  # type: ignore[attr-defined]
+                bad += len(item.spans) if type(item) is ForeignSpans else 1
             else:
                 good.append(item)
         self._problem(f"dropped {bad} spans that could not be stored: {exc!r}")
@@ -480,7 +486,9 @@ class TraceWriter(_BaseTracer):
                 self.stats.written += batch.spans
                 self.stats.batches += 1
                 if self._forwarding is not None and "spans" in batch.tables:
-                    self._queue_forward(batch.tables["spans"].column("span_id").to_pylist())
+                    # span_id is a non-null string column (the schema says so; its type does not)
+                    span_ids = cast(list[str], batch.tables["spans"].column("span_id").to_pylist())
+                    self._queue_forward(span_ids)
                 return
         self._drop(batch.spans, "trace file not writable")
 
@@ -526,8 +534,9 @@ class TraceWriter(_BaseTracer):
 
     # -- forwarding --------------------------------------------------------------------
     def _queue_forward(self, span_ids: list[str]) -> None:
+        assert self._forwarding is not None  # only called when forwarding
         try:
-            self._forwarding.put_nowait(span_ids)  # type: ignore[union-attr]
+            self._forwarding.put_nowait(span_ids)
         except queue.Full:
             self.stats.forward_failed += len(span_ids)
             self._problem(f"not forwarding {len(span_ids)} spans to {self.forward}: 64 batches behind")
