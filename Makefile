@@ -21,7 +21,7 @@ TORCH_CPU_WHEELS ?= /opt/wheels
 LOCK_FLAGS := --all-extras --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
               -c requirements/torch.txt --custom-compile-command "make lock" --quiet
 
-.PHONY: run example test test-latest lint typecheck fmt lock bench clean
+.PHONY: run example test test-latest lint fmt lock bench clean
 
 $(STAMP): pyproject.toml setup.py $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -65,6 +66,7 @@ test-latest:
 	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/freeze.txt
 	$(LATEST)/bin/ruff check .
 	$(LATEST)/bin/ruff format --check .
+	$(LATEST)/bin/mypy
 	$(LATEST)/bin/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
