@@ -512,7 +512,7 @@ def test_unknown_node_keys_load_and_are_reported_by_validation():
 
     flow = loads("flow: f\nnodes:\n  n: {kind: tool, tool: 'a:b', colour: red}\n")
     assert flow.nodes["n"].config == {"tool": "a:b", "colour": "red"}
-    assert problems(flow) == ["node 'n': unknown key 'colour' for kind tool (allowed: tool, blocking)"]
+    assert problems(flow) == ["node 'n': unknown key 'colour' for kind tool (allowed: tool, blocking, inline)"]
 
 
 # -- bad bytes, big and deep input -------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""A node's ``retries:``: which failures get another attempt and how long to wait before it.
+
+tenacity runs the loop. The wait doubles from ``backoff`` seconds per attempt, plus up to
+``backoff`` of random jitter (so runs that failed together do not retry together), and is
+capped at ``max_wait``; a failure that says when to come back (a model server's
+``Retry-After``, carried as ``retry_after`` on the error) waits that long instead, capped
+the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import tenacity
+
+from workbench.errors import ModelUnavailable, NodeError, WorkbenchError
+
+__all__ = ["retry_async", "retryable"]
+
+T = TypeVar("T")
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether another attempt may succeed where this one failed."""
+    if isinstance(exc, ModelUnavailable):  # an outage may pass; a missing model or key will not
+        return bool(getattr(exc, "transient", False))
+    if isinstance(exc, NodeError):  # a timeout, a model's unparsable answer, a failed sub-flow
+        return True
+    if isinstance(exc, WorkbenchError):  # a rail, a usage or trust problem: the same next time
+        return False
+    return isinstance(exc, Exception)  # a tool's own error (cancellation is no Exception)
+
+
+class _Wait(tenacity.wait.wait_base):
+    """Exponential back-off with jitter, unless the failure says how long to wait."""
+
+    def __init__(self, backoff: float, max_wait: float) -> None:
+        self.max_wait = max_wait
+        self.backoff = tenacity.wait_exponential(multiplier=backoff, max=max_wait) + tenacity.wait_random(
+            0, backoff
+        )
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        after = getattr(outcome.exception(), "retry_after", None) if outcome is not None else None
+        if isinstance(after, int | float) and not isinstance(after, bool):
+            return min(max(float(after), 0.0), self.max_wait)
+        return min(float(self.backoff(retry_state)), self.max_wait)
+
+
+async def retry_async(
+    attempt: Callable[[], Awaitable[T]],
+    attempts: int,
+    *,
+    backoff: float,
+    max_wait: float,
+    on_retry: Callable[[BaseException, float], Any],
+) -> T:
+    """Await ``attempt()`` up to ``attempts`` times while it fails with a ``retryable`` error.
+
+    ``on_retry(error, wait_seconds)`` is called before each wait; the last error is re-raised.
+    """
+    retrying = tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=_Wait(backoff, max_wait),
+        retry=tenacity.retry_if_exception(retryable),
+        before_sleep=lambda state: on_retry(state.outcome.exception(), state.next_action.sleep),
+        reraise=True,
+    )
+    return await retrying(attempt)
