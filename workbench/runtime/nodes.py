@@ -102,7 +102,7 @@ class ToolRunner(Runner):
         self.is_async = inspect.iscoroutinefunction(self.fn)
         # Sync tools run on the worker pool, so a slow one holds up neither the other branches
         # nor the other runs on the loop; ``inline: true`` calls a cheap pure function right
-        # on the loop instead (no task, no thread: a few microseconds against tens).
+        # on the loop instead (no task, no thread: microseconds against tens to hundreds).
         self.inline = not self.is_async and node.config.get("inline") is True
 
     def span_name(self) -> str:

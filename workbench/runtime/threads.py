@@ -3,9 +3,9 @@
 One pool per process, made on first use and bounded: ``WORKBENCH_TOOL_THREADS`` threads,
 else ``min(32, cores + 4)`` (the standard library's default). Bounded because a thread
 cannot be stopped from outside: a tool that runs past its node's ``timeout`` fails the
-node at once but keeps its thread until the function returns, and a bound is what keeps
-hung tools from growing threads without end (calls beyond it wait for a free thread,
-still under their own timeouts).
+node at once but keeps its thread until the function returns (and the interpreter waits
+for it at exit, as for any pool thread), and a bound is what keeps hung tools from growing
+threads without end (calls beyond it wait for a free thread, still under their own timeouts).
 """
 
 from __future__ import annotations
