@@ -15,8 +15,10 @@ Each shape is built three ways with the same arithmetic:
 
 - **workbench**: a ``Flow`` of ``tool`` nodes with typed ``int`` ports, planned once by
   ``Executor`` (planning timed separately) and run with ``arun`` on one event loop that lives
-  for the whole benchmark. Synchronous tools without a timeout run inline (the executor's
-  fast path). Tracers: ``NoopTracer`` (the default, the figure the goal is about), then
+  for the whole benchmark. The tools are marked ``inline: true`` (trivial pure functions,
+  called on the event loop: the executor's fast path; unmarked, a sync tool runs on the worker
+  pool, whose cost ``bench_tools.py`` measures). Tracers: ``NoopTracer`` (the default, the
+  figure the goal is about), then
   ``MemoryTracer`` (keeps every span in a list) and the DuckDB ``TraceWriter`` (spans queued to
   a background writer thread; flushed after each round, off the clock so its thread does not
   run into the next case's timing, with the flush time, one commit per round, reported
@@ -106,11 +108,17 @@ def lg_sum(state: dict[str, Any]) -> dict[str, int]:
 
 
 # -- workbench flows ------------------------------------------------------------------------------
+def _inline(node: Node) -> Node:
+    """The node with ``inline: true``: a cheap pure function, called right on the event loop."""
+    node.config["inline"] = True
+    return node
+
+
 def chain_flow(n: int) -> Flow:
     """``x -> n0 -> n1 -> ... -> n{n-1} -> y``, each node ``inc``."""
     flow = Flow("bench_chain", inputs={"x": int}, outputs={"y": int})
     for i in range(n):
-        flow.add(Node.tool(f"n{i}", inc, inputs={"x": int}, outputs={"y": int}))
+        flow.add(_inline(Node.tool(f"n{i}", inc, inputs={"x": int}, outputs={"y": int})))
     flow.connect("x", "n0.x")
     for i in range(n - 1):
         flow.connect(f"n{i}.y", f"n{i + 1}.x")
@@ -121,9 +129,9 @@ def fan_flow(branches: int) -> Flow:
     """``x`` to ``b0..b{B-1}`` (each ``inc``), all into one ``total`` node, then ``y``."""
     flow = Flow("bench_fan", inputs={"x": int}, outputs={"y": int})
     ports = {f"v{i}": int for i in range(branches)}
-    flow.add(Node.tool("sum", total, inputs=ports, outputs={"total": int}))
+    flow.add(_inline(Node.tool("sum", total, inputs=ports, outputs={"total": int})))
     for i in range(branches):
-        flow.add(Node.tool(f"b{i}", inc, inputs={"x": int}, outputs={"y": int}))
+        flow.add(_inline(Node.tool(f"b{i}", inc, inputs={"x": int}, outputs={"y": int})))
         flow.connect("x", f"b{i}.x").connect(f"b{i}.y", f"sum.v{i}")
     return flow.connect("sum.total", "y")
 

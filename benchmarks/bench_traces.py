@@ -337,6 +337,7 @@ def executor_overhead(n_nodes: int, repeat: int, db: Path) -> dict[str, Any] | N
         f"n{i}": {
             "kind": "tool",
             "tool": "bench_traces:step",
+            "inline": True,  # a trivial pure function: called on the loop, as the tracer cost is the point
             "inputs": {"x": "int"},
             "outputs": {"y": "int"},
         }

@@ -160,3 +160,27 @@ def test_serve_model_refuses_unusable_options(capsys, argv, message):
     code, _, err = run_cli(capsys, "serve-model", "default", *argv)
     assert code == 2
     assert message in err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_before_or_after_the_command_shows_the_traceback(capsys, tmp_path, where):
+    def argv(*command: str) -> list[str]:
+        return ["--debug", *command] if where == "before" else [*command, "--debug"]
+
+    code, _, err = run_cli(capsys, *argv("run", "no-such-flow"))
+    assert code == 2 and "Traceback (most recent call last)" in err and "no flow file" in err
+    flow = tmp_path / "bad_json.flow.yaml"
+    flow.write_text(
+        "flow: t\ninputs: {s: str}\noutputs: {y: str}\nnodes:\n  n: {kind: tool, tool: 'json:loads', "
+        "inputs: {s: str}, outputs: {y: str}}\nwires: [s -> n.s, n.y -> y]\n"
+    )
+    code, _, err = run_cli(capsys, *argv("run", str(flow), "-i", "s=not json", "--trust", "--no-trace"))
+    assert code == 1 and "JSONDecodeError" in err and "Traceback (most recent call last)" in err
+    (tmp_path / "a-file").write_text("")  # a file where the folder should be: the store cannot open
+    code, _, err = run_cli(capsys, *argv("traces", "list", "--db", str(tmp_path / "a-file" / "x.duckdb")))
+    assert code != 0 and "Traceback (most recent call last)" in err
+
+
+def test_without_debug_there_is_no_traceback(capsys):
+    code, _, err = run_cli(capsys, "run", "no-such-flow")
+    assert code == 2 and "Traceback" not in err

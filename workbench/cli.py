@@ -209,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Agent Workbench: typed agent flows, Z3-checked rails, local models, DuckDB traces.",
     )
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
@@ -242,7 +241,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--trust", action="store_true", help="allow tools from outside the workbench package")
     run.add_argument("--json", action="store_true", help='print {"run_id", "status", "outputs", "rails"}')
-    run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(handler=cmd_run)
 
     check = sub.add_parser(
@@ -253,7 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("flow", help="a *.flow.yaml file or the name of an example flow")
     check.add_argument("--json", action="store_true", help='print {"ok", "errors", "rails"}')
     check.add_argument("--explain", metavar="RAIL", help="print a rail's SMT-LIB, hypotheses and verdict")
-    check.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     check.set_defaults(handler=cmd_check)
 
     for module in PLUGIN_COMMANDS:
@@ -261,7 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
             importlib.import_module(module).register(sub)
         except ImportError:
             continue  # an optional part that is not installed
+    _add_debug(parser, default=False)
     return parser
+
+
+def _add_debug(parser: argparse.ArgumentParser, default: Any) -> None:
+    """The one ``--debug``, on the main parser and every subcommand's, so it counts before or
+    after the command. Below the main parser it has no default: a subcommand's parser would
+    otherwise overwrite ``workbench --debug run`` with its own False."""
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks of errors")
+    for action in parser._actions:  # argparse lists a parser's subcommands nowhere public
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                _add_debug(sub, argparse.SUPPRESS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -513,7 +513,8 @@ def test_unknown_node_keys_load_and_are_reported_by_validation():
 
     flow = loads("flow: f\nnodes:\n  n: {kind: tool, tool: 'a:b', colour: red}\n")
     assert flow.nodes["n"].config == {"tool": "a:b", "colour": "red"}
-    assert problems(flow) == ["node 'n': unknown key 'colour' for kind tool (allowed: tool, blocking)"]
+    allowed = "tool, blocking, inline"
+    assert problems(flow) == [f"node 'n': unknown key 'colour' for kind tool (allowed: {allowed})"]
 
 
 # -- bad bytes, big and deep input -------------------------------------------------------------------

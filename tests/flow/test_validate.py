@@ -88,7 +88,7 @@ def test_registering_a_kind_makes_it_known():
 def test_unknown_config_key_and_missing_required_key():
     flow = Flow("f").add(Node("t", "tool", config={"tol": "a:b"}))
     assert problems(flow) == [
-        "node 't': unknown key 'tol' for kind tool (allowed: tool, blocking)",
+        "node 't': unknown key 'tol' for kind tool (allowed: tool, blocking, inline)",
         "node 't': kind tool needs 'tool'",
     ]
     flow = Flow("f").add(Node("v", "vote", {"a": int, "b": int}, {"o": int}, config={"x": 1}))

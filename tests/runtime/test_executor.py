@@ -87,12 +87,14 @@ def test_retries_are_bounded_and_recorded():
     flow = chain(flaky)
     flow.nodes["n0"].retries = 2
     tracer = MemoryTracer()
-    assert execute(flow, {"x": 5}, tracer=tracer).outputs == {"y": 5}
+    assert execute(flow, {"x": 5}, tracer=tracer, retry_backoff=0.001).outputs == {"y": 5}
     assert len(calls) == 3
     assert [e.name for e in tracer.spans[0].events] == ["retry", "retry"]
+    assert tracer.spans[0].events[0].attributes["error"] == "RuntimeError: transient"
+    assert tracer.spans[0].attributes["workbench.node.attempts"] == 3
     calls.clear()
     flow.nodes["n0"].retries = 1
-    result = execute(flow, {"x": 5})
+    result = execute(flow, {"x": 5}, retry_backoff=0.001)
     assert result.status == "failed" and "after 2 attempts" in str(result.error)
 
 

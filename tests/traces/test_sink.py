@@ -359,3 +359,48 @@ def test_fuzzed_well_formed_protobuf_is_stored_whole_or_refused_whole(
     assert r.status_code in (200, 400), r.text
     stored = _count(sink) - before
     assert stored == (2 if r.status_code == 200 else 0) or (r.status_code == 200 and end == 0 and stored == 1)
+
+
+_OPTIMIZED_SINK = """
+import json, sys
+from workbench.traces import SinkServer
+server = SinkServer(sys.argv[1], announce=False).start()
+info = {"url": server.url, "token": server.query_token, "optimize": sys.flags.optimize}
+print(json.dumps(info), flush=True)
+sys.stdin.read()
+server.close()
+"""
+
+
+def test_malformed_requests_are_refused_with_4xx_under_python_O(db: Path) -> None:
+    """Validation is explicit, not ``assert``: ``python -O`` strips asserts."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-O", "-c", _OPTIMIZED_SINK, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        info = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+        assert info["optimize"] == 1
+        url, query = info["url"], info["url"].replace("/v1/traces", "/v1/query")
+        auth = {"Authorization": f"Bearer {info['token']}"}
+        garbage = httpx.post(url, content=b"\xff\xff\xff", headers={"Content-Type": "application/x-protobuf"})
+        assert garbage.status_code == 400 and "invalid protobuf" in garbage.json()["message"]
+        span = {"traceId": "0" * 32, "spanId": "0" * 16}
+        r = httpx.post(url, json={"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+        assert r.status_code == 400 and "all zeros" in r.json()["message"]
+        for doc in ({"sql": 5}, {"sql": "SELECT 1", "params": "x"}, ["SELECT 1"], {"params": []}):
+            r = httpx.post(query, json=doc, headers=auth)
+            assert r.status_code == 400, (doc, r.status_code, r.text)
+            assert r.json()["message"] == 'expected JSON {"sql": "...", "params": [...]}'
+        assert httpx.post(query, json={"sql": "SELECT 1 AS x"}, headers=auth).status_code == 200
+    finally:
+        proc.communicate("", timeout=30)
+    assert proc.returncode == 0

@@ -305,3 +305,46 @@ def test_foreign_spans_are_not_held_and_a_lost_race_on_the_grave_is_harmless(db:
         w._grave = collections.deque()
         assert w.flush()
         assert w.store().query("SELECT count(*) AS n FROM spans")["n"][0] == 50 * len(mem.spans) + 1
+
+
+def test_the_writer_never_turns_the_garbage_collector_off(db: Path) -> None:
+    """gc is process-wide: a writer thread pausing it would change every user thread's behaviour."""
+    import gc
+    import threading
+    import time
+
+    from workbench.flow import Flow, Node
+    from workbench.runtime import Executor
+
+    def step(x: int) -> dict[str, int]:
+        seen.add(gc.isenabled())  # what user code in a tool sees
+        return {"y": x + 1}
+
+    seen: set[bool] = set()
+    flow = Flow("many_spans", inputs={"x": int}, outputs={"y": int})
+    for i in range(500):
+        flow.add(Node.tool(f"n{i}", step, inputs={"x": int}, outputs={"y": int}))
+        flow.nodes[f"n{i}"].config["inline"] = True
+        flow.connect("x" if i == 0 else f"n{i - 1}.y", f"n{i}.x")
+    flow.connect("n499.y", "y")
+    done = threading.Event()
+    sampled: list[bool] = []
+
+    def sample() -> None:  # another user thread, watching throughout the run
+        while not done.is_set():
+            sampled.append(gc.isenabled())
+            time.sleep(0.0001)  # let the others have the GIL
+
+    watcher = threading.Thread(target=sample)
+    assert gc.isenabled()
+    with TraceWriter(db, batch_size=2000, interval=0.001) as w:
+        watcher.start()
+        executor = Executor(flow, tracer=w)
+        for _ in range(30):  # 15,000 node spans, converted in batches of 2,000 while it runs
+            assert executor.run({"x": 0}).outputs == {"y": 500}
+        w.flush()
+        done.set()
+        watcher.join()
+        assert w.stats.batches >= 5
+    assert seen == {True}
+    assert len(sampled) > 100 and all(sampled), f"gc was off in {sampled.count(False)} samples"

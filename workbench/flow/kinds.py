@@ -50,8 +50,17 @@ def _check_tool(node: Node, flow: Flow) -> list[str]:
     ref = node.config.get("tool")
     if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
         return [f"node '{node.name}': tool must be 'module:function', got {ref!r}"]
-    if "blocking" in node.config and not isinstance(node.config["blocking"], bool):
-        return [f"node '{node.name}': blocking must be true or false"]
+    for key in ("blocking", "inline"):
+        if key in node.config and not isinstance(node.config[key], bool):
+            return [f"node '{node.name}': {key} must be true or false"]
+    if node.config.get("inline") is True:
+        if node.config.get("blocking") is True:
+            return [f"node '{node.name}': a tool is either inline (on the event loop) or blocking, not both"]
+        if node.timeout is not None:
+            return [
+                f"node '{node.name}': an inline tool cannot have a timeout (nothing can interrupt a call "
+                "on the event loop); drop inline: true to run it on the worker pool"
+            ]
     return []
 
 
@@ -162,7 +171,7 @@ def _check_flow(node: Node, flow: Flow) -> list[str]:
     return errors
 
 
-register_kind(KindSpec("tool", ("tool",), ("blocking",), _check_tool, "call a Python function"))
+register_kind(KindSpec("tool", ("tool",), ("blocking", "inline"), _check_tool, "call a Python function"))
 register_kind(
     KindSpec(
         "llm",

@@ -13,16 +13,21 @@ decoding are still checked on the result by the executor. ``top_k`` is sent only
 (vLLM and our server read it; OpenAI itself rejects unknown fields).
 
 Errors: an unreachable server, a timeout or an HTTP error is a ``ModelUnavailable``
-(``ModelHTTPError`` for HTTP errors, carrying the status and the server's own message);
-the API key is read from the named environment variable at request time and never
-appears in a message or a log.
+(``ModelHTTPError`` for HTTP errors, carrying the status, the server's own message and its
+``Retry-After``); the API key is read from the named environment variable at request time
+and never appears in a message or a log. Errors that may pass (a refused connection, a
+timeout, HTTP 408/429/500/502/503/504) have ``transient = True``, which is what the
+executor's ``retries:`` retries; the others (404, a bad key, a bad answer) are not retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -33,20 +38,70 @@ from workbench.errors import ModelUnavailable, UsageError
 from workbench.models.base import Generation, GenerationRequest, TokenEvent
 from workbench.models.registry import register_backend
 
-__all__ = ["ModelHTTPError", "OpenAIModel", "load_openai"]
+__all__ = ["ModelConnectionError", "ModelHTTPError", "OpenAIModel", "load_openai", "parse_retry_after"]
 
 _SPEC_KEYS = ("base_url", "model", "api_key_env", "timeout")
 _FINISH = {"stop": "stop", "length": "length", "eos": "stop", None: "stop"}
 
 
-class ModelHTTPError(ModelUnavailable):
-    """The server answered with an HTTP error; ``status`` and ``server_message`` say which."""
+# Statuses a later attempt may not get: overload, rate limits, gateways, timeouts.
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-    def __init__(self, url: str, status: int, server_message: str) -> None:
+
+class ModelConnectionError(ModelUnavailable):
+    """The server could not be reached or did not answer in time (``transient``: worth a retry)."""
+
+    transient = True
+    retry_after: float | None = None
+
+
+class ModelHTTPError(ModelUnavailable):
+    """The server answered with an HTTP error; ``status`` and ``server_message`` say which.
+
+    ``retry_after``: seconds the server asked the client to wait (its ``Retry-After``
+    header, in seconds or as an HTTP date), or None; ``transient``: whether retrying may help.
+    """
+
+    def __init__(self, url: str, status: int, server_message: str, retry_after: float | None = None) -> None:
         self.url = url
         self.status = status
         self.server_message = server_message
+        self.retry_after = retry_after
+        self.transient = status in TRANSIENT_STATUSES
         super().__init__(f"{url} answered HTTP {status}: {server_message}")
+
+    @classmethod
+    def from_response(cls, url: str, response: httpx.Response) -> ModelHTTPError:
+        """The error for an HTTP error response (its message and ``Retry-After``)."""
+        return cls(
+            url,
+            response.status_code,
+            _server_message(response),
+            parse_retry_after(response.headers.get("retry-after")),
+        )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date), or None.
+
+    A date in the past is 0; an unreadable value is None (the caller's own back-off applies).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # HTTP dates are GMT; one written without a zone is read as GMT too
+            when = when.replace(tzinfo=datetime.UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # nan, inf
+        return None
+    return max(0.0, seconds)
 
 
 def _normalise_base_url(base_url: str) -> str:
@@ -116,11 +171,13 @@ class OpenAIModel:
 
     def _unavailable(self, url: str, exc: httpx.HTTPError) -> ModelUnavailable:
         if isinstance(exc, httpx.ConnectError):
-            return ModelUnavailable(f"cannot connect to the OpenAI-compatible server at {url}: {exc}")
+            return ModelConnectionError(f"cannot connect to the OpenAI-compatible server at {url}: {exc}")
         if isinstance(exc, httpx.TimeoutException):
-            return ModelUnavailable(
+            return ModelConnectionError(
                 f"the OpenAI-compatible server at {url} did not answer within {self.timeout:g} s"
             )
+        if isinstance(exc, httpx.TransportError):  # the connection broke mid-request
+            return ModelConnectionError(f"request to the OpenAI-compatible server at {url} failed: {exc!r}")
         return ModelUnavailable(f"request to the OpenAI-compatible server at {url} failed: {exc!r}")
 
     async def _model_name(self, client: httpx.AsyncClient) -> str:
@@ -133,7 +190,7 @@ class OpenAIModel:
         except httpx.HTTPError as exc:
             raise self._unavailable(url, exc) from None
         if response.status_code >= 400:
-            raise ModelHTTPError(url, response.status_code, _server_message(response))
+            raise ModelHTTPError.from_response(url, response)
         try:
             self.model = str(response.json()["data"][0]["id"])
         except (ValueError, KeyError, IndexError, TypeError):
@@ -188,7 +245,7 @@ class OpenAIModel:
         except httpx.HTTPError as exc:
             raise self._unavailable(url, exc) from None
         if response.status_code >= 400:
-            raise ModelHTTPError(url, response.status_code, _server_message(response))
+            raise ModelHTTPError.from_response(url, response)
         try:
             data = response.json()
             choice = data["choices"][0]
@@ -216,7 +273,7 @@ class OpenAIModel:
                 async with client.stream("POST", url, json=body) as response:
                     if response.status_code >= 400:
                         await response.aread()
-                        raise ModelHTTPError(url, response.status_code, _server_message(response))
+                        raise ModelHTTPError.from_response(url, response)
                     async for line in response.aiter_lines():
                         event = _parse_sse_line(line, url)
                         if event is None:

@@ -773,5 +773,4 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
-    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_command)

@@ -2,10 +2,12 @@
 
 Planning (once per ``Executor``) validates the flow, resolves tools under the trust
 rule, compiles rails and conditions, and works out each node's dependencies. A run
-then only moves values: a node starts as soon as its inputs exist; synchronous tools
-and routers run inline on the event loop (no task, no thread: the cheap path), while
-llm nodes, async tools, blocking tools and sub-flows run as tasks, so independent
-branches overlap. The first failure cancels everything still running.
+then only moves values: a node starts as soon as its inputs exist; routers, votes and
+tools marked ``inline: true`` run inline on the event loop (no task, no thread: the
+cheap path), while llm nodes, async tools, sync tools (on the worker pool) and sub-flows
+run as tasks, so independent branches and concurrent runs overlap. The first failure
+cancels everything still running. A node with ``retries:`` tries again after a failure
+that may pass (``workbench.runtime.retry``), waiting with back-off in between.
 
 Loops: a ``loop`` node runs as one step of its surrounding region; inside, its body (the
 nodes between ``item`` and ``next``) runs once per iteration on a fresh copy of the
@@ -30,7 +32,6 @@ from typing import Any, TypeVar
 from workbench.errors import (
     NodeError,
     NodeTimeout,
-    RailViolation,
     RunError,
     UsageError,
     ValueValidationError,
@@ -99,6 +100,7 @@ class _Plan:
     output_rails: list[FlowRail]
     until: Any = None
     next_source: Key | None = None
+    inline: bool = False  # called on the loop without a task (an inline runner with no retries)
 
 
 @dataclass
@@ -127,6 +129,8 @@ class Executor:
     ``model`` stands in for every llm node's model; ``rails=False`` skips enforcement;
     ``profile_kernels`` records each model call's torch ops and kernels as child spans
     (``True``, or ``{"min_duration_us": ..., "limit": ...}``; see ``workbench.profiling``).
+    ``retry_backoff`` is the first wait in seconds before a node's retry (doubling per
+    attempt, plus jitter), ``retry_max_wait`` caps one wait, a server's ``Retry-After`` included.
     """
 
     def __init__(
@@ -138,15 +142,23 @@ class Executor:
         model: Any = None,
         rails: bool = True,
         profile_kernels: bool | Mapping[str, Any] = False,
+        retry_backoff: float = 0.5,
+        retry_max_wait: float = 30.0,
     ) -> None:
         validate(flow)
+        for name, value in (("retry_backoff", retry_backoff), ("retry_max_wait", retry_max_wait)):
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
+                raise UsageError(f"{name} must be a number of seconds >= 0, got {value!r}")
         self.flow = flow
         self.tracer: Tracer = tracer or NoopTracer()
+        self.retry_backoff, self.retry_max_wait = float(retry_backoff), float(retry_max_wait)
         self.options = {
             "tracer": self.tracer,
             "trust": trust,
             "model": model,
             "profile_kernels": profile_kernels,
+            "retry_backoff": self.retry_backoff,
+            "retry_max_wait": self.retry_max_wait,
         }
         self.graph = analyse(flow)
         self.enforcer = (
@@ -195,7 +207,8 @@ class Executor:
             for port in node.outputs:
                 output_rails += enforcer.by_port.get(PortRef(node.name, port), [])
             output_rails += enforcer.guarantees.get(node.name, [])
-        return _Plan(node, runner, sources, checks, input_rails, output_rails, until, next_source)
+        inline = runner is not None and runner.inline and node.retries == 0
+        return _Plan(node, runner, sources, checks, input_rails, output_rails, until, next_source, inline)
 
     def _region(self, loop: str | None) -> _Region:
         """The nodes one level inside ``loop`` (or the top level) and their dependencies."""
@@ -334,7 +347,7 @@ class Executor:
                 while ready:
                     name = ready.popleft()
                     plan = self.plans[name]
-                    if plan.runner is not None and plan.runner.inline:
+                    if plan.inline:
                         self._run_inline(plan, values, state, parent)
                         finished(name)
                     else:
@@ -447,7 +460,14 @@ class Executor:
         try:
             if plan.input_rails:
                 self._check_inputs(plan, inputs, state, span)
-            raw = self._call_with_retries(plan, inputs, span, state)
+            runner = plan.runner
+            assert runner is not None  # every plan but a loop's has a runner; loops never run inline
+            try:
+                raw = runner.run_sync(inputs, span, state.flow_inputs)
+            except WorkbenchError:
+                raise
+            except Exception as exc:
+                raise NodeError(plan.node.name, _cause(exc, 1)) from exc
             outputs, failures = self._check_outputs(plan, raw, inputs, state, span)
             RailEnforcer.raise_blocking(failures, ("block", "repair", "decode"))
         except WorkbenchError as exc:
@@ -456,20 +476,6 @@ class Executor:
         self.tracer.end_span(span)
         self._store(plan, outputs, values)
         return None
-
-    def _call_with_retries(self, plan: _Plan, inputs: dict[str, Any], span: Span, state: _Run) -> Any:
-        runner, attempts = plan.runner, plan.node.retries + 1
-        assert runner is not None  # loops are not run inline
-        for attempt in range(1, attempts + 1):
-            try:
-                return runner.run_sync(inputs, span, state.flow_inputs)
-            except WorkbenchError:
-                raise
-            except Exception as exc:
-                if attempt == attempts:
-                    raise NodeError(plan.node.name, _cause(exc, attempts)) from exc
-                self.tracer.add_event(span, "retry", {"workbench.node.attempt": attempt, "error": repr(exc)})
-        raise AssertionError("unreachable")
 
     async def _run_task(self, plan: _Plan, values: dict[Key, Any], state: _Run, parent: Span) -> None:
         inputs = self._gather(plan, values)
@@ -518,34 +524,60 @@ class Executor:
     async def _attempts(
         self, plan: _Plan, inputs: dict[str, Any], span: Span, feedback: list[dict[str, str]], state: _Run
     ) -> Any:
-        runner, node = plan.runner, plan.node
-        assert runner is not None
-        attempts = node.retries + 1
-        for attempt in range(1, attempts + 1):
+        """The node's call, tried again after failures that may pass when it has ``retries``."""
+        node = plan.node
+        if not node.retries:
             try:
-                call = runner.run(inputs, span, state.flow_inputs, feedback)
-                if node.timeout is not None:
-                    return await asyncio.wait_for(call, node.timeout)
-                return await call
-            except (RailViolation, NodeTimeout):
+                return await self._attempt(plan, inputs, span, feedback, state)
+            except WorkbenchError:
                 raise
-            except TimeoutError as exc:
-                if attempt == attempts:
-                    raise NodeTimeout(
-                        node.name,
-                        f"timed out after {node.timeout} s"
-                        + (f" on each of {attempts} attempts" if attempts > 1 else ""),
-                    ) from exc
-                self.tracer.add_event(span, "retry", {"workbench.node.attempt": attempt, "error": "timeout"})
-            except WorkbenchError as exc:
-                if attempt == attempts or not isinstance(exc, NodeError):
-                    raise
-                self.tracer.add_event(span, "retry", {"workbench.node.attempt": attempt, "error": str(exc)})
             except Exception as exc:
-                if attempt == attempts:
-                    raise NodeError(node.name, _cause(exc, attempts)) from exc
-                self.tracer.add_event(span, "retry", {"workbench.node.attempt": attempt, "error": repr(exc)})
-        raise AssertionError("unreachable")
+                raise _failure(node, exc, 1) from exc
+        from workbench.runtime.retry import retry_async  # tenacity: imported when first needed
+
+        made = 0
+
+        async def attempt() -> Any:
+            nonlocal made
+            made += 1
+            return await self._attempt(plan, inputs, span, feedback, state)
+
+        def retried(exc: BaseException, wait: float) -> None:
+            self.tracer.add_event(
+                span,
+                "retry",
+                {
+                    "workbench.node.attempt": made,
+                    "error": _describe(node, exc),
+                    "workbench.retry.wait_s": round(wait, 3),
+                },
+            )
+
+        try:
+            return await retry_async(
+                attempt,
+                node.retries + 1,
+                backoff=self.retry_backoff,
+                max_wait=self.retry_max_wait,
+                on_retry=retried,
+            )
+        except WorkbenchError:
+            raise
+        except Exception as exc:
+            raise _failure(node, exc, made) from exc
+        finally:  # repair rounds each make their attempts: the attribute counts them all
+            attrs = span.attributes
+            attrs["workbench.node.attempts"] = attrs.get("workbench.node.attempts", 0) + made
+
+    async def _attempt(
+        self, plan: _Plan, inputs: dict[str, Any], span: Span, feedback: list[dict[str, str]], state: _Run
+    ) -> Any:
+        runner = plan.runner
+        assert runner is not None  # loops are run by _run_loop, never attempted as one node
+        call = runner.run(inputs, span, state.flow_inputs, feedback)
+        if plan.node.timeout is not None:
+            return await asyncio.wait_for(call, plan.node.timeout)
+        return await call
 
     async def _run_loop(
         self, plan: _Plan, inputs: dict[str, Any], values: dict[Key, Any], state: _Run, span: Span
@@ -580,9 +612,8 @@ class FlowRunner(Runner):
 
     def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
         super().__init__(node, flow, options)
-        self.inner = Executor(
-            node.config["flow"], **{k: v for k, v in options.items() if k in ("tracer", "trust", "model")}
-        )
+        passed = ("tracer", "trust", "model", "retry_backoff", "retry_max_wait")
+        self.inner = Executor(node.config["flow"], **{k: v for k, v in options.items() if k in passed})
 
     async def run(
         self,
@@ -614,6 +645,26 @@ def _cause(exc: BaseException, attempts: int) -> str:
     return text if attempts == 1 else f"{text} (after {attempts} attempts)"
 
 
+def _timed_out(node: Node, exc: BaseException) -> bool:
+    """A timeout of the node's own ``timeout`` (a tool raising TimeoutError itself is no timeout of ours)."""
+    return isinstance(exc, TimeoutError) and node.timeout is not None
+
+
+def _describe(node: Node, exc: BaseException) -> str:
+    """One failed attempt's cause, for its ``retry`` event."""
+    if _timed_out(node, exc):
+        return f"timed out after {node.timeout} s"
+    return str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
+
+
+def _failure(node: Node, exc: Exception, attempts: int) -> NodeError:
+    """The error a node's last failed attempt (not a ``WorkbenchError``) ends the run with."""
+    if _timed_out(node, exc):
+        each = f" on each of {attempts} attempts" if attempts > 1 else ""
+        return NodeTimeout(node.name, f"timed out after {node.timeout} s{each}")
+    return NodeError(node.name, _cause(exc, attempts))
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
@@ -621,8 +672,8 @@ def _json(value: Any) -> str:
 async def aexecute(flow: Flow, inputs: Mapping[str, Any], **options: Any) -> RunResult:
     """Plan and run ``flow`` once, recording spans only to ``options["tracer"]`` (none by default).
 
-    ``options``: tracer, trust, model, rails. ``workbench.arun`` is the same with the trace
-    store as the tracer.
+    ``options``: tracer, trust, model, rails, profile_kernels, retry_backoff, retry_max_wait
+    (see ``Executor``). ``workbench.arun`` is the same with the trace store as the tracer.
     """
     return await Executor(flow, **options).arun(inputs)
 

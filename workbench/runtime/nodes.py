@@ -2,9 +2,10 @@
 
 A runner is built once per node when an executor plans a flow, so per-run work is only
 the call itself. ``inline`` runners are plain synchronous calls made directly on the
-event loop (the fast path: no task, no thread); the others are awaited as tasks, so
-independent branches overlap. ``loop`` nodes are run by the executor itself, since they
-re-run part of the graph.
+event loop (the fast path: no task, no thread: routers, votes, tools marked ``inline:
+true``); the others are awaited as tasks, so independent branches and concurrent runs
+overlap (synchronous tools run on a bounded worker pool, ``workbench.runtime.threads``).
+``loop`` nodes are run by the executor itself, since they re-run part of the graph.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.errors import ModelUnavailable, NodeError
 from workbench.flow.model import Flow, Node
 from workbench.runtime.conditions import Condition, compile_condition
+from workbench.runtime.threads import run_in_pool
 from workbench.runtime.tools import resolve_tool
 from workbench.spans import NoopTracer
 from workbench.types import Record
@@ -102,9 +104,10 @@ class ToolRunner(Runner):
             node, trust=bool(options.get("trust")), flow_name=flow.name
         )
         self.is_async = inspect.iscoroutinefunction(self.fn)
-        self.blocking = bool(node.config.get("blocking"))
-        # Sync tools without a timeout run inline: cheapest, and a timeout could not stop them anyway.
-        self.inline = not self.is_async and not self.blocking and node.timeout is None
+        # Sync tools run on the worker pool, so a slow one holds up neither the other branches
+        # nor the other runs on the loop; ``inline: true`` calls a cheap pure function right
+        # on the loop instead (no task, no thread: microseconds against tens to hundreds).
+        self.inline = not self.is_async and node.config.get("inline") is True
 
     def span_name(self) -> str:
         return f"execute_tool {self.node.config['tool']}"
@@ -128,9 +131,9 @@ class ToolRunner(Runner):
     ) -> dict[str, Any]:
         if self.is_async:
             return await self.fn(**inputs)
-        import asyncio
-
-        return await asyncio.to_thread(self.fn, **inputs)
+        if self.inline:  # an inline tool with retries: the executor awaits it as a task
+            return self.fn(**inputs)
+        return await run_in_pool(self.fn, inputs)
 
 
 def _flow_scope(flow: Flow) -> dict[str, Any]:

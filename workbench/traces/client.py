@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import urllib.parse
 import warnings
 import weakref
@@ -46,6 +45,19 @@ class _Flush:
 
     def __init__(self) -> None:
         self.done = threading.Event()
+
+
+class _SinkBusy(Exception):
+    """The sink answered 429/502/503/504: worth sending again after a wait."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(f"HTTP {status}")
+
+
+def _unreached(exc: BaseException) -> str:
+    """Why a send failed, for ``stats.problems``."""
+    return f"busy ({exc})" if isinstance(exc, _SinkBusy) else f"unreachable ({exc})"
 
 
 class SinkClient(_BaseTracer):
@@ -204,30 +216,42 @@ class SinkClient(_BaseTracer):
         if self.fallback is not None:
             self._to_fallback(spans)
             return
+        import tenacity  # on first use: it imports tornado where that is installed (~0.1 s)
+
+        from workbench.runtime.retry import outcome_error
+
         body = encode_protobuf([(self._resource, spans)])
-        for attempt in range(self._retries):
-            try:
-                status, text = self._post(body)
-            except (OSError, http.client.HTTPException) as exc:
-                self._problem(f"trace sink {self.url} unreachable ({exc}); attempt {attempt + 1}")
-                time.sleep(0.1 * 2**attempt)
-                continue
-            if status < 300:
-                self.stats.written += len(spans)
-                self.stats.batches += 1
-                return
-            if status in (429, 502, 503, 504):
-                self._problem(f"trace sink {self.url} busy (HTTP {status}); attempt {attempt + 1}")
-                time.sleep(0.1 * 2**attempt)
-                continue
-            # A 4xx will not get better by retrying: this client sent something the sink refuses.
-            self._problem(f"trace sink {self.url} refused {len(spans)} spans: HTTP {status} {text[:200]}")
-            self._drop(len(spans), f"sink refused them with HTTP {status}")
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(max(1, self._retries)),
+            wait=tenacity.wait_exponential(multiplier=0.1, max=2.0) + tenacity.wait_random(0, 0.1),
+            retry=tenacity.retry_if_exception_type((OSError, http.client.HTTPException, _SinkBusy)),
+            after=lambda state: self._problem(
+                f"trace sink {self.url} {_unreached(outcome_error(state))}; attempt {state.attempt_number}"
+            ),
+            reraise=True,
+        )
+        try:
+            status, text = retrying(self._post_accepted, body)
+        except (OSError, http.client.HTTPException, _SinkBusy):
+            if self._take_over():
+                self._to_fallback(spans)
+            else:
+                self._drop(len(spans), f"trace sink {self.url} unreachable")
             return
-        if self._take_over():
-            self._to_fallback(spans)
-        else:
-            self._drop(len(spans), f"trace sink {self.url} unreachable")
+        if status < 300:
+            self.stats.written += len(spans)
+            self.stats.batches += 1
+            return
+        # A 4xx will not get better by retrying: this client sent something the sink refuses.
+        self._problem(f"trace sink {self.url} refused {len(spans)} spans: HTTP {status} {text[:200]}")
+        self._drop(len(spans), f"sink refused them with HTTP {status}")
+
+    def _post_accepted(self, body: bytes) -> tuple[int, str]:
+        """``_post``, raising ``_SinkBusy`` for the answers worth sending again."""
+        status, text = self._post(body)
+        if status in (429, 502, 503, 504):
+            raise _SinkBusy(status)
+        return status, text
 
     def _post(self, body: bytes) -> tuple[int, str]:
         if self._conn is None:
@@ -257,11 +281,13 @@ class SinkClient(_BaseTracer):
         return True
 
     def _to_fallback(self, spans: list[Span]) -> None:
-        assert self.fallback is not None
+        fallback = self.fallback
+        if fallback is None:  # called only once a writer took over
+            raise TraceStoreError(f"trace client for {self.url} has no file to fall back to")
         for s in spans:
             if s.end_ns:
-                self.fallback._export(s)
+                fallback._export(s)
             elif s.parent_id is None:  # an open root span: the run start the sink never saw
-                self.fallback.submit([s], self.fallback._origin)
+                fallback.submit([s], fallback._origin)
         self.stats.written += len(spans)
-        self.fallback.flush()
+        fallback.flush()

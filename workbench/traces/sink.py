@@ -200,11 +200,16 @@ def make_app(
         if not authorized(request, query_token):
             return _error(401, "missing or wrong bearer token")
         body = await read_body(request, 1024 * 1024)
+        if body is None:
+            return _error(413, "query body larger than 1048576 bytes")
         try:
             doc = json.loads(body or b"")
-            sql, params = doc["sql"], doc.get("params") or []
-            assert isinstance(sql, str) and isinstance(params, list)
-        except (ValueError, KeyError, TypeError, AssertionError):
+        except ValueError:
+            doc = None
+        sql = doc.get("sql") if isinstance(doc, dict) else None
+        params = (doc.get("params") or []) if isinstance(doc, dict) else None
+        # Checked explicitly, never by assert: `python -O` strips asserts.
+        if not isinstance(sql, str) or not isinstance(params, list):
             return _error(400, 'expected JSON {"sql": "...", "params": [...]}')
         try:
             statements = duckdb.extract_statements(sql)

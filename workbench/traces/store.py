@@ -10,7 +10,6 @@ three behave the same.
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -287,21 +286,22 @@ class TraceStore:
     ) -> int:
         """POST the spans (``load_spans``' selection) as OTLP/protobuf to a collector's
         ``/v1/traces``, each request tried ``1 + retries`` times; returns spans sent."""
+        import tenacity  # on first use: it imports tornado where that is installed (~0.1 s)
+
         from .otlp import encode_protobuf
 
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(retries + 1),
+            wait=tenacity.wait_exponential(multiplier=0.2, max=5.0) + tenacity.wait_random(0, 0.2),
+            retry=tenacity.retry_if_exception_type(TraceStoreError),
+            reraise=True,
+        )
         sent = 0
         for resource, spans in self.load_spans(run_ids, span_ids=span_ids):
             for i in range(0, len(spans), batch):
                 chunk = spans[i : i + batch]
                 body = encode_protobuf([(resource, chunk)])
-                for attempt in range(retries + 1):
-                    try:
-                        post_otlp(url, body, headers=headers, timeout=timeout)
-                        break
-                    except TraceStoreError:
-                        if attempt == retries:
-                            raise
-                        time.sleep(0.2 * (attempt + 1))
+                retrying(post_otlp, url, body, headers=headers, timeout=timeout)
                 sent += len(chunk)
         return sent
 

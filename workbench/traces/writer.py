@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import gc
 import logging
 import os
 import queue
@@ -74,23 +73,6 @@ class WriterStats:
             "forward_failed": self.forward_failed,
             "problems": list(self.problems),
         }
-
-
-def _without_gc(fn: Any, *args: Any) -> Any:
-    """Call ``fn`` with the cyclic garbage collector paused (process-wide, for this call only).
-
-    Conversion allocates little garbage, but while a large backlog of spans is alive each
-    collection it triggers walks all of them: measured 3.0 us/span with the collector paused
-    against 3.6-9 us with it running. Reference counting still frees everything meanwhile; a
-    collector that was off stays off.
-    """
-    if not gc.isenabled():
-        return fn(*args)
-    gc.disable()
-    try:
-        return fn(*args)
-    finally:
-        gc.enable()
 
 
 class TraceWriter(_BaseTracer):
@@ -416,12 +398,12 @@ class TraceWriter(_BaseTracer):
         batch = None
         if items:
             try:
-                batch = _without_gc(build_batch, items, self._origin, self.redactor)
+                batch = build_batch(items, self._origin, self.redactor)
             except Exception as exc:  # one unencodable span must not cost the whole batch
                 good = self._isolate(items, exc)
                 if good:
                     with contextlib.suppress(Exception):
-                        batch = _without_gc(build_batch, good, self._origin, self.redactor)
+                        batch = build_batch(good, self._origin, self.redactor)
         self._ready.put((batch, markers))
         # Only local spans wait to be freed by the producer (only _export frees): foreign
         # spans and run starts go now. Bounded: what the producer did not take goes now too.
@@ -469,28 +451,39 @@ class TraceWriter(_BaseTracer):
         return good
 
     def _commit(self, batch: Batch) -> None:
+        import tenacity  # on first use: it imports tornado where that is installed (~0.1 s)
+
+        from workbench.runtime.retry import outcome_error
+
+        def failed(state: tenacity.RetryCallState) -> None:
+            error = (str(outcome_error(state)).splitlines() or [""])[0]
+            self._problem(f"writing {batch.spans} spans to {self.path} failed: {error}")
+            self._failing = True
+
         # Retry a first failure (a transient error); once failing, try each batch only once
         # so a run on a full disk is not slowed down by back-off sleeps.
-        for attempt in range(1 if self._failing else 3):
-            try:
-                with self._lock:
-                    self._insert(batch)
-            except Exception as exc:
-                self._problem(
-                    f"writing {batch.spans} spans to {self.path} failed: {str(exc).splitlines()[0]}"
-                )
-                self._failing = True
-                time.sleep(0.05 * (attempt + 1))
-            else:
-                self._failing = False
-                self.stats.written += batch.spans
-                self.stats.batches += 1
-                if self._forwarding is not None and "spans" in batch.tables:
-                    # span_id is a non-null string column (the schema says so; its type does not)
-                    span_ids = cast(list[str], batch.tables["spans"].column("span_id").to_pylist())
-                    self._queue_forward(span_ids)
-                return
-        self._drop(batch.spans, "trace file not writable")
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(1 if self._failing else 3),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=0.5) + tenacity.wait_random(0, 0.05),
+            after=failed,
+            reraise=True,
+        )
+        try:
+            retrying(self._insert_locked, batch)
+        except Exception:
+            self._drop(batch.spans, "trace file not writable")
+            return
+        self._failing = False
+        self.stats.written += batch.spans
+        self.stats.batches += 1
+        if self._forwarding is not None and "spans" in batch.tables:
+            # span_id is a non-null string column (the schema says so; its type does not)
+            span_ids = cast(list[str], batch.tables["spans"].column("span_id").to_pylist())
+            self._queue_forward(span_ids)
+
+    def _insert_locked(self, batch: Batch) -> None:
+        with self._lock:
+            self._insert(batch)
 
     def _insert(self, batch: Batch) -> None:
         """One transaction per batch; call with ``_lock`` held."""
@@ -543,17 +536,19 @@ class TraceWriter(_BaseTracer):
 
     def _run_forward(self) -> None:
         """Send each committed batch on, rebuilt from the file (so exactly what was stored)."""
-        assert self._forwarding is not None and self.forward is not None
-        while (span_ids := self._forwarding.get()) is not None:
+        forwarding, forward = self._forwarding, self.forward
+        if forwarding is None or forward is None:  # started only when both are set
+            return
+        while (span_ids := forwarding.get()) is not None:
             try:
                 with contextlib.closing(self._cursor()) as cursor:
                     TraceStore(connection=cursor, path=self.path).forward_otlp(
-                        self.forward, span_ids=span_ids, headers=self._forward_headers, retries=2
+                        forward, span_ids=span_ids, headers=self._forward_headers, retries=2
                     )
                 self.stats.forwarded += len(span_ids)
             except Exception as exc:
                 self.stats.forward_failed += len(span_ids)
-                self._problem(f"forwarding {len(span_ids)} spans to {self.forward} failed: {exc}")
+                self._problem(f"forwarding {len(span_ids)} spans to {forward} failed: {exc}")
 
     def _problem(self, message: str) -> None:
         self.stats.problems.append(message)
