@@ -11,6 +11,9 @@ import pytest
 
 from workbench import __version__
 from workbench.cli import build_parser, main
+from workbench.flow.io import MAX_FLOW_BYTES
+
+from .hostile import run_limited, special_file
 
 TRIAGE = ["triage", "-i", "ticket=The invoice is wrong, please refund ASAP", "-i", "tier=pro", "--no-trace"]
 
@@ -106,6 +109,49 @@ def test_check_invalid_flow_exits_1_and_unreadable_exits_2(capsys, tmp_path):
     broken.write_text("flow: [unclosed\n")
     code, _, err = run_cli(capsys, "check", str(broken))
     assert code == 2 and "broken.flow.yaml:2:1" in err
+
+
+@pytest.mark.parametrize("kind", ["character device", "named pipe (FIFO)"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "{path}", "--no-trace"],
+        ["check", "{path}"],
+        ["run", "triage", "--inputs", "{path}", "--no-trace"],
+    ],
+)
+def test_flow_and_inputs_files_that_are_no_regular_file_exit_2_at_once(tmp_path, kind, argv):
+    """``/dev/zero`` was read until memory ran out, a FIFO blocked forever: a capped child process."""
+    with special_file(kind, tmp_path) as path:
+        child = run_limited(["-m", "workbench", *(a.format(path=path) for a in argv)], cwd=tmp_path)
+    assert child.returncode == 2, child.stderr
+    what = f"--inputs {path}: cannot read a mapping of inputs: " if "--inputs" in argv else f"{path}: "
+    assert child.stderr == f"error: {what}it is a {kind}, not a regular file\n"
+
+
+def test_inputs_file_over_the_limit_or_with_duplicate_keys_exits_2(capsys, tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"ticket: x\ntier: pro\n" + b"#" * MAX_FLOW_BYTES)
+    code, _, err = run_cli(capsys, "run", *TRIAGE[:1], "--inputs", str(big), "--no-trace")
+    assert code == 2
+    assert err == f"error: --inputs {big}: cannot read a mapping of inputs: the file is larger than 8 MiB\n"
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("ticket: a\ntier: pro\nticket: b\n")
+    code, _, err = run_cli(capsys, "run", *TRIAGE[:1], "--inputs", str(twice), "--no-trace")
+    assert code == 2
+    assert err == f"error: --inputs: cannot read a mapping of inputs: {twice}:3:1: duplicate key 'ticket'\n"
+
+
+def test_unreadable_sub_flow_exits_2_naming_the_including_file(capsys, tmp_path):
+    outer = tmp_path / "outer.flow.yaml"
+    outer.write_text("flow: outer\nnodes:\n  sub: {kind: flow, flow: parts/none.flow.yaml}\n")
+    for command in ("run", "check"):
+        code, _, err = run_cli(capsys, command, str(outer), *(["--no-trace"] if command == "run" else []))
+        assert code == 2
+        assert err == (
+            f"error: {outer}:3:21: node 'sub': the sub-flow 'parts/none.flow.yaml' "
+            f"({tmp_path / 'parts' / 'none.flow.yaml'}) cannot be read: no such file\n"
+        )
 
 
 def test_version_and_help_for_every_subcommand(capsys):

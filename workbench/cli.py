@@ -56,10 +56,16 @@ def _load(text: str) -> Any:
 def _parse_inputs(flow: Any, pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if inputs_file:
+        from workbench.errors import FlowSyntaxError
+        from workbench.flow.io import UnreadableFile, parse_yaml, read_limited
+
+        # Read like a flow file: a regular file of at most 8 MiB, YAML without alias bombs.
         try:
-            data = yaml.safe_load(Path(inputs_file).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            data = parse_yaml(read_limited(inputs_file), inputs_file)
+        except UnreadableFile as exc:
             raise UsageError(f"--inputs {inputs_file}: cannot read a mapping of inputs: {exc}") from None
+        except FlowSyntaxError as exc:
+            raise UsageError(f"--inputs: cannot read a mapping of inputs: {exc}") from None
         if not isinstance(data, dict):
             raise UsageError(f"--inputs {inputs_file}: expected a mapping of input name to value")
         values.update(data)
