@@ -374,17 +374,18 @@ class _Reader:
                     "to resolve it against (pass base_dir= to loads, or load the file with load)"
                 )
             path = self.base_dir / path
-        chain = (*self.chain, str(path))
+        shown = str(path) if str(path).isprintable() else repr(str(path))  # one line, whatever the path
+        chain = (*self.chain, shown)
         try:
             resolved = path.resolve()
         except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
-            raise refuse(f"{value!r} ({path}) cannot be read: {exc}") from None
+            raise refuse(f"{value!r} ({shown}) cannot be read: {exc}") from None
         if resolved in self.files:
             raise refuse(f"{value!r} includes itself: {' -> '.join(chain)}")
         try:
             inner = _load_file(path, chain, (*self.files, resolved))
         except UnreadableFile as exc:
-            raise refuse(f"{value!r} ({path}) cannot be read: {exc}") from None
+            raise refuse(f"{value!r} ({shown}) cannot be read: {exc}") from None
         except _SubflowError:
             raise  # from a sub-flow further down, whose error names its own including file
         except FlowSyntaxError as exc:
