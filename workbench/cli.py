@@ -246,7 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record each model call's torch ops and kernels as child spans (slower)",
     )
-    run.add_argument("--trust", action="store_true", help="allow tools from outside the workbench package")
+    run.add_argument(
+        "--trust",
+        action="store_true",
+        help="trust the flow: run any importable tool, not only the registered safe ones",
+    )
     run.add_argument("--json", action="store_true", help='print {"run_id", "status", "outputs", "rails"}')
     run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(handler=cmd_run)
