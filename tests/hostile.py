@@ -8,7 +8,6 @@ so such tests run the code in a child Python with its address space capped
 from __future__ import annotations
 
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -18,23 +17,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD_MEMORY = 1 << 30  # bytes of address space; the loader needs a small part of it
+# The child caps itself first thing (a preexec_fn could deadlock in a process with threads).
+_CAP = f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({CHILD_MEMORY}, {CHILD_MEMORY}))\n"
+CLI = "import sys\nfrom workbench.cli import main\nsys.exit(main(sys.argv[1:]))\n"  # python -m workbench
 
 
-def _cap_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
-
-
-def run_limited(args: list[str], *, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``python ARGS`` with this checkout first on the path, capped memory and a timeout."""
+def run_limited(code: str, *argv: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c CODE ARGV...`` with this checkout first on the path, capped memory and a timeout."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, *args],
+        [sys.executable, "-c", _CAP + code, *argv],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
-        preexec_fn=_cap_memory,
         check=False,
     )
 

@@ -655,7 +655,7 @@ def test_a_sub_flow_that_is_no_regular_file_fails_fast(kind, tmp_path):
             "except FlowSyntaxError as exc:\n"
             "    print(json.dumps([str(exc), time.perf_counter() - start]))\n"
         )
-        child = run_limited(["-c", code, str(outer)], cwd=tmp_path)
+        child = run_limited(code, str(outer), cwd=tmp_path)
     assert child.returncode == 0, child.stderr
     message, seconds = json.loads(child.stdout)
     assert message == (
@@ -669,7 +669,7 @@ def test_a_sub_flow_that_is_no_regular_file_fails_fast(kind, tmp_path):
 def test_a_top_level_flow_that_is_no_regular_file_is_refused(kind, tmp_path):
     with special_file(kind, tmp_path) as path:
         code = "import sys\nfrom workbench.flow import load\nload(sys.argv[1])\n"
-        child = run_limited(["-c", code, str(path)], cwd=tmp_path)
+        child = run_limited(code, str(path), cwd=tmp_path)
     assert child.returncode == 1
     assert child.stderr.strip().endswith(f"FlowSyntaxError: {path}: it is a {kind}, not a regular file")
 
