@@ -178,7 +178,7 @@ class UnreadableFile(Exception):
     """A file refused before or while reading it; the message says why (``no such file``...)."""
 
 
-MIB = 1024 * 1024
+_MIB = 1024 * 1024
 _FILE_KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISCHR, "a character device"),
@@ -189,7 +189,7 @@ _FILE_KINDS = (
 
 
 def _amount(size: int) -> str:
-    return f"{size // MIB} MiB" if size % MIB == 0 else f"{size:,} bytes"
+    return f"{size // _MIB} MiB" if size % _MIB == 0 else f"{size:,} bytes"
 
 
 def _refuse_kind(mode: int) -> None:
