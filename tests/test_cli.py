@@ -12,6 +12,9 @@ import pytest
 
 from workbench import __version__
 from workbench.cli import build_parser, main
+from workbench.flow.io import MAX_FLOW_BYTES
+
+from .hostile import CLI, run_limited, special_file
 
 TRIAGE = ["triage", "-i", "ticket=The invoice is wrong, please refund ASAP", "-i", "tier=pro", "--no-trace"]
 
@@ -87,6 +90,40 @@ def test_untrusted_tool_exits_2(capsys, tmp_path):
     assert code == 2 and "pass --trust" in err
 
 
+def touch(path: str) -> dict:
+    with open(path, "w", encoding="utf-8") as file:
+        file.write("ran")
+    return {}
+
+
+def test_an_untrusted_flow_cannot_run_another_flow_trusted(capsys, tmp_path):
+    """``workbench.api:run`` is ours, but runs a flow with the ``trust`` its inputs say: refused."""
+    inner = tmp_path / "inner.flow.yaml"
+    inner.write_text(
+        f"flow: inner\ninputs: {{path: str}}\nnodes:\n  t: {{kind: tool, tool: '{__name__}:touch', "
+        "inputs: {path: str}}\nwires: [path -> t.path]\n"
+    )
+    outer = tmp_path / "outer.flow.yaml"
+    ports = "{flow: str, trust: bool, trace: bool, path: str}"
+    outer.write_text(
+        f"flow: outer\ninputs: {ports}\n"
+        f"nodes:\n  run: {{kind: tool, tool: 'workbench.api:run', inputs: {ports}}}\n"
+        "wires: [flow -> run.flow, trust -> run.trust, trace -> run.trace, path -> run.path]\n"
+    )
+    marker = tmp_path / "marker"
+    argv = ["run", str(outer), "-i", f"flow={inner}", "-i", "trust=true", "-i", "trace=false"]
+    code, _, err = run_cli(capsys, *argv, "-i", f"path={marker}", "--no-trace")
+    assert code == 2 and not marker.exists()
+    assert err.startswith(
+        "error: flow 'outer', node 'run': tool 'workbench.api:run' is not in the registry of safe tools"
+    )
+    assert err.endswith(
+        "pass --trust on the command line or trust=True in Python, which allows any importable tool\n"
+    )
+    run_cli(capsys, *argv, "-i", f"path={marker}", "--no-trace", "--trust")
+    assert marker.read_text() == "ran"  # trusted, it runs (and fails after: run returns no dict)
+
+
 def test_check_ok_and_json_shape(capsys):
     code, out, _ = run_cli(capsys, "check", "triage", "--json")
     assert code == 0
@@ -107,6 +144,49 @@ def test_check_invalid_flow_exits_1_and_unreadable_exits_2(capsys, tmp_path):
     broken.write_text("flow: [unclosed\n")
     code, _, err = run_cli(capsys, "check", str(broken))
     assert code == 2 and "broken.flow.yaml:2:1" in err
+
+
+@pytest.mark.parametrize("kind", ["character device", "named pipe (FIFO)"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "{path}", "--no-trace"],
+        ["check", "{path}"],
+        ["run", "triage", "--inputs", "{path}", "--no-trace"],
+    ],
+)
+def test_flow_and_inputs_files_that_are_no_regular_file_exit_2_at_once(tmp_path, kind, argv):
+    """``/dev/zero`` was read until memory ran out, a FIFO blocked forever: a capped child process."""
+    with special_file(kind, tmp_path) as path:
+        child = run_limited(CLI, *(a.format(path=path) for a in argv), cwd=tmp_path)
+    assert child.returncode == 2, child.stderr
+    what = f"--inputs {path}: cannot read a mapping of inputs: " if "--inputs" in argv else f"{path}: "
+    assert child.stderr == f"error: {what}it is a {kind}, not a regular file\n"
+
+
+def test_inputs_file_over_the_limit_or_with_duplicate_keys_exits_2(capsys, tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"ticket: x\ntier: pro\n" + b"#" * MAX_FLOW_BYTES)
+    code, _, err = run_cli(capsys, "run", *TRIAGE[:1], "--inputs", str(big), "--no-trace")
+    assert code == 2
+    assert err == f"error: --inputs {big}: cannot read a mapping of inputs: the file is larger than 8 MiB\n"
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("ticket: a\ntier: pro\nticket: b\n")
+    code, _, err = run_cli(capsys, "run", *TRIAGE[:1], "--inputs", str(twice), "--no-trace")
+    assert code == 2
+    assert err == f"error: --inputs: cannot read a mapping of inputs: {twice}:3:1: duplicate key 'ticket'\n"
+
+
+def test_unreadable_sub_flow_exits_2_naming_the_including_file(capsys, tmp_path):
+    outer = tmp_path / "outer.flow.yaml"
+    outer.write_text("flow: outer\nnodes:\n  sub: {kind: flow, flow: parts/none.flow.yaml}\n")
+    for command in ("run", "check"):
+        code, _, err = run_cli(capsys, command, str(outer), *(["--no-trace"] if command == "run" else []))
+        assert code == 2
+        assert err == (
+            f"error: {outer}:3:21: node 'sub': the sub-flow 'parts/none.flow.yaml' "
+            f"({tmp_path / 'parts' / 'none.flow.yaml'}) cannot be read: no such file\n"
+        )
 
 
 def test_version_and_help_for_every_subcommand(capsys):

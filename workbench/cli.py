@@ -56,10 +56,16 @@ def _load(text: str) -> Any:
 def _parse_inputs(flow: Any, pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if inputs_file:
+        from workbench.errors import FlowSyntaxError
+        from workbench.flow.io import UnreadableFile, parse_yaml, read_limited
+
+        # Read like a flow file: a regular file of at most 8 MiB, YAML without alias bombs.
         try:
-            data = yaml.safe_load(Path(inputs_file).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            data = parse_yaml(read_limited(inputs_file), inputs_file)
+        except UnreadableFile as exc:
             raise UsageError(f"--inputs {inputs_file}: cannot read a mapping of inputs: {exc}") from None
+        except FlowSyntaxError as exc:
+            raise UsageError(f"--inputs: cannot read a mapping of inputs: {exc}") from None
         if not isinstance(data, dict):
             raise UsageError(f"--inputs {inputs_file}: expected a mapping of input name to value")
         values.update(data)
@@ -239,7 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record each model call's torch ops and kernels as child spans (slower)",
     )
-    run.add_argument("--trust", action="store_true", help="allow tools from outside the workbench package")
+    run.add_argument(
+        "--trust",
+        action="store_true",
+        help="trust the flow: run any importable tool, not only the registered safe ones",
+    )
     run.add_argument("--json", action="store_true", help='print {"run_id", "status", "outputs", "rails"}')
     run.set_defaults(handler=cmd_run)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import string
+import tempfile
+from pathlib import Path
 
 import yaml
 from hypothesis import HealthCheck, example, given, settings
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from workbench.errors import FlowError, WorkbenchError
 from workbench.examples import flow_path
-from workbench.flow import dumps, loads, problems, validate
+from workbench.flow import dumps, load, loads, problems, validate
 from workbench.flow.io import NODE_COMMON, RAIL_KEYS, TOP_KEYS
 from workbench.flow.kinds import KINDS
 
@@ -240,3 +242,43 @@ def mangled_examples(draw: st.DrawFn) -> str:
 @given(mangled_examples())
 def test_mangled_example_files(text):
     check_loader(text)
+
+
+# Paths a flow node may name: missing, special, relative, escaping, empty, with odd characters.
+SUB_PATHS = [
+    "sub.flow.yaml",
+    "./sub.flow.yaml",
+    "dir/../sub.flow.yaml",
+    "missing.flow.yaml",
+    "outer.flow.yaml",
+    "",
+    ".",
+    "/",
+    "/proc/self/status",
+    "/dev/null",
+    "dir",
+    "a\u0000b",
+    "line\nbreak",
+]
+
+
+@FUZZ
+@given(flow_like, st.sampled_from(["block", "json"]), st.sampled_from(SUB_PATHS))
+def test_sub_flow_files(data, how, sub_path):
+    """A file naming a sub-flow file with fuzzed content: errors name the including file."""
+    outer = {"flow": "outer", "nodes": {"s": {"kind": "flow", "flow": sub_path}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "dir").mkdir()
+        (root / "sub.flow.yaml").write_text(to_text(data, how), encoding="utf-8")
+        (root / "outer.flow.yaml").write_text(json.dumps(outer), encoding="utf-8")
+        try:
+            flow = load(root / "outer.flow.yaml")
+        except WorkbenchError as exc:
+            assert isinstance(exc, FlowError), exc
+            assert str(exc).startswith(f"{root / 'outer.flow.yaml'}:1:"), exc
+            assert "\n" not in str(exc), exc
+            return
+    inner = flow.nodes["s"].config["flow"]
+    assert inner.origin == sub_path
+    assert loads(dumps(inner)) == inner

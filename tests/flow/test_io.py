@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,9 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from workbench.errors import FlowError, FlowSyntaxError
 from workbench.examples import flow_path, list_flows
 from workbench.flow import Flow, Node, PortRef, RailSpec, Wire, dump, dumps, flow_hash, load, loads, save
-from workbench.flow.io import MAX_EXPANDED_VALUES, MAX_FLOW_BYTES
+from workbench.flow.io import (
+    MAX_EXPANDED_VALUES,
+    MAX_FLOW_BYTES,
+    MAX_SUBFLOW_DEPTH,
+    UnreadableFile,
+    read_limited,
+)
 from workbench.types import Enum, Float, Int, List, Record, Str
 
+from ..hostile import SPECIAL_KINDS, run_limited, special_file
 from .strategies import flows
 
 
@@ -270,7 +278,10 @@ def test_sub_flow_from_a_file_is_saved_back_as_its_path(tmp_path):
     assert load(save(outer, path)) == outer
     with pytest.raises(FlowSyntaxError) as info:
         loads(outer_text.replace("parts/", "nowhere/"), source="o.flow.yaml", base_dir=tmp_path)
-    assert str(info.value) == f"{tmp_path / 'nowhere' / 'triage.flow.yaml'}: no such file"
+    assert str(info.value) == (
+        "o.flow.yaml:7:5: node 'inner': the sub-flow 'nowhere/triage.flow.yaml' "
+        f"({tmp_path / 'nowhere' / 'triage.flow.yaml'}) cannot be read: no such file"
+    )
 
 
 def test_python_built_flow_equals_its_loaded_file():
@@ -588,7 +599,7 @@ def test_load_reports_missing_files_and_directories(tmp_path):
     assert str(info.value) == f"{tmp_path / 'none.flow.yaml'}: no such file"
     with pytest.raises(FlowSyntaxError) as info:
         load(tmp_path)
-    assert str(info.value).startswith(f"{tmp_path}: cannot read the file: ")
+    assert str(info.value) == f"{tmp_path}: it is a directory, not a regular file"
 
 
 def test_loaded_errors_name_the_path(tmp_path):
@@ -608,9 +619,9 @@ def test_a_flow_that_includes_itself_is_refused(tmp_path):
     )
     with pytest.raises(FlowSyntaxError) as info:
         load(tmp_path / "a.flow.yaml")
-    a, b = (tmp_path / "a.flow.yaml").resolve(), (tmp_path / "b.flow.yaml").resolve()
+    a, b = tmp_path / "a.flow.yaml", tmp_path / "b.flow.yaml"
     assert str(info.value) == (
-        f"{tmp_path / 'a.flow.yaml'}: the flow includes itself as a sub-flow ({a} -> {b} -> {a})"
+        f"{b}:3:19: node 'a': the sub-flow 'a.flow.yaml' includes itself: {a} -> {b} -> {a}"
     )
     # the same file twice side by side is fine
     (tmp_path / "c.flow.yaml").write_text(
@@ -619,3 +630,149 @@ def test_a_flow_that_includes_itself_is_refused(tmp_path):
     )
     (tmp_path / "d.flow.yaml").write_text("flow: d\n", encoding="utf-8")
     assert list(load(tmp_path / "c.flow.yaml").nodes) == ["x", "y"]
+
+
+# -- hostile files: what a flow file names is checked before it is read ------------------------------
+
+SUB = "flow: outer\nnodes:\n  sub: {{kind: flow, flow: '{}'}}\n"  # the sub-flow path at 3:21
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_a_sub_flow_that_is_no_regular_file_fails_fast(kind, tmp_path):
+    """``/dev/zero`` used to be read to the end (MemoryError after ~20 s), a FIFO to block forever.
+
+    The load runs in a child process with capped memory and a timeout, so a regression fails
+    this test and nothing else.
+    """
+    with special_file(kind, tmp_path) as path:
+        outer = tmp_path / "outer.flow.yaml"
+        outer.write_text(SUB.format(path), encoding="utf-8")
+        code = (
+            "import json, sys, time\n"
+            "from workbench.errors import FlowSyntaxError\n"
+            "from workbench.flow import load\n"
+            "start = time.perf_counter()\n"
+            "try:\n"
+            "    load(sys.argv[1])\n"
+            "except FlowSyntaxError as exc:\n"
+            "    print(json.dumps([str(exc), time.perf_counter() - start]))\n"
+        )
+        child = run_limited(code, str(outer), cwd=tmp_path)
+    assert child.returncode == 0, child.stderr
+    message, seconds = json.loads(child.stdout)
+    assert message == (
+        f"{outer}:3:21: node 'sub': the sub-flow '{path}' ({path}) cannot be read: "
+        f"it is a {kind}, not a regular file"
+    )
+    assert seconds < 1.0
+
+
+@pytest.mark.parametrize("kind", ["directory", "named pipe (FIFO)"])
+def test_a_top_level_flow_that_is_no_regular_file_is_refused(kind, tmp_path):
+    with special_file(kind, tmp_path) as path:
+        code = "import sys\nfrom workbench.flow import load\nload(sys.argv[1])\n"
+        child = run_limited(code, str(path), cwd=tmp_path)
+    assert child.returncode == 1
+    assert child.stderr.strip().endswith(f"FlowSyntaxError: {path}: it is a {kind}, not a regular file")
+
+
+def test_a_sub_flow_just_over_the_size_limit_is_refused_naming_the_including_file(tmp_path):
+    (tmp_path / "big.flow.yaml").write_bytes(b"#" * (MAX_FLOW_BYTES + 1))
+    (tmp_path / "outer.flow.yaml").write_text(SUB.format("big.flow.yaml"), encoding="utf-8")
+    with pytest.raises(FlowSyntaxError) as info:
+        load(tmp_path / "outer.flow.yaml")
+    assert str(info.value) == (
+        f"{tmp_path / 'outer.flow.yaml'}:3:21: node 'sub': the sub-flow 'big.flow.yaml' "
+        f"({tmp_path / 'big.flow.yaml'}) cannot be read: the file is larger than 8 MiB"
+    )
+    (tmp_path / "big.flow.yaml").write_bytes(b"flow: big\n" + b"#" * (MAX_FLOW_BYTES - 10))
+    assert load(tmp_path / "outer.flow.yaml").nodes["sub"].config["flow"].name == "big"  # at the limit
+
+
+def test_reading_stops_at_the_limit_whatever_the_file_says_its_size_is():
+    # /proc files are regular files that stat as empty: only a bounded read catches them
+    assert len(read_limited("/proc/self/status")) > 10
+    with pytest.raises(UnreadableFile, match=r"^the file is larger than 10 bytes$"):
+        read_limited("/proc/self/status", limit=10)
+
+
+def test_a_sub_flow_that_does_not_parse_names_the_including_file_and_the_path_as_written(tmp_path):
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "bad.flow.yaml").write_text("flow: b\nnodes: [\n", encoding="utf-8")
+    (tmp_path / "outer.flow.yaml").write_text(SUB.format("parts/bad.flow.yaml"), encoding="utf-8")
+    with pytest.raises(FlowSyntaxError) as info:
+        load(tmp_path / "outer.flow.yaml")
+    assert str(info.value).startswith(
+        f"{tmp_path / 'outer.flow.yaml'}:3:21: node 'sub': the sub-flow 'parts/bad.flow.yaml' cannot be "
+        f"loaded: {tmp_path / 'parts' / 'bad.flow.yaml'}:3:1: "
+    )
+
+
+def write_chain(tmp_path, length: int) -> list:
+    """Files f0 -> f1 -> ... -> f{length}: f0 holds sub-flows nested ``length`` deep."""
+    paths = [tmp_path / f"f{i}.flow.yaml" for i in range(length + 1)]
+    for i, path in enumerate(paths):
+        sub = f"nodes:\n  s: {{kind: flow, flow: f{i + 1}.flow.yaml}}\n" if i < length else ""
+        path.write_text(f"flow: f{i}\n{sub}", encoding="utf-8")
+    return paths
+
+
+def test_sub_flows_nest_at_most_the_documented_depth(tmp_path):
+    assert MAX_SUBFLOW_DEPTH == 16
+    paths = write_chain(tmp_path, MAX_SUBFLOW_DEPTH)
+    flow, depth = load(paths[0]), 0
+    while flow.nodes:
+        flow, depth = flow.nodes["s"].config["flow"], depth + 1
+    assert depth == MAX_SUBFLOW_DEPTH
+    paths = write_chain(tmp_path, MAX_SUBFLOW_DEPTH + 1)
+    with pytest.raises(FlowSyntaxError) as info:
+        load(paths[0])
+    chain = " -> ".join(str(p) for p in paths[:-1])
+    assert str(info.value) == (
+        f"{paths[-2]}:3:19: node 's': the sub-flow would nest sub-flows more than 16 deep ({chain} -> ...)"
+    )
+
+
+def test_inline_sub_flows_count_towards_the_depth():
+    flow = loads(_nested_inline(MAX_SUBFLOW_DEPTH))
+    assert flow.nodes["s"].config["flow"].nodes
+    error = syntax_error(_nested_inline(MAX_SUBFLOW_DEPTH + 1))
+    assert (
+        "the sub-flow would nest sub-flows more than 16 deep (f.flow.yaml -> f.flow.yaml (inline flow)"
+        in (str(error))
+    )
+
+
+def _nested_inline(depth: int) -> str:
+    flow: dict = {"flow": "f"}
+    for _ in range(depth):
+        flow = {"flow": "f", "nodes": {"s": {"kind": "flow", "flow": flow}}}
+    return json.dumps(flow)
+
+
+def test_sub_flow_paths_are_relative_to_the_including_file_not_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "project" / "parts").mkdir(parents=True)
+    (tmp_path / "project" / "a.flow.yaml").write_text(SUB.format("parts/b.flow.yaml"), encoding="utf-8")
+    (tmp_path / "project" / "parts" / "b.flow.yaml").write_text(
+        "flow: b\nnodes:\n  sub: {kind: flow, flow: c.flow.yaml}\n", encoding="utf-8"
+    )
+    (tmp_path / "project" / "parts" / "c.flow.yaml").write_text("flow: c\n", encoding="utf-8")
+    # decoys where a working-directory resolution would look
+    (tmp_path / "elsewhere" / "parts").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "parts" / "b.flow.yaml").write_text("flow: decoy\n", encoding="utf-8")
+    (tmp_path / "elsewhere" / "c.flow.yaml").write_text("flow: decoy\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for path in (tmp_path / "project" / "a.flow.yaml", Path("..") / "project" / "a.flow.yaml"):
+        b = load(path).nodes["sub"].config["flow"]
+        assert b.name == "b" and b.nodes["sub"].config["flow"].name == "c"
+    # text without a file has no directory: a relative path is refused, not looked up in the cwd
+    error = syntax_error(SUB.format("parts/b.flow.yaml"))
+    assert str(error) == (
+        "f.flow.yaml:3:21: node 'sub': the sub-flow 'parts/b.flow.yaml' is a relative path, and flow text "
+        "loaded without a file has no directory to resolve it against (pass base_dir= to loads, or load "
+        "the file with load)"
+    )
+    assert (
+        loads(SUB.format("parts/b.flow.yaml"), base_dir=tmp_path / "project").nodes["sub"].config["flow"].name
+        == "b"
+    )

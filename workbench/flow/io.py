@@ -4,26 +4,44 @@ Loading keeps the line and column of every mapping key so that problems point in
 file (``trader.flow.yaml:14:5: ...``). Saving writes a stable key order, so load -> save
 -> load is the identity and diffs stay small. Comments are not kept: a saved file loses
 the comments of the file it was loaded from.
+
+Flow files may come from anyone, so a file is checked before it is read: only regular files
+(never a device such as ``/dev/zero``, a FIFO, a directory or a socket), at most
+``MAX_FLOW_BYTES``. Sub-flow paths are resolved against the directory of the file that
+names them, nest at most ``MAX_SUBFLOW_DEPTH`` deep, and may not include themselves.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from workbench.errors import FlowError, FlowSyntaxError, TypeSpecError, WorkbenchError
+from workbench.errors import FlowError, FlowSyntaxError, TypeSpecError
 from workbench.flow.kinds import KINDS
 from workbench.flow.model import ENFORCE_MODES, Flow, Node, PortRef, RailSpec, Wire
 from workbench.types import List, Record, Type, parse_named_types, parse_type
 
-__all__ = ["dump", "dumps", "flow_hash", "load", "loads", "save"]
+__all__ = [
+    "MAX_FLOW_BYTES",
+    "MAX_SUBFLOW_DEPTH",
+    "UnreadableFile",
+    "dump",
+    "dumps",
+    "flow_hash",
+    "load",
+    "loads",
+    "parse_yaml",
+    "read_limited",
+    "save",
+]
 
 TOP_KEYS = (
     "flow",
@@ -42,6 +60,9 @@ TOP_KEYS = (
 NODE_COMMON = ("kind", "inputs", "outputs", "guarantees", "timeout", "retries")
 RAIL_KEYS = ("on", "check", "use", "with", "enforce", "max_attempts")
 MAX_FLOW_BYTES = 8 * 1024 * 1024
+# Sub-flows inside sub-flows: 16 levels is far more than a readable design needs, and few
+# enough that planning and validation (which recurse per level) stay far from Python's limit.
+MAX_SUBFLOW_DEPTH = 16
 
 
 class _Located(dict):
@@ -149,18 +170,85 @@ def _check_expansion(root: yaml.Node | None, source: str) -> None:
         size(root)
 
 
-class _Reader:
-    """Turns the located YAML tree into a ``Flow``, raising errors that point into the file."""
+class _SubflowError(FlowSyntaxError):
+    """A sub-flow that cannot be loaded; the files that include it pass the error on as it is."""
 
-    def __init__(self, source: str, base_dir: Path | None) -> None:
+
+class UnreadableFile(Exception):
+    """A file refused before or while reading it; the message says why (``no such file``...)."""
+
+
+_MIB = 1024 * 1024
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _amount(size: int) -> str:
+    return f"{size // _MIB} MiB" if size % _MIB == 0 else f"{size:,} bytes"
+
+
+def _refuse_kind(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file")
+        raise UnreadableFile(f"it is {kind}, not a regular file")
+
+
+def read_limited(path: str | Path, limit: int = MAX_FLOW_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``; raises ``UnreadableFile`` with the reason.
+
+    Only regular files are opened: a device (``/dev/zero`` never ends), a FIFO (opening it
+    waits for a writer), a directory or a socket is refused from its ``stat``. A file over
+    ``limit`` bytes is refused from its size, and at most ``limit + 1`` bytes are ever read,
+    even if the file grows (or, like ``/proc`` files, says it is empty).
+    """
+    try:
+        info = os.stat(path)
+        _refuse_kind(info.st_mode)
+        if info.st_size > limit:
+            raise UnreadableFile(f"the file is larger than {_amount(limit)}")
+        # Non-blocking: should a FIFO be swapped in after the stat, opening it must not wait.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with open(fd, "rb") as file:
+            _refuse_kind(os.fstat(fd).st_mode)
+            data = file.read(limit + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise UnreadableFile("no such file") from None
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read the file: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL character in the path
+        raise UnreadableFile(f"not a valid path: {exc}") from None
+    if len(data) > limit:
+        raise UnreadableFile(f"the file is larger than {_amount(limit)}")
+    return data
+
+
+class _Reader:
+    """Turns the located YAML tree into a ``Flow``, raising errors that point into the file.
+
+    ``chain`` names the flows being read, outermost first and this one last (its length is
+    this flow's depth plus one); ``files`` holds the resolved paths of the files among them.
+    """
+
+    def __init__(
+        self, source: str, base_dir: Path | None, chain: tuple[str, ...], files: tuple[Path, ...]
+    ) -> None:
         self.source = source
         self.base_dir = base_dir
+        self.chain = chain
+        self.files = files
 
-    def fail(self, where: Any, key: Any, message: str) -> FlowSyntaxError:
+    def fail(
+        self, where: Any, key: Any, message: str, cls: type[FlowSyntaxError] = FlowSyntaxError
+    ) -> FlowSyntaxError:
         line = col = None
         if isinstance(where, _Located):
             line, col = where.marks.get(key, where.start)
-        return FlowSyntaxError(message, source=self.source, line=line, column=col)
+        return cls(message, source=self.source, line=line, column=col)
 
     def mapping(self, parent: Any, key: str, *, required: bool = False) -> Mapping[str, Any]:
         value = parent.get(key) if isinstance(parent, Mapping) else None
@@ -245,7 +333,7 @@ class _Reader:
             raise self.fail(spec, "kind", f"node '{name}' needs 'kind:' (one of {', '.join(sorted(KINDS))})")
         config = {k: v for k, v in spec.items() if k not in NODE_COMMON}
         if kind == "flow" and "flow" in config:
-            config["flow"] = self.subflow(spec, config["flow"])
+            config["flow"] = self.subflow(spec, name, config["flow"])
         guarantees = spec.get("guarantees") or []
         if not isinstance(guarantees, list):
             raise self.fail(
@@ -262,17 +350,48 @@ class _Reader:
             retries=spec.get("retries", 0),
         )
 
-    def subflow(self, spec: Mapping[str, Any], value: Any) -> Any:
+    def subflow(self, spec: Mapping[str, Any], name: str, value: Any) -> Flow:
+        """The flow a ``flow`` node names: inline, or a file relative to this file's directory."""
+        if not isinstance(value, Mapping | str):
+            raise self.fail(
+                spec, "flow", "a flow node's 'flow' must be a file path or an inline flow mapping"
+            )
+
+        def refuse(problem: str) -> FlowSyntaxError:
+            return self.fail(spec, "flow", f"node '{name}': the sub-flow {problem}", _SubflowError)
+
+        if len(self.chain) > MAX_SUBFLOW_DEPTH:
+            nesting = " -> ".join(self.chain)
+            raise refuse(f"would nest sub-flows more than {MAX_SUBFLOW_DEPTH} deep ({nesting} -> ...)")
         if isinstance(value, Mapping):
-            return _Reader(f"{self.source} (inline flow)", self.base_dir).read(value)
-        if isinstance(value, str):
-            path = Path(value)
-            if not path.is_absolute() and self.base_dir is not None:
-                path = self.base_dir / path
-            inner = load(path)
-            inner.origin = value  # saved back as this path, not inline
-            return inner
-        raise self.fail(spec, "flow", "a flow node's 'flow' must be a file path or an inline flow mapping")
+            source = f"{self.source} (inline flow)"
+            return _Reader(source, self.base_dir, (*self.chain, source), self.files).read(value)
+        path = Path(value)
+        if not path.is_absolute():
+            if self.base_dir is None:
+                raise refuse(
+                    f"{value!r} is a relative path, and flow text loaded without a file has no directory "
+                    "to resolve it against (pass base_dir= to loads, or load the file with load)"
+                )
+            path = self.base_dir / path
+        shown = str(path) if str(path).isprintable() else repr(str(path))  # one line, whatever the path
+        chain = (*self.chain, shown)
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+            raise refuse(f"{value!r} ({shown}) cannot be read: {exc}") from None
+        if resolved in self.files:
+            raise refuse(f"{value!r} includes itself: {' -> '.join(chain)}")
+        try:
+            inner = _load_file(path, chain, (*self.files, resolved))
+        except UnreadableFile as exc:
+            raise refuse(f"{value!r} ({shown}) cannot be read: {exc}") from None
+        except _SubflowError:
+            raise  # from a sub-flow further down, whose error names its own including file
+        except FlowSyntaxError as exc:
+            raise refuse(f"{value!r} cannot be loaded: {exc}") from None
+        inner.origin = value  # saved back as this path, not inline
+        return inner
 
     def wires(self, data: Mapping[str, Any]) -> list[Wire]:
         texts = data.get("wires") or []
@@ -338,21 +457,25 @@ class _Reader:
             raise self.fail(spec, key, str(exc)) from None
 
 
-def loads(text: str | bytes, source: str = "<flow>", base_dir: Path | None = None) -> Flow:
-    """Parse flow text (YAML or JSON). Raises ``FlowError`` subclasses, never anything else."""
+def parse_yaml(text: str | bytes, source: str = "<flow>") -> Any:
+    """Plain data from YAML or JSON text, read the way flow files are read.
+
+    YAML 1.2 booleans, duplicate keys refused, no tags JSON cannot hold, no alias bombs, at
+    most ``MAX_FLOW_BYTES``. Raises ``FlowSyntaxError`` (naming ``source``), never anything else.
+    """
+    if len(text) > MAX_FLOW_BYTES:
+        raise FlowSyntaxError(f"the file is larger than {_amount(MAX_FLOW_BYTES)}", source=source)
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise FlowSyntaxError(f"the file is not UTF-8 text (byte {exc.start})", source=source) from None
-    if len(text) > MAX_FLOW_BYTES:
-        raise FlowSyntaxError(f"the file is larger than {MAX_FLOW_BYTES // 1024 // 1024} MiB", source=source)
     try:
         loader = _Loader(text)
         try:
             root = loader.get_single_node()
             _check_expansion(root, source)
-            data = loader.construct_document(root) if root is not None else None
+            return loader.construct_document(root) if root is not None else None
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -366,35 +489,41 @@ def loads(text: str | bytes, source: str = "<flow>", base_dir: Path | None = Non
         ) from None
     except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
         raise FlowSyntaxError(f"invalid YAML: {exc}", source=source) from None
+
+
+def _read(
+    data: Any, source: str, base_dir: Path | None, chain: tuple[str, ...], files: tuple[Path, ...]
+) -> Flow:
     try:
-        return _Reader(source, base_dir).read(data)
-    except WorkbenchError:
-        raise
+        return _Reader(source, base_dir, chain, files).read(data)
     except RecursionError:
         raise FlowSyntaxError("the file is nested too deeply", source=source) from None
 
 
+def loads(text: str | bytes, source: str = "<flow>", base_dir: Path | None = None) -> Flow:
+    """Parse flow text (YAML or JSON). Raises ``FlowError`` subclasses, never anything else.
+
+    Sub-flow paths are relative to ``base_dir``; without it only absolute paths are allowed.
+    """
+    return _read(parse_yaml(text, source), source, base_dir, (source,), ())
+
+
 def load(path: str | Path) -> Flow:
-    """Load a ``*.flow.yaml`` or ``*.flow.json`` file."""
+    """Load a ``*.flow.yaml`` or ``*.flow.json`` file (and the sub-flow files it names)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FlowSyntaxError("no such file", source=str(path)) from None
-    except OSError as exc:
-        raise FlowSyntaxError(f"cannot read the file: {exc.strerror}", source=str(path)) from None
-    chain = _LOADING.get()  # the files whose sub-flows are being loaded, outermost first
-    if path.resolve() in chain:
-        names = " -> ".join(str(p) for p in (*chain, path.resolve()))
-        raise FlowSyntaxError(f"the flow includes itself as a sub-flow ({names})", source=str(path))
-    token = _LOADING.set((*chain, path.resolve()))
+        resolved = path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+        raise FlowSyntaxError(f"cannot read the file: {exc}", source=str(path)) from None
     try:
-        return loads(data, source=str(path), base_dir=path.parent)
-    finally:
-        _LOADING.reset(token)
+        return _load_file(path, (str(path),), (resolved,))
+    except UnreadableFile as exc:
+        raise FlowSyntaxError(str(exc), source=str(path)) from None
 
 
-_LOADING: ContextVar[tuple[Path, ...]] = ContextVar("workbench_flow_loading", default=())
+def _load_file(path: Path, chain: tuple[str, ...], files: tuple[Path, ...]) -> Flow:
+    """Read, parse and build the flow in ``path``; ``chain`` and ``files`` include it."""
+    return _read(parse_yaml(read_limited(path), str(path)), str(path), path.parent, chain, files)
 
 
 # -- saving -------------------------------------------------------------------------------

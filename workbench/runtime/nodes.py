@@ -23,6 +23,7 @@ from workbench.flow.model import Flow, Node
 from workbench.runtime.conditions import Condition, compile_condition
 from workbench.runtime.threads import run_in_pool
 from workbench.runtime.tools import resolve_tool
+from workbench.runtime.trust import check_model_spec
 from workbench.spans import NoopTracer
 from workbench.types import Record
 
@@ -218,10 +219,14 @@ class LlmRunner(Runner):
     def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
         super().__init__(node, flow, options)
         from jinja2 import StrictUndefined
-        from jinja2.sandbox import SandboxedEnvironment
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        # Prompts come from flow files: render them in Jinja2's sandbox.
-        env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        # Prompts come from flow files: render them in Jinja2's sandbox, the one that also
+        # refuses to change lists and dicts (``{{ order.update(qty=0) }}``): the values a
+        # prompt sees are the run's, checked by rails and read by other nodes.
+        env = ImmutableSandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+        )
         try:
             self.template = env.from_string(node.config["prompt"])
             system = node.config.get("system")
@@ -229,6 +234,8 @@ class LlmRunner(Runner):
         except Exception as exc:
             raise NodeError(node.name, f"the prompt is not a valid Jinja2 template: {exc}") from None
         self.model_spec = options.get("model") or node.config.get("model", "default")
+        if not options.get("model") and not options.get("trust"):  # the spec comes from the flow
+            check_model_spec(self.model_spec, flow.models, where=f"flow '{flow.name}', node '{node.name}'")
         self.single = len(node.outputs) == 1
         out_type = next(iter(node.outputs.values())) if self.single else Record(None, node.outputs)
         self.schema = out_type.to_json_schema()

@@ -1,10 +1,10 @@
-"""Finding the Python function behind a ``tool:`` node, under the trust rule (docs/architecture.md).
+"""Finding the Python function behind a ``tool:`` node, under the trust rule.
 
 A flow file may name any ``module:function``, and importing a module runs its code. So
-loading a flow never imports code outside the ``workbench`` package unless the caller
-trusts the flow (``--trust`` on the command line, ``trust=True`` in Python). Functions
-handed over as Python objects (``Node.tool(name, fn, ...)``) are trusted: the caller
-already holds them.
+an untrusted flow runs only the tools in the registry of safe tools
+(``workbench.runtime.trust``); a trusted one (``--trust`` on the command line,
+``trust=True`` in Python) any importable tool. Functions handed over as Python objects
+(``Node.tool(name, fn, ...)``) are trusted: the caller already holds them.
 """
 
 from __future__ import annotations
@@ -15,15 +15,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from workbench.errors import FlowError, TrustError
+from workbench.errors import FlowError
 from workbench.flow.model import Node
+from workbench.runtime.trust import safe_tool_for
 
-__all__ = ["is_trusted_module", "resolve_tool", "returns"]
-
-
-def is_trusted_module(module: str) -> bool:
-    """True for modules inside the ``workbench`` package, which need no trust."""
-    return module == "workbench" or module.startswith("workbench.")
+__all__ = ["resolve_tool", "returns"]
 
 
 def resolve_tool(node: Node, *, trust: bool, flow_name: str = "flow") -> Callable[..., Any]:
@@ -31,13 +27,9 @@ def resolve_tool(node: Node, *, trust: bool, flow_name: str = "flow") -> Callabl
     if node.fn is not None:
         return node.fn
     ref = node.config["tool"]
+    if not trust:
+        return safe_tool_for(ref, where=f"flow '{flow_name}', node '{node.name}'")
     module_name, _, attr_path = ref.partition(":")
-    if not trust and not is_trusted_module(module_name):
-        raise TrustError(
-            f"flow '{flow_name}', node '{node.name}': tool '{ref}' lives outside the workbench package, "
-            "and importing it would run its code; if you trust this flow, pass --trust on the command "
-            "line or trust=True in Python"
-        )
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
