@@ -46,12 +46,12 @@ KIND_COLOURS = {
 BASE_CSS = """
 .react-flow__node { font-size: 12px; border-radius: 6px; min-width: 150px; padding: 8px 10px; }
 .react-flow__handle { width: 11px; height: 11px; border: 2px solid #fff; }
-.react-flow__handle::after {
-  content: attr(data-handleid); position: absolute; top: -3px; font-size: 10px;
+.react-flow__handle::before {
+  content: attr(data-handleid); position: absolute; top: -4px; font-size: 10px;
   color: #334155; white-space: nowrap; pointer-events: none;
 }
-.react-flow__handle-left::after { left: 12px; }
-.react-flow__handle-right::after { right: 12px; }
+.react-flow__handle-left::before { left: 12px; }
+.react-flow__handle-right::before { right: 12px; }
 """
 
 
@@ -96,7 +96,7 @@ class FlowCanvas(pn.viewable.Viewer):
         self.inspector = pn.Column(sizing_mode="stretch_width", min_width=260)
         self.selected: str | None = None
         palette = [
-            pn.widgets.Button(name=f"+ {kind}", button_type="light", width=70, css_classes=[f"wb-add-{kind}"])
+            pn.widgets.Button(name=f"+ {kind}", button_type="light", width=66, css_classes=[f"wb-add-{kind}"])
             for kind in KIND_TEMPLATES
         ]
         for button, kind in zip(palette, KIND_TEMPLATES):
@@ -111,7 +111,7 @@ class FlowCanvas(pn.viewable.Viewer):
         self.delete_button.on_click(lambda _e: self.delete_selected())
         self.layout_button.on_click(lambda _e: self.relayout())
         self.save_button.on_click(lambda _e: self.save())
-        self.toolbar = pn.Row(
+        self.toolbar = pn.FlexBox(
             *palette,
             pn.Spacer(width=12),
             self.undo_button,
@@ -120,6 +120,7 @@ class FlowCanvas(pn.viewable.Viewer):
             self.layout_button,
             self.save_button,
             sizing_mode="stretch_width",
+            gap="4px",
         )
         self.listeners: list[Any] = []  # called with the document after every edit
         self.redraw()
@@ -135,12 +136,16 @@ class FlowCanvas(pn.viewable.Viewer):
             INPUTS_ID: NodeType(type=INPUTS_ID, label="inputs", inputs=[], outputs=_handles(flow.inputs)),
             OUTPUTS_ID: NodeType(type=OUTPUTS_ID, label="outputs", inputs=_handles(flow.outputs), outputs=[]),
         }
-        nodes = [self._node(INPUTS_ID, "inputs", "#f8fafc"), self._node(OUTPUTS_ID, "outputs", "#f8fafc")]
+        nodes = [
+            self._node(INPUTS_ID, "inputs", "#f8fafc", len(flow.inputs)),
+            self._node(OUTPUTS_ID, "outputs", "#f8fafc", len(flow.outputs)),
+        ]
         for name, node in flow.nodes.items():
             types[name] = NodeType(
                 type=name, label=name, inputs=_handles(node.inputs), outputs=_handles(node.outputs)
             )
-            nodes.append(self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff")))
+            ports = max(len(node.inputs), len(node.outputs))
+            nodes.append(self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports))
         edges = [self._edge(w) for w in flow.wires]
         self._applying = True
         try:
@@ -150,15 +155,20 @@ class FlowCanvas(pn.viewable.Viewer):
         self._restyle()
         self._update_buttons()
 
-    def _node(self, node_id: str, label: str, colour: str) -> dict[str, Any]:
+    def _node(self, node_id: str, label: str, colour: str, ports: int) -> dict[str, Any]:
         x, y = self.doc.positions[node_id]
+        # Tall enough that the port names beside the handles do not overlap.
         return {
             "id": node_id,
             "type": node_id,
             "label": label,
             "position": {"x": x, "y": y},
             "data": {},
-            "style": {"background": colour, "border": "1px solid #94a3b8"},
+            "style": {
+                "background": colour,
+                "border": "1px solid #94a3b8",
+                "minHeight": f"{max(44, 24 * ports + 8)}px",
+            },
             "deletable": node_id not in (INPUTS_ID, OUTPUTS_ID),
         }
 
