@@ -44,7 +44,7 @@ KIND_COLOURS = {
 }
 
 BASE_CSS = """
-.react-flow__node { font-size: 12px; border-radius: 6px; min-width: 150px; padding: 8px 10px; }
+.react-flow__node { font-size: 12px; border-radius: 6px; min-width: 210px; padding: 8px 10px; }
 .react-flow__handle { width: 11px; height: 11px; border: 2px solid #fff; }
 .react-flow__handle::before {
   content: attr(data-handleid); position: absolute; top: -4px; font-size: 10px;
@@ -75,6 +75,7 @@ class FlowCanvas(pn.viewable.Viewer):
     def __init__(self, doc: FlowDocument, *, height: int = 560, **params: Any) -> None:
         super().__init__(**params)
         self.doc = doc
+        self._revision = 0
         self._applying = False  # set while the canvas is redrawn from the document
         self.rail_marks: dict[str, str] = {}  # "node.port" -> rail status (from the rails panel)
         self.run_marks: dict[str, str] = {}  # node -> running | done | failed
@@ -96,16 +97,16 @@ class FlowCanvas(pn.viewable.Viewer):
         self.inspector = pn.Column(sizing_mode="stretch_width", min_width=260)
         self.selected: str | None = None
         palette = [
-            pn.widgets.Button(name=f"+ {kind}", button_type="light", width=66, css_classes=[f"wb-add-{kind}"])
+            pn.widgets.Button(name=f"+ {kind}", button_type="light", width=60, css_classes=[f"wb-add-{kind}"])
             for kind in KIND_TEMPLATES
         ]
         for button, kind in zip(palette, KIND_TEMPLATES):
             button.on_click(lambda _e, k=kind: self.add_node(k))
-        self.undo_button = pn.widgets.Button(name="Undo", width=70)
-        self.redo_button = pn.widgets.Button(name="Redo", width=70)
-        self.delete_button = pn.widgets.Button(name="Delete", width=70, button_type="warning")
-        self.layout_button = pn.widgets.Button(name="Auto-layout", width=100)
-        self.save_button = pn.widgets.Button(name="Save", width=70, button_type="primary")
+        self.undo_button = pn.widgets.Button(name="Undo", width=60)
+        self.redo_button = pn.widgets.Button(name="Redo", width=60)
+        self.delete_button = pn.widgets.Button(name="Delete", width=66, button_type="warning")
+        self.layout_button = pn.widgets.Button(name="Layout", width=66)
+        self.save_button = pn.widgets.Button(name="Save", width=60, button_type="primary")
         self.undo_button.on_click(lambda _e: self._history(self.doc.undo, "undo"))
         self.redo_button.on_click(lambda _e: self._history(self.doc.redo, "redo"))
         self.delete_button.on_click(lambda _e: self.delete_selected())
@@ -113,7 +114,6 @@ class FlowCanvas(pn.viewable.Viewer):
         self.save_button.on_click(lambda _e: self.save())
         self.toolbar = pn.FlexBox(
             *palette,
-            pn.Spacer(width=12),
             self.undo_button,
             self.redo_button,
             self.delete_button,
@@ -146,6 +146,9 @@ class FlowCanvas(pn.viewable.Viewer):
             )
             ports = max(len(node.inputs), len(node.outputs))
             nodes.append(self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports))
+        # A fresh class per redraw: the browser skips edge lists equal to the last one it
+        # was sent, and after a refused wire that is exactly what it gets (but shows one more).
+        self._revision += 1
         edges = [self._edge(w) for w in flow.wires]
         self._applying = True
         try:
@@ -189,6 +192,7 @@ class FlowCanvas(pn.viewable.Viewer):
             "sourceHandle": src_port,
             "targetHandle": dst_port,
             "style": {"stroke": type_colour(typ) if typ else "#94a3b8", "strokeWidth": 2},
+            "className": f"wb-rev-{self._revision}",
         }
 
     def _restyle(self) -> None:

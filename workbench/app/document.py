@@ -33,7 +33,7 @@ class StaleFileError(UsageError):
 def _template(kind: str) -> dict[str, Any]:
     """Ports and config of a fresh node of ``kind`` from the palette (valid for its kind)."""
     if kind == "tool":
-        return {"inputs": {"text": str}, "outputs": {"text": str}, "config": {"tool": "my_tools:process"}}
+        return {"inputs": {"text": str}, "outputs": {"result": str}, "config": {"tool": "my_tools:process"}}
     if kind == "llm":
         return {
             "inputs": {"text": str},

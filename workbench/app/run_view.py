@@ -119,9 +119,11 @@ class RunView(pn.viewable.Viewer):
         self.on_node = on_node or (lambda _n, _s: None)
         self.on_start = on_start or (lambda: None)
         self.on_done = on_done or (lambda _r: None)
-        self.form = pn.Column(sizing_mode="stretch_width")
+        self.form = pn.Column(sizing_mode="stretch_width", css_classes=["wb-run-form"])
         self.widgets: dict[str, Any] = {}
-        self.run_button = pn.widgets.Button(name="Run", button_type="success", width=90)
+        self.run_button = pn.widgets.Button(
+            name="Run", button_type="success", width=90, css_classes=["wb-run-button"]
+        )
         self.cancel_button = pn.widgets.Button(name="Cancel", button_type="danger", width=90, disabled=True)
         self.status = text_pane(css_classes=["wb-run-status"])
         self.outputs = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-run-outputs"])

@@ -59,23 +59,8 @@ class TracesView(pn.viewable.Viewer):
         self.refresh_button = pn.widgets.Button(name="Refresh", width=90)
         self.refresh_button.on_click(lambda _e: self.refresh())
         self.runs.param.watch(self._select, "selection")
-        self.source = ColumnDataSource(
-            {k: [] for k in ("lane", "start", "end", "name", "status", "colour", "ms", "i")}
-        )
-        self.timeline = figure(
-            height=260,
-            sizing_mode="stretch_width",
-            y_range=[""],
-            x_axis_label="ms since run start",
-            tools="xpan,xwheel_zoom,reset,tap",
-            toolbar_location="right",
-        )
-        self.timeline.hbar(
-            y="lane", left="start", right="end", height=0.7, color="colour", source=self.source
-        )
-        self.timeline.add_tools(HoverTool(tooltips=[("span", "@name"), ("ms", "@ms{0.000}"), ("status", "@status")]))
-        self.source.selected.on_change("indices", self._tap)
         self.spans_df = pd.DataFrame()
+        self.plot = pn.pane.Bokeh(self._figure("no run selected", []), sizing_mode="stretch_width")
         self.details = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-span-details"])
         self.info = text_pane(css_classes=["wb-traces-info"])
         self.refresh()
@@ -110,22 +95,39 @@ class TracesView(pn.viewable.Viewer):
             message(self.info, f"cannot read run {run_id}: {exc}", "error")
             return
         self.spans_df = spans
-        lanes = list(spans["lane"])
-        self.timeline.y_range.factors = list(reversed(lanes)) or [""]
-        self.timeline.title.text = f"run {run_id[:12]}: {len(spans)} spans"
-        self.source.data = {
-            "lane": lanes,
-            "start": list(spans["offset_ms"]),
-            "end": list(spans["offset_ms"] + spans["duration_ms"]),
-            "name": list(spans["name"]),
-            "status": list(spans["status"]),
-            "colour": [STATUS_COLOURS.get(s, "#64748b") for s in spans["status"]],
-            "ms": list(spans["duration_ms"]),
-            "i": list(range(len(spans))),
-        }
+        # A new figure each time: Panel syncs a replaced object, not edits made to raw
+        # Bokeh models from its callbacks (those happen outside the document lock).
+        self.plot.object = self._figure(f"run {run_id[:12]}: {len(spans)} spans", list(spans["lane"]))
         message(self.info, f"run {run_id}")
         if len(spans):
             self.show_span(0)
+
+    def _figure(self, title: str, lanes: list[str]) -> Any:
+        spans = self.spans_df
+        data: dict[str, list[Any]] = {"lane": lanes, "start": [], "end": [], "name": [], "status": [], "ms": []}
+        if lanes:
+            data.update(
+                start=list(spans["offset_ms"]),
+                end=list(spans["offset_ms"] + spans["duration_ms"]),
+                name=list(spans["name"]),
+                status=list(spans["status"]),
+                ms=list(spans["duration_ms"]),
+            )
+        data["colour"] = [STATUS_COLOURS.get(s, "#64748b") for s in data["status"]]
+        source = ColumnDataSource(data)
+        fig = figure(
+            title=title,
+            height=max(200, 26 * len(lanes) + 80),
+            sizing_mode="stretch_width",
+            y_range=list(reversed(lanes)) or [""],
+            x_axis_label="ms since run start",
+            tools="xpan,xwheel_zoom,reset,tap",
+            toolbar_location="right",
+        )
+        fig.hbar(y="lane", left="start", right="end", height=0.7, color="colour", source=source)
+        fig.add_tools(HoverTool(tooltips=[("span", "@name"), ("ms", "@ms{0.000}"), ("status", "@status")]))
+        source.selected.on_change("indices", self._tap)
+        return fig
 
     def _tap(self, _attr: str, _old: Any, new: list[int]) -> None:
         if new:
@@ -135,7 +137,7 @@ class TracesView(pn.viewable.Viewer):
         """Show the attributes of span ``index`` of the run on show."""
         row = self.spans_df.iloc[index]
         keep = ["name", "span_id", "parent_id", "kind", "status", "status_message", "duration_ms"]
-        data = {k: row[k] for k in keep if k in row.index}
+        data = {k: (None if pd.isna(row[k]) else row[k]) for k in keep if k in row.index}
         attrs = row.get("attributes")
         if isinstance(attrs, str):
             try:
@@ -149,7 +151,7 @@ class TracesView(pn.viewable.Viewer):
         return pn.Column(
             pn.Row(pn.pane.HTML("<b>Traces</b>"), self.refresh_button, self.info),
             self.runs,
-            pn.pane.Bokeh(self.timeline, sizing_mode="stretch_width"),
+            self.plot,
             self.details,
             sizing_mode="stretch_width",
         )
