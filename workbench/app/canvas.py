@@ -44,7 +44,8 @@ KIND_COLOURS = {
 }
 
 BASE_CSS = """
-.react-flow__node { font-size: 12px; border-radius: 6px; min-width: 210px; padding: 8px 10px; }
+.react-flow__node { font-size: 12px; border-radius: 6px; min-width: 210px; padding: 0; }
+.rf-node-label { text-align: center; margin: 0 !important; }
 .react-flow__handle { width: 11px; height: 11px; border: 2px solid #fff; }
 .react-flow__handle::before {
   content: attr(data-handleid); position: absolute; top: -4px; font-size: 10px;
@@ -97,16 +98,16 @@ class FlowCanvas(pn.viewable.Viewer):
         self.inspector = pn.Column(sizing_mode="stretch_width", min_width=260)
         self.selected: str | None = None
         palette = [
-            pn.widgets.Button(name=f"+ {kind}", button_type="light", width=60, css_classes=[f"wb-add-{kind}"])
+            pn.widgets.Button(label=f"+ {kind}", color="light", width=60, css_classes=[f"wb-add-{kind}"])
             for kind in KIND_TEMPLATES
         ]
         for button, kind in zip(palette, KIND_TEMPLATES):
             button.on_click(lambda _e, k=kind: self.add_node(k))
-        self.undo_button = pn.widgets.Button(name="Undo", width=60)
-        self.redo_button = pn.widgets.Button(name="Redo", width=60)
-        self.delete_button = pn.widgets.Button(name="Delete", width=66, button_type="warning")
-        self.layout_button = pn.widgets.Button(name="Layout", width=66)
-        self.save_button = pn.widgets.Button(name="Save", width=60, button_type="primary")
+        self.undo_button = pn.widgets.Button(label="Undo", width=60)
+        self.redo_button = pn.widgets.Button(label="Redo", width=60)
+        self.delete_button = pn.widgets.Button(label="Delete", width=66, color="warning")
+        self.layout_button = pn.widgets.Button(label="Layout", width=66)
+        self.save_button = pn.widgets.Button(label="Save", width=60, color="primary")
         self.undo_button.on_click(lambda _e: self._history(self.doc.undo, "undo"))
         self.redo_button.on_click(lambda _e: self._history(self.doc.redo, "redo"))
         self.delete_button.on_click(lambda _e: self.delete_selected())
@@ -170,7 +171,7 @@ class FlowCanvas(pn.viewable.Viewer):
             "style": {
                 "background": colour,
                 "border": "1px solid #94a3b8",
-                "minHeight": f"{max(44, 24 * ports + 8)}px",
+                "minHeight": f"{30 * max(ports, 1) + 40}px",
             },
             "deletable": node_id not in (INPUTS_ID, OUTPUTS_ID),
         }
@@ -391,11 +392,11 @@ class FlowCanvas(pn.viewable.Viewer):
         for key in keys:
             value = node.config.get(key)
             cls = pn.widgets.TextAreaInput if key in ("prompt", "system") else pn.widgets.TextInput
-            widget = cls(name=key, value="" if value is None else str(value), sizing_mode="stretch_width")
+            widget = cls(label=key, value="" if value is None else str(value), sizing_mode="stretch_width")
             widget.param.watch(lambda e, k=key, n=node.name: self._set_config(n, k, e.new), "value")
             widgets.append(widget)
         guarantees = pn.widgets.TextAreaInput(
-            name="guarantees (one rail per line)",
+            label="guarantees (one rail per line)",
             value="\n".join(node.guarantees),
             sizing_mode="stretch_width",
             height=80,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import FlowError, UsageError
-from workbench.flow import Flow, Node, PortRef, RailSpec, Wire, dumps, identity, load
+from workbench.flow import Flow, Node, PortRef, RailSpec, Wire, dumps, load
 from workbench.types import Type
 
 from .layout import INPUTS_ID, OUTPUTS_ID, Position, auto_layout, read_layout, write_layout
@@ -57,8 +57,8 @@ def _template(kind: str) -> dict[str, Any]:
     if kind == "flow":
         return {
             "inputs": {"value": str},
-            "outputs": {"value": str},
-            "config": {"flow": identity({"value": str}, name="sub")},
+            "outputs": {"result": str},
+            "config": {"flow": Flow("sub", {"value": str}, {"result": str}).connect("value", "result")},
         }
     raise UsageError(f"no palette entry for node kind {kind!r}")
 

@@ -69,9 +69,9 @@ class RailsPanel(pn.viewable.Viewer):
         self.on_marks = on_marks
         self.report: dict[str, Any] = {"errors": [], "rails": [], "notes": []}
         self.statuses = pn.Column(sizing_mode="stretch_width", css_classes=["wb-rail-statuses"])
-        self.choice = pn.widgets.Select(name="rail", options=[], width=160, css_classes=["wb-rail-choice"])
+        self.choice = pn.widgets.Select(label="rail", options=[], width=160, css_classes=["wb-rail-choice"])
         self.editor = pn.widgets.TextInput(
-            name="rail text (Enter applies)", sizing_mode="stretch_width", css_classes=["wb-rail-editor"]
+            label="rail text (Enter applies)", sizing_mode="stretch_width", css_classes=["wb-rail-editor"]
         )
         self.feedback = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-rail-feedback"])
         self.choice.param.watch(self._choose, "value")

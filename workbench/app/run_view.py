@@ -76,16 +76,16 @@ def input_widget(name: str, typ: Type) -> Any:
     """A widget for one flow input of type ``typ`` (JSON text for lists and records)."""
     label = f"{name} ({typ.describe()})"
     if isinstance(typ, Enum):
-        return pn.widgets.Select(name=label, options=list(typ.values))
+        return pn.widgets.Select(label=label, options=list(typ.values))
     if isinstance(typ, Bool):
-        return pn.widgets.Checkbox(name=label)
+        return pn.widgets.Checkbox(label=label)
     if isinstance(typ, Int):
-        return pn.widgets.IntInput(name=label, value=0)
+        return pn.widgets.IntInput(label=label, value=0)
     if isinstance(typ, Float):
-        return pn.widgets.FloatInput(name=label, value=0.0)
+        return pn.widgets.FloatInput(label=label, value=0.0)
     if isinstance(typ, Str):
-        return pn.widgets.TextAreaInput(name=label, value="", height=70, sizing_mode="stretch_width")
-    return pn.widgets.TextAreaInput(name=label + " as JSON", value="", height=70, sizing_mode="stretch_width")
+        return pn.widgets.TextAreaInput(label=label, value="", height=70, sizing_mode="stretch_width")
+    return pn.widgets.TextAreaInput(label=label + " as JSON", value="", height=70, sizing_mode="stretch_width")
 
 
 def widget_value(widget: Any, typ: Type) -> Any:
@@ -122,9 +122,9 @@ class RunView(pn.viewable.Viewer):
         self.form = pn.Column(sizing_mode="stretch_width", css_classes=["wb-run-form"])
         self.widgets: dict[str, Any] = {}
         self.run_button = pn.widgets.Button(
-            name="Run", button_type="success", width=90, css_classes=["wb-run-button"]
+            label="Run", color="success", width=90, css_classes=["wb-run-button"]
         )
-        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="danger", width=90, disabled=True)
+        self.cancel_button = pn.widgets.Button(label="Cancel", color="danger", width=90, disabled=True)
         self.status = text_pane(css_classes=["wb-run-status"])
         self.outputs = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-run-outputs"])
         self.verdicts = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-run-rails"])

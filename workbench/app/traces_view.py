@@ -56,7 +56,7 @@ class TracesView(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["wb-runs"],
         )
-        self.refresh_button = pn.widgets.Button(name="Refresh", width=90)
+        self.refresh_button = pn.widgets.Button(label="Refresh", width=90)
         self.refresh_button.on_click(lambda _e: self.refresh())
         self.runs.param.watch(self._select, "selection")
         self.spans_df = pd.DataFrame()
