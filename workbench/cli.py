@@ -207,7 +207,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from workbench.app.server import serve
     except ImportError as exc:
-        raise UsageError(f"workbench serve needs the app extra: pip install 'agent-workbench[app]' ({exc})")
+        raise UsageError(
+            f"workbench serve needs the app extra: pip install 'agent-workbench[app]' ({exc})"
+        ) from None
     return serve(args.flows, port=args.port, address=args.address, db=args.db, basic_auth=args.basic_auth)
 
 
@@ -271,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the app at /, the OTLP/HTTP trace sink at /v1/traces and /api/... "
         "(flows, check, runs). Binds 127.0.0.1; another address needs --basic-auth. Exit 2 on bad usage.",
     )
-    serve.add_argument("flows", nargs="*", metavar="FLOW", help="flow files (default: examples and ./*.flow.yaml)")
+    serve.add_argument(
+        "flows", nargs="*", metavar="FLOW", help="flow files (default: examples and ./*.flow.yaml)"
+    )
     serve.add_argument("--port", type=int, default=5006, help="port (default 5006)")
     serve.add_argument("--address", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--db", metavar="PATH", help="trace database (default .workbench/traces.duckdb)")

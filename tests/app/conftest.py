@@ -128,14 +128,3 @@ def save_shot(page: object, shots: Path, name: str) -> Path:
     if SHOTS_COPY.is_dir():
         shutil.copy(path, SHOTS_COPY / path.name)
     return path
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium); the browser tests need it")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()

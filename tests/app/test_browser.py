@@ -14,9 +14,24 @@ from typing import Any
 
 import pytest
 
-from .conftest import Served, save_shot
+from .conftest import CHROMIUM, CHROMIUM_ARGS, Served, save_shot
 
 FIRST_RENDER_LIMIT_S = 10.0  # a sanity bound only; the benchmark measures the real figure
+
+
+# Module scope, not session: while Playwright's sync API is open its event loop counts as
+# running in this thread, and other tests' asyncio.run() would fail.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(
+            f"no browser: {CHROMIUM} is missing (apt-get install chromium); the browser tests need it"
+        )
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +156,9 @@ def test_run_triage_then_see_its_trace(context: Any, server: Served, shots: Path
     rails = text_of(page, ".wb-run-rails")
     assert "pass  no_email" in rails and "pass  enterprise_first" in rails
     # Every node that ran is lit green on the canvas.
-    glow = page.locator('.react-flow__node[data-id="summarise"]').evaluate("e => getComputedStyle(e).boxShadow")
+    glow = page.locator('.react-flow__node[data-id="summarise"]').evaluate(
+        "e => getComputedStyle(e).boxShadow"
+    )
     assert "22, 163, 74" in glow
     save_shot(page, shots, "06-run-done")
     run_id = text_of(page, ".wb-run-status").split()[1].rstrip(":")

@@ -73,11 +73,23 @@ def test_incompatible_connection_names_both_ports_and_types(triage: Path) -> Non
 def test_browser_edge_event_is_checked_and_taken_back(triage: Path) -> None:
     doc = FlowDocument.open(triage)
     canvas = FlowCanvas(doc)
-    edge = {"id": "x", "source": "redact", "target": "prioritise", "sourceHandle": "text", "targetHandle": "urgency"}
+    edge = {
+        "id": "x",
+        "source": "redact",
+        "target": "prioritise",
+        "sourceHandle": "text",
+        "targetHandle": "urgency",
+    }
     canvas.flow_view.add_edge(edge)  # what the frontend's edge_added message does
     assert "x" not in [e["id"] for e in canvas.flow_view.edges]
     assert "refused" in canvas.message.object
-    good = {"id": "y", "source": INPUTS_ID, "target": "summarise", "sourceHandle": "ticket", "targetHandle": "text"}
+    good = {
+        "id": "y",
+        "source": INPUTS_ID,
+        "target": "summarise",
+        "sourceHandle": "ticket",
+        "targetHandle": "text",
+    }
     canvas.flow_view.add_edge(good)
     assert "ticket -> summarise.text" in [str(w) for w in doc.flow.wires]
     assert "redact.text -> summarise.text" not in [str(w) for w in doc.flow.wires]  # replaced

@@ -55,8 +55,20 @@ def test_run_elsewhere_sends_spans_to_the_server(server: Served, tmp_path: Path)
     """The server owns the file; a `workbench run` in its cwd finds the sink and sends spans."""
     before = len(httpx.get(server.url + "/api/runs").json())
     run = subprocess.run(
-        [sys.executable, "-m", "workbench", "run", "triage", "-i", "ticket=Refund please", "-i", "tier=pro",
-         "--db", str(server.db), "--json"],
+        [
+            sys.executable,
+            "-m",
+            "workbench",
+            "run",
+            "triage",
+            "-i",
+            "ticket=Refund please",
+            "-i",
+            "tier=pro",
+            "--db",
+            str(server.db),
+            "--json",
+        ],
         capture_output=True,
         text=True,
         cwd=server.cwd,
@@ -91,7 +103,16 @@ def test_runs_rejects_a_bad_limit(server: Served) -> None:
 
 def test_non_loopback_address_needs_basic_auth(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "workbench", "serve", "--address", "0.0.0.0", "--db", str(tmp_path / "t.duckdb")],
+        [
+            sys.executable,
+            "-m",
+            "workbench",
+            "serve",
+            "--address",
+            "0.0.0.0",
+            "--db",
+            str(tmp_path / "t.duckdb"),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,

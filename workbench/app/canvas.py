@@ -146,7 +146,9 @@ class FlowCanvas(pn.viewable.Viewer):
                 type=name, label=name, inputs=_handles(node.inputs), outputs=_handles(node.outputs)
             )
             ports = max(len(node.inputs), len(node.outputs))
-            nodes.append(self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports))
+            nodes.append(
+                self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports)
+            )
         # A fresh class per redraw: the browser skips edge lists equal to the last one it
         # was sent, and after a refused wire that is exactly what it gets (but shows one more).
         self._revision += 1
@@ -204,7 +206,9 @@ class FlowCanvas(pn.viewable.Viewer):
         sides += [(n, {**node.inputs, **node.outputs}) for n, node in flow.nodes.items()]
         for node_id, ports in sides:
             for port, typ in ports.items():
-                sel = f'.react-flow__handle[data-nodeid="{_css_id(node_id)}"][data-handleid="{_css_id(port)}"]'
+                sel = (
+                    f'.react-flow__handle[data-nodeid="{_css_id(node_id)}"][data-handleid="{_css_id(port)}"]'
+                )
                 rules.append(f"{sel} {{ background: {type_colour(typ)}; }}")
         ring = {"proved": "#16a34a", "conflict": "#dc2626", "enforced": "#d97706"}
         for where, status in self.rail_marks.items():
@@ -212,12 +216,13 @@ class FlowCanvas(pn.viewable.Viewer):
             node_id = node or (INPUTS_ID if port in flow.inputs else OUTPUTS_ID)
             colour = ring.get(status)
             if colour:
-                sel = f'.react-flow__handle[data-nodeid="{_css_id(node_id)}"][data-handleid="{_css_id(port)}"]'
+                sel = (
+                    f'.react-flow__handle[data-nodeid="{_css_id(node_id)}"][data-handleid="{_css_id(port)}"]'
+                )
                 rules.append(f"{sel} {{ box-shadow: 0 0 0 3px {colour}; }}")
                 if status == "conflict":
                     rules.append(
-                        f'.react-flow__node[data-id="{_css_id(node_id)}"] '
-                        "{ outline: 3px solid #dc2626; }"
+                        f'.react-flow__node[data-id="{_css_id(node_id)}"] {{ outline: 3px solid #dc2626; }}'
                     )
         glow = {"running": "#f59e0b", "done": "#16a34a", "failed": "#dc2626"}
         for node_id, state in self.run_marks.items():

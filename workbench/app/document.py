@@ -212,9 +212,7 @@ class FlowDocument:
             return f"'{dst}' is not an input (a node input or a flow output)"
         reason = t_type.accepts(s_type)
         if reason:
-            return (
-                f"cannot connect {src} ({s_type.describe()}) to {dst} ({t_type.describe()}): {reason}"
-            )
+            return f"cannot connect {src} ({s_type.describe()}) to {dst} ({t_type.describe()}): {reason}"
         return None
 
     def connect(self, source: str | PortRef, target: str | PortRef) -> Wire:

@@ -8,6 +8,7 @@ on and reports node spans starting and ending, which light the nodes up on the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -85,7 +86,9 @@ def input_widget(name: str, typ: Type) -> Any:
         return pn.widgets.FloatInput(label=label, value=0.0)
     if isinstance(typ, Str):
         return pn.widgets.TextAreaInput(label=label, value="", height=70, sizing_mode="stretch_width")
-    return pn.widgets.TextAreaInput(label=label + " as JSON", value="", height=70, sizing_mode="stretch_width")
+    return pn.widgets.TextAreaInput(
+        label=label + " as JSON", value="", height=70, sizing_mode="stretch_width"
+    )
 
 
 def widget_value(widget: Any, typ: Type) -> Any:
@@ -140,10 +143,8 @@ class RunView(pn.viewable.Viewer):
         self.widgets = {name: input_widget(name, typ) for name, typ in self.doc.flow.inputs.items()}
         for name, widget in self.widgets.items():
             if name in old:
-                try:
+                with contextlib.suppress(ValueError):  # the type changed: keep the new default
                     widget.value = old[name]
-                except ValueError:
-                    pass  # the type changed: keep the new default
         self.form[:] = list(self.widgets.values())
 
     def cancel(self) -> None:
@@ -190,8 +191,14 @@ class RunView(pn.viewable.Viewer):
         """Show a ``RunResult``: status, outputs, each rail verdict."""
         ms = result.seconds * 1000
         text = f"run {result.run_id[:12]}: {result.status} in {ms:.1f} ms"
-        message(self.status, text + (f" - {result.error}" if result.error else ""), "ok" if result.status == "ok" else "error")
-        message(self.outputs, "outputs:\n" + json.dumps(result.outputs, indent=2, ensure_ascii=False, default=str))
+        message(
+            self.status,
+            text + (f" - {result.error}" if result.error else ""),
+            "ok" if result.status == "ok" else "error",
+        )
+        message(
+            self.outputs, "outputs:\n" + json.dumps(result.outputs, indent=2, ensure_ascii=False, default=str)
+        )
         lines = [f"{r.verdict:>5}  {r.name} on {r.port} ({r.enforce}, {r.us:.0f} us)" for r in result.rails]
         message(self.verdicts, "rail checks:\n" + ("\n".join(lines) or "(none)"))
 

@@ -145,7 +145,9 @@ def _handlers(flows: dict[str, Path], writer: Any, sink_app: Any, token: str | N
                 "raw_path": req.path.encode(),
                 "query_string": (req.query or "").encode(),
                 "root_path": "",
-                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in req.headers.get_all()],
+                "headers": [
+                    (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in req.headers.get_all()
+                ],
                 "client": (req.remote_ip or "", 0),
                 "server": (req.host_name, 0),
             }

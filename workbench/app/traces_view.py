@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -104,7 +105,14 @@ class TracesView(pn.viewable.Viewer):
 
     def _figure(self, title: str, lanes: list[str]) -> Any:
         spans = self.spans_df
-        data: dict[str, list[Any]] = {"lane": lanes, "start": [], "end": [], "name": [], "status": [], "ms": []}
+        data: dict[str, list[Any]] = {
+            "lane": lanes,
+            "start": [],
+            "end": [],
+            "name": [],
+            "status": [],
+            "ms": [],
+        }
         if lanes:
             data.update(
                 start=list(spans["offset_ms"]),
@@ -140,10 +148,8 @@ class TracesView(pn.viewable.Viewer):
         data = {k: (None if pd.isna(row[k]) else row[k]) for k in keep if k in row.index}
         attrs = row.get("attributes")
         if isinstance(attrs, str):
-            try:
+            with contextlib.suppress(ValueError):  # not JSON: show the text as it is
                 attrs = json.loads(attrs)
-            except ValueError:
-                pass
         data["attributes"] = attrs
         message(self.details, json.dumps(data, indent=2, default=str, ensure_ascii=False))
 

@@ -74,7 +74,9 @@ class Workbench(pn.viewable.Viewer):
         self.save_to = save_to or {}
         self._tracer = tracer
         self.traces = TracesView(store) if store is not None else None
-        self.picker = pn.widgets.Select(label="flow", options=list(flows), width=220, css_classes=["wb-picker"])
+        self.picker = pn.widgets.Select(
+            label="flow", options=list(flows), width=220, css_classes=["wb-picker"]
+        )
         self.status = text_pane(css_classes=["wb-open-status"])
         self.description = text_pane(css_classes=["wb-description"], sizing_mode="stretch_width")
         self.main = pn.Row(sizing_mode="stretch_width")
