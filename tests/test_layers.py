@@ -23,7 +23,7 @@ LAYERS = [
     ("workbench.flow",),
     ("workbench.runtime",),
     ("workbench.traces",),
-    ("workbench.examples", "workbench.api"),
+    ("workbench.examples", "workbench.api", "workbench.app"),
     ("workbench.cli", "workbench.__main__"),
 ]
 

@@ -1,7 +1,8 @@
 """Agent Workbench: typed agent flows, Z3-checked rails, local models, DuckDB traces.
 
 ``workbench.run``, ``workbench.check`` and ``workbench.load`` (from ``workbench.api``) are
-the short way in; they are imported on first use so that ``import workbench`` stays cheap.
+the short way in, ``workbench.show(flow)`` draws a flow in a notebook (the ``app`` extra);
+they are imported on first use so that ``import workbench`` stays cheap.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -12,7 +13,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "arun", "check", "load", "run"]
+__all__ = ["__version__", "arun", "check", "load", "run", "show"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from workbench import api
 
         return getattr(api, name)
+    if name == "show":  # the app extra (panel) is imported only when asked for
+        from workbench.app.workbench_app import show
+
+        return show
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -208,6 +208,17 @@ def _print_check(
         )
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``workbench serve``: the app, the trace sink and the REST API in one process."""
+    try:
+        from workbench.app.server import serve
+    except ImportError as exc:
+        raise UsageError(
+            f"workbench serve needs the app extra: pip install 'agent-workbench[app]' ({exc})"
+        ) from None
+    return serve(args.flows, port=args.port, address=args.address, db=args.db, basic_auth=args.basic_auth)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``workbench`` command."""
     parser = argparse.ArgumentParser(
@@ -262,6 +273,25 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help='print {"ok", "errors", "rails"}')
     check.add_argument("--explain", metavar="RAIL", help="print a rail's SMT-LIB, hypotheses and verdict")
     check.set_defaults(handler=cmd_check)
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the workbench app, the trace sink and a REST API",
+        description="Serve the app at /, the OTLP/HTTP trace sink at /v1/traces and /api/... "
+        "(flows, check, runs). Binds 127.0.0.1; another address needs --basic-auth. Exit 2 on bad usage.",
+    )
+    serve.add_argument(
+        "flows", nargs="*", metavar="FLOW", help="flow files (default: examples and ./*.flow.yaml)"
+    )
+    serve.add_argument("--port", type=int, default=5006, help="port (default 5006)")
+    serve.add_argument("--address", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--db", metavar="PATH", help="trace database (default .workbench/traces.duckdb)")
+    serve.add_argument(
+        "--basic-auth",
+        metavar="PASSWORD",
+        help="require this password (or a users JSON file); also WORKBENCH_BASIC_AUTH",
+    )
+    serve.set_defaults(handler=cmd_serve)
 
     for module in PLUGIN_COMMANDS:
         try:

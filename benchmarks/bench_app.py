@@ -1,0 +1,190 @@
+"""Benchmark: the workbench app in a real browser (Playwright driving Chromium).
+
+    python benchmarks/bench_app.py [--nodes 200] [--chromium /usr/bin/chromium]
+
+Starts ``workbench serve`` on a free loopback port (temp cwd and trace database) holding a
+generated chain of ``--nodes`` tool nodes, and beside it, as the peer, a bare Panel page
+(one Markdown pane) served the same way. Prints:
+
+- first render: page load until the canvas shows its first node (triage, the default flow),
+  and the bare Panel page's load until its text shows (the floor any Panel app pays);
+- the big flow: picking it until all its nodes are in the page;
+- drag response: a node dragged 120 px (20 mouse steps) until the browser shows it moved;
+- connect response: a wire dragged between two ports until the server's "connected"
+  message comes back (a round trip through the Python document and a redraw).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chain_flow(n: int) -> str:
+    """A flow of ``n`` tool nodes in a chain (text in, text out)."""
+    lines = ["flow: chain", "version: 1", "inputs: {text: str}", "outputs: {text: str}", "nodes:"]
+    for i in range(n):
+        lines += [
+            f"  n{i}:",
+            "    kind: tool",
+            "    tool: workbench.examples.support:redact",
+            "    inputs: {ticket: str}",
+            "    outputs: {text: str}",
+        ]
+    lines.append("wires:")
+    lines.append("  - text -> n0.ticket")
+    lines += [f"  - n{i}.text -> n{i + 1}.ticket" for i in range(n - 1)]
+    lines.append(f"  - n{n - 1}.text -> text")
+    return "\n".join(lines) + "\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=200)
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        (cwd / "chain.flow.yaml").write_text(chain_flow(args.nodes), encoding="utf-8")
+        port, peer_port = free_port(), free_port()
+        app = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "workbench",
+                "serve",
+                "triage",
+                "chain.flow.yaml",
+                "--port",
+                str(port),
+                "--db",
+                str(cwd / "t.duckdb"),
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        peer_code = (
+            "import panel as pn; pn.serve({'/': lambda: pn.pane.Markdown('peer page ready')}, "
+            f"port={peer_port}, address='127.0.0.1', show=False)"
+        )
+        peer = subprocess.Popen(
+            [sys.executable, "-c", peer_code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/api/flows", app)
+            wait_http(f"http://127.0.0.1:{peer_port}/", peer)
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                # Warm both servers once (first sessions import modules); then measure.
+                page.goto(f"http://127.0.0.1:{peer_port}/")
+                page.get_by_text("peer page ready").wait_for(timeout=60_000)
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.locator(".react-flow__node").first.wait_for(timeout=60_000)
+
+                t = time.perf_counter()
+                page.goto(f"http://127.0.0.1:{peer_port}/")
+                page.get_by_text("peer page ready").wait_for()
+                peer_s = time.perf_counter() - t
+                t = time.perf_counter()
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.locator(".react-flow__node").first.wait_for()
+                first_s = time.perf_counter() - t
+
+                t = time.perf_counter()
+                page.locator(".wb-picker select").select_option("chain")
+                page.locator(f'.react-flow__node[data-id="n{args.nodes - 1}"]').wait_for(
+                    state="attached", timeout=120_000
+                )
+                big_s = time.perf_counter() - t
+                drawn = page.locator(".react-flow__node").count()
+
+                page.locator(".wb-picker select").select_option("triage")
+                node = page.locator('.react-flow__node[data-id="classify"]')
+                node.wait_for()
+                box = node.bounding_box()
+                before = node.get_attribute("style")
+                t = time.perf_counter()
+                page.mouse.move(box["x"] + 20, box["y"] + 10)
+                page.mouse.down()
+                page.mouse.move(box["x"] + 20, box["y"] + 130, steps=20)
+                page.mouse.up()
+                page.wait_for_function(
+                    "([el, old]) => el.getAttribute('style') !== old", arg=[node.element_handle(), before]
+                )
+                drag_s = time.perf_counter() - t
+
+                page.get_by_role("button", name="+ tool").click()
+                page.locator('.react-flow__node[data-id="tool1"]').wait_for()
+                page.locator(".react-flow__controls-fitview").click()
+                page.wait_for_timeout(300)
+                src = page.locator('.react-flow__handle.source[data-nodeid="redact"][data-handleid="text"]')
+                dst = page.locator('.react-flow__handle.target[data-nodeid="tool1"][data-handleid="text"]')
+                a, b = src.bounding_box(), dst.bounding_box()
+                t = time.perf_counter()
+                page.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
+                page.mouse.down()
+                page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=10)
+                page.mouse.up()
+                page.locator(".wb-canvas-message").get_by_text("connected redact.text").wait_for()
+                connect_s = time.perf_counter() - t
+                browser.close()
+        finally:
+            for proc in (app, peer):
+                proc.terminate()
+                proc.wait(20)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"bare Panel page (peer), first render: {peer_s:.2f} s")
+    print(f"workbench app, first render:          {first_s:.2f} s  ({first_s / peer_s:.1f}x the peer)")
+    print(f"{args.nodes}-node flow, picked until drawn:   {big_s:.2f} s  ({drawn} canvas nodes)")
+    print(f"drag a node 120 px (20 steps):        {drag_s * 1000:.0f} ms")
+    print(f"connect two ports (server round trip): {connect_s * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The app in a real browser (Playwright driving Chromium) against a live ``workbench serve``.
+
+One page is driven through canvas and rail edits, a fresh one runs the triage flow and
+reads its trace, a third opens a flow whose texts carry script. Screenshots are written
+to the pytest temp folder (and copied to /work/wt/app-shots when it exists).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import CHROMIUM, CHROMIUM_ARGS, Served, save_shot
+
+FIRST_RENDER_LIMIT_S = 10.0  # a sanity bound only; the benchmark measures the real figure
+
+
+# Module scope, not session: while Playwright's sync API is open its event loop counts as
+# running in this thread, and other tests' asyncio.run() would fail.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(
+            f"no browser: {CHROMIUM} is missing (apt-get install chromium); the browser tests need it"
+        )
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def context(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    ctx.set_default_timeout(15_000)
+    ctx.requests = []  # every URL any page asked for
+    ctx.on("request", lambda r: ctx.requests.append(r.url))
+    yield ctx
+    ctx.close()
+
+
+def open_app(context: Any, server: Served, flow: str | None = None, node: str = "") -> tuple[Any, float]:
+    """A new page with the app; returns it and the seconds until the canvas drew its nodes."""
+    page = context.new_page()
+    start = time.perf_counter()
+    page.goto(server.url + "/")
+    page.locator(".react-flow__node").first.wait_for(timeout=30_000)
+    seconds = time.perf_counter() - start
+    if flow is not None:
+        page.locator(".wb-picker select").select_option(flow)
+        page.locator(f'.react-flow__node[data-id="{node}"]').wait_for()  # the new flow is drawn
+    return page, seconds
+
+
+def text_of(page: Any, host: str) -> str:
+    """The text a ``text_pane`` shows (inner_text does not enter Panel's shadow roots; CSS does)."""
+    return page.locator(f"{host} .wb-text").first.inner_text()
+
+
+def tab(page: Any, name: str) -> Any:
+    """A tab header of Panel's Tabs (Bokeh draws them as .bk-tab elements)."""
+    return page.locator(".bk-tab").filter(has_text=name).first
+
+
+def handle(page: Any, node: str, port: str, side: str) -> Any:
+    return page.locator(f'.react-flow__handle.{side}[data-nodeid="{node}"][data-handleid="{port}"]')
+
+
+def drag(page: Any, source: Any, target: Any) -> None:
+    """Drag from one handle to another with the mouse, as a person would."""
+    a, b = source.bounding_box(), target.bounding_box()
+    page.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=12)
+    page.mouse.up()
+
+
+@pytest.fixture(scope="module")
+def triage_page(context: Any, server: Served, shots: Path) -> Iterator[Any]:
+    page, seconds = open_app(context, server)
+    assert seconds < FIRST_RENDER_LIMIT_S, f"first render took {seconds:.1f} s"
+    save_shot(page, shots, "01-first-render")
+    page.locator(".wb-picker select").select_option("triage")
+    page.locator('.react-flow__node[data-id="classify"]').wait_for()
+    yield page
+    page.close()
+
+
+def test_rail_edit_shows_parse_errors_and_new_status(triage_page: Any, shots: Path) -> None:
+    page = triage_page
+    tab(page, "Rails").click()
+    statuses = page.locator(".wb-rail-statuses")
+    statuses.get_by_text("enforced  no_email").wait_for()
+    page.locator(".wb-rail-choice select").select_option("no_email")
+    editor = page.locator(".wb-rail-editor input")
+    editor.fill("priority >= ")
+    feedback = page.locator(".wb-rail-feedback")
+    feedback.get_by_text("column").wait_for()
+    assert "^" in text_of(page, ".wb-rail-feedback")
+    save_shot(page, shots, "02-rail-parse-error")
+    # Follows from enterprise_first upstream (the wire carries priority here): proved.
+    editor.fill('implies(tier == "enterprise", priority >= 2)')
+    editor.press("Enter")
+    statuses.get_by_text("proved  no_email").wait_for()
+    # The proved rail's port is marked on the canvas (a green ring on its handle).
+    ring = handle(page, "summarise", "reply", "source").evaluate("e => getComputedStyle(e).boxShadow")
+    assert "22, 163, 74" in ring
+    save_shot(page, shots, "03-rail-proved")
+
+
+def test_add_two_nodes_connect_and_refuse_a_mismatch(triage_page: Any, shots: Path) -> None:
+    page = triage_page
+    page.get_by_role("button", name="+ tool").click()
+    page.locator('.react-flow__node[data-id="tool1"]').wait_for()
+    page.get_by_role("button", name="+ llm").click()
+    page.locator('.react-flow__node[data-id="llm1"]').wait_for()
+    page.locator(".react-flow__controls-fitview").click()
+    page.wait_for_timeout(400)
+    drag(page, handle(page, "tool1", "result", "source"), handle(page, "llm1", "text", "target"))
+    message = page.locator(".wb-canvas-message")
+    message.get_by_text("connected tool1.result -> llm1.text").wait_for()
+    page.locator('.react-flow__edge[data-id="tool1.result -> llm1.text"]').wait_for()
+    save_shot(page, shots, "04-two-nodes-connected")
+
+    edges = page.locator(".react-flow__edge").count()
+    drag(page, handle(page, "redact", "text", "source"), handle(page, "prioritise", "urgency", "target"))
+    message.get_by_text("refused").wait_for()
+    text = text_of(page, ".wb-canvas-message")
+    for part in ("redact.text", "(str)", "prioritise.urgency", "(int"):
+        assert part in text, text
+    page.wait_for_timeout(300)
+    assert page.locator(".react-flow__edge").count() == edges  # the wire was taken back
+    save_shot(page, shots, "05-incompatible-refused")
+
+    page.get_by_role("button", name="Undo").click()
+    message.get_by_text("undo: connect tool1.result -> llm1.text").wait_for()
+    page.locator('.react-flow__edge[data-id="tool1.result -> llm1.text"]').wait_for(state="detached")
+
+
+def test_run_triage_then_see_its_trace(context: Any, server: Served, shots: Path) -> None:
+    page, _ = open_app(context, server, "triage", "classify")
+    tab(page, "Run").click()
+    page.locator(".wb-run-form textarea").fill("Invoice charged twice, urgent! mail me at a@b.example")
+    page.locator(".wb-run-form select").select_option("enterprise")
+    page.locator(".wb-run-button button").click()
+    status = page.locator(".wb-run-status")
+    status.get_by_text(": ok in").wait_for(timeout=30_000)
+    outputs = text_of(page, ".wb-run-outputs")
+    assert '"category": "billing"' in outputs and '"priority": 2' in outputs
+    assert "a@b.example" not in outputs  # redacted by the flow's first node
+    rails = text_of(page, ".wb-run-rails")
+    assert "pass  no_email" in rails and "pass  enterprise_first" in rails
+    # Every node that ran is lit green on the canvas.
+    glow = page.locator('.react-flow__node[data-id="summarise"]').evaluate(
+        "e => getComputedStyle(e).boxShadow"
+    )
+    assert "22, 163, 74" in glow
+    save_shot(page, shots, "06-run-done")
+    run_id = text_of(page, ".wb-run-status").split()[1].rstrip(":")
+
+    tab(page, "Traces").click()
+    table = page.locator(".wb-runs")
+    table.get_by_text(run_id).first.click()
+    details = page.locator(".wb-span-details")
+    details.get_by_text("invoke_flow triage").wait_for()
+    assert run_id in text_of(page, ".wb-span-details")
+    page.wait_for_timeout(500)
+    save_shot(page, shots, "07-trace-timeline")
+    page.close()
+
+
+def test_script_in_flow_text_never_runs(context: Any, server: Served, shots: Path) -> None:
+    page, _ = open_app(context, server, "evil", "shout")
+    page.locator(".wb-description").get_by_text("<script>window.__pwned=1</script>").wait_for()
+    page.locator('.react-flow__node[data-id="shout"]').click()
+    page.locator(".wb-node-info").get_by_text("shout · tool").wait_for()
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__pwned") is None
+    save_shot(page, shots, "08-script-shown-as-text")
+    page.close()
+
+
+def test_every_request_stays_on_the_local_server(context: Any, server: Served) -> None:
+    """Runs last in this module: every page above made its requests by now."""
+    assert context.requests, "no requests were recorded"
+    host = server.url.removeprefix("http://")
+    # blob: URLs are in-page memory of this origin (the ES module shim loads modules so).
+    local = (f"http://{host}/", f"ws://{host}/", f"blob:http://{host}/")
+    elsewhere = [u for u in context.requests if not u.startswith(local)]
+    assert elsewhere == []

@@ -1,0 +1,186 @@
+"""The app's parts in Python: document edits, undo/redo, save, layout sidecar, canvas events."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from workbench.app.canvas import FlowCanvas
+from workbench.app.document import KIND_TEMPLATES, FlowDocument, IncompatibleConnection, StaleFileError
+from workbench.app.layout import INPUTS_ID, OUTPUTS_ID, auto_layout, layout_path, read_layout
+from workbench.app.rails_panel import RailsPanel, parse_problem
+from workbench.examples import flow_path
+from workbench.flow import dumps, load, loads
+from workbench.flow.validate import problems
+
+
+@pytest.fixture
+def triage(tmp_path: Path) -> Path:
+    path = tmp_path / "triage.flow.yaml"
+    path.write_text(dumps(load(flow_path("triage"))), encoding="utf-8")
+    return path
+
+
+def test_saving_an_unchanged_flow_rewrites_it_byte_for_byte(triage: Path) -> None:
+    before = triage.read_bytes()
+    doc = FlowDocument.open(triage)
+    assert not doc.dirty
+    doc.save()
+    assert triage.read_bytes() == before
+    assert layout_path(triage) == triage.with_name("triage.layout.json")
+    assert set(read_layout(triage)) == {INPUTS_ID, OUTPUTS_ID, *load(triage).nodes}
+
+
+def test_canvas_edits_round_trip_through_dumps(triage: Path) -> None:
+    doc = FlowDocument.open(triage)
+    canvas = FlowCanvas(doc)
+    name = canvas.add_node("tool")
+    assert canvas.connect("redact.text", f"{name}.text")
+    doc.set_config(name, "tool", "workbench.examples.support:redact")
+    text = doc.text()
+    again = loads(text)
+    assert dumps(again) == text
+    assert f"redact.text -> {name}.text" in [str(w) for w in again.wires]
+    assert again.nodes[name].config["tool"] == "workbench.examples.support:redact"
+    # The canvas shows the new node and wire.
+    assert name in [n["id"] for n in canvas.flow_view.nodes]
+    assert f"redact.text -> {name}.text" in [e["id"] for e in canvas.flow_view.edges]
+
+
+def test_palette_nodes_are_valid_for_their_kind(triage: Path) -> None:
+    doc = FlowDocument.open(triage)
+    for kind in KIND_TEMPLATES:
+        doc.add_node(kind)
+    kind_errors = [p for p in problems(doc.flow) if "not connected" not in p]
+    assert kind_errors == []
+
+
+def test_incompatible_connection_names_both_ports_and_types(triage: Path) -> None:
+    doc = FlowDocument.open(triage)
+    canvas = FlowCanvas(doc)
+    wires = list(doc.flow.wires)
+    with pytest.raises(IncompatibleConnection, match=r"redact\.text \(str\).*prioritise\.urgency \(int"):
+        doc.connect("redact.text", "prioritise.urgency")
+    assert not canvas.connect("classify.category", "prioritise.urgency")
+    assert "classify.category (Category)" in canvas.message.object
+    assert "prioritise.urgency (int" in canvas.message.object
+    assert doc.flow.wires == wires and not doc.can_undo
+
+
+def test_browser_edge_event_is_checked_and_taken_back(triage: Path) -> None:
+    doc = FlowDocument.open(triage)
+    canvas = FlowCanvas(doc)
+    edge = {
+        "id": "x",
+        "source": "redact",
+        "target": "prioritise",
+        "sourceHandle": "text",
+        "targetHandle": "urgency",
+    }
+    canvas.flow_view.add_edge(edge)  # what the frontend's edge_added message does
+    assert "x" not in [e["id"] for e in canvas.flow_view.edges]
+    assert "refused" in canvas.message.object
+    good = {
+        "id": "y",
+        "source": INPUTS_ID,
+        "target": "summarise",
+        "sourceHandle": "ticket",
+        "targetHandle": "text",
+    }
+    canvas.flow_view.add_edge(good)
+    assert "ticket -> summarise.text" in [str(w) for w in doc.flow.wires]
+    assert "redact.text -> summarise.text" not in [str(w) for w in doc.flow.wires]  # replaced
+
+
+def test_undo_and_redo_walk_the_command_stack(triage: Path) -> None:
+    doc = FlowDocument.open(triage)
+    original = doc.text()
+    name = doc.add_node("llm")
+    doc.connect("redact.text", f"{name}.text")
+    doc.remove_node("classify")
+    after = doc.text()
+    assert doc.undo() == "delete classify"
+    assert "classify" in doc.flow.nodes
+    assert doc.undo() == f"connect redact.text -> {name}.text"
+    assert doc.undo() == f"add {name}"
+    assert doc.text() == original and doc.undo() is None
+    assert doc.redo() and doc.redo() and doc.redo()
+    assert doc.text() == after and doc.redo() is None
+    doc.undo()
+    doc.move("redact", (1.0, 2.0))  # a new edit clears what could be redone
+    assert not doc.can_redo
+
+
+def test_save_refuses_a_file_changed_on_disk(triage: Path) -> None:
+    doc = FlowDocument.open(triage)
+    doc.add_node("tool")
+    triage.write_text(triage.read_text(encoding="utf-8") + "# someone else's edit\n", encoding="utf-8")
+    with pytest.raises(StaleFileError, match="changed on disk"):
+        doc.save()
+    assert triage.read_text(encoding="utf-8").endswith("# someone else's edit\n")
+    canvas = FlowCanvas(doc)
+    assert not canvas.save()
+    assert "changed on disk" in canvas.message.object
+
+
+def test_example_saves_as_a_new_file_and_never_overwrites_one(tmp_path: Path) -> None:
+    target = tmp_path / "triage.flow.yaml"
+    doc = FlowDocument.open(flow_path("triage"), save_to=target)
+    assert doc.save() == target
+    assert target.read_text(encoding="utf-8") == dumps(load(flow_path("triage")))
+    other = FlowDocument.open(flow_path("triage"), save_to=target)
+    with pytest.raises(StaleFileError, match="already exists"):
+        other.save()
+
+
+def test_positions_live_in_the_sidecar_only(triage: Path) -> None:
+    doc = FlowDocument.open(triage)
+    doc.move("classify", (123.0, 456.0))
+    doc.save()
+    assert "123" not in triage.read_text(encoding="utf-8")
+    data = json.loads(layout_path(triage).read_text(encoding="utf-8"))
+    assert data["nodes"]["classify"] == [123.0, 456.0]
+    assert FlowDocument.open(triage).positions["classify"] == (123.0, 456.0)
+
+
+def test_auto_layout_puts_each_node_right_of_its_inputs(tmp_path: Path) -> None:
+    flow = load(flow_path("triage"))
+    pos = auto_layout(flow)
+    for wire in flow.wires:
+        if wire.source.node and wire.target.node:
+            assert pos[wire.source.node][0] < pos[wire.target.node][0]
+    assert pos[INPUTS_ID][0] < min(x for x, _ in pos.values() if x != pos[INPUTS_ID][0])
+    assert pos[OUTPUTS_ID][0] == max(x for x, _ in pos.values())
+    # Kept positions win; the rest is laid out.
+    assert auto_layout(flow, {"redact": (5.0, 6.0)})["redact"] == (5.0, 6.0)
+
+
+def test_rail_parse_error_points_at_the_column(triage: Path) -> None:
+    doc = FlowDocument.open(triage)
+    problem = parse_problem(doc, "no_email", "priority >= ")
+    assert problem is not None and "column" in problem
+    assert problem.splitlines()[-1].index("^") == len("  priority >= ") or "^" in problem
+    assert parse_problem(doc, "no_email", "priority >= 1") is None
+
+
+def test_rails_panel_status_changes_with_the_rail(triage: Path) -> None:
+    doc = FlowDocument.open(triage)
+    marks: dict[str, str] = {}
+    panel = RailsPanel(doc, on_marks=marks.update)
+    assert {r["name"]: r["status"] for r in panel.report["rails"]}["no_email"] == "enforced"
+    panel.choice.value = "no_email"
+    panel.editor.value = 'implies(tier == "enterprise", priority >= 2)'
+    assert {r["name"]: r["status"] for r in panel.report["rails"]}["no_email"] == "proved"
+    assert marks["summarise.reply"] == "proved"
+    assert doc.can_undo
+
+
+def test_show_builds_a_notebook_view() -> None:
+    import workbench
+
+    view = workbench.show("triage")
+    assert view is not None
+    shutil.rmtree(Path(".workbench-never"), ignore_errors=True)

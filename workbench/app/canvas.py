@@ -1,0 +1,440 @@
+"""The flow canvas (panel-reactflow): typed ports, connect, palette, inspector, undo, save.
+
+``FlowCanvas(doc)`` shows a ``FlowDocument``. Every node of the flow is one canvas node
+with its own node type (its typed ports); the flow's inputs and outputs are two more.
+Edits from the browser (a new wire, a deleted node, a move) go through the document, so
+they are type-checked and undoable, and the canvas is redrawn from the document after
+each. A wire between incompatible ports is taken back with a message naming both ports
+and both types (``Type.accepts``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+from panel_reactflow import NodeType, ReactFlow
+
+from workbench.errors import WorkbenchError
+from workbench.flow import Flow, PortRef, Wire
+from workbench.types import Bool, Enum, Float, Int, List, Record, Str, Type
+
+from .document import KIND_TEMPLATES, FlowDocument
+from .layout import INPUTS_ID, OUTPUTS_ID, auto_layout
+from .text import message, text_pane
+
+__all__ = ["TYPE_COLOURS", "FlowCanvas", "type_colour"]
+
+TYPE_COLOURS = {
+    Str: "#2563eb",
+    Int: "#16a34a",
+    Float: "#0d9488",
+    Bool: "#ea580c",
+    Enum: "#9333ea",
+    List: "#a16207",
+    Record: "#dc2626",
+}
+KIND_COLOURS = {
+    "tool": "#f1f5f9",
+    "llm": "#fef3c7",
+    "router": "#e0f2fe",
+    "loop": "#ede9fe",
+    "vote": "#fce7f3",
+    "flow": "#dcfce7",
+}
+
+BASE_CSS = """
+.react-flow__node { font-size: 12px; border-radius: 6px; min-width: 210px; padding: 0; }
+.rf-node-label { text-align: center; margin: 0 !important; }
+.react-flow__handle { width: 11px; height: 11px; border: 2px solid #fff; }
+.react-flow__handle::before {
+  content: attr(data-handleid); position: absolute; top: -4px; font-size: 10px;
+  color: #334155; white-space: nowrap; pointer-events: none;
+}
+.react-flow__handle-left::before { left: 12px; }
+.react-flow__handle-right::before { right: 12px; }
+"""
+
+
+def type_colour(typ: Type) -> str:
+    """The colour of a port of type ``typ``."""
+    return TYPE_COLOURS.get(type(typ), "#64748b")
+
+
+def _handles(ports: dict[str, Type]) -> list[str | dict[str, Any]]:
+    return [{"id": p, "label": p, "type": t.describe()} for p, t in ports.items()]
+
+
+def _on_click(button: pn.widgets.Button, action: Callable[[], object]) -> None:
+    """Run ``action`` on every click of ``button`` (what it returns is not Panel's business)."""
+
+    def handler(_event: object) -> None:
+        action()
+
+    button.on_click(handler)
+
+
+def _css_id(value: str) -> str:
+    # Canvas ids are identifiers or 'flow.inputs'/'flow.outputs': nothing to escape in CSS.
+    return value.replace("\\", "").replace('"', "")
+
+
+class FlowCanvas(pn.viewable.Viewer):
+    """The editable canvas of one ``FlowDocument`` with palette, toolbar and inspector."""
+
+    def __init__(self, doc: FlowDocument, *, height: int = 560, **params: Any) -> None:
+        super().__init__(**params)
+        self.doc = doc
+        self._revision = 0
+        self._applying = False  # set while the canvas is redrawn from the document
+        self.rail_marks: dict[str, str] = {}  # "node.port" -> rail status (from the rails panel)
+        self.run_marks: dict[str, str] = {}  # node -> running | done | failed
+        self.flow_view = ReactFlow(
+            sizing_mode="stretch_width",
+            height=height,
+            connection_validation={"direction": True, "duplicates": True},
+            display_side_bar=False,
+            min_zoom=0.1,
+            show_minimap=False,
+            stylesheets=[BASE_CSS],
+        )
+        self.flow_view.on("edge_added", self._on_edge_added)
+        self.flow_view.on("edge_deleted", self._on_edge_deleted)
+        self.flow_view.on("node_deleted", self._on_node_deleted)
+        self.flow_view.on("node_moved", self._on_node_moved)
+        self.flow_view.on("selection_changed", self._on_selection)
+        self.message = text_pane(sizing_mode="stretch_width", css_classes=["wb-canvas-message"])
+        self.inspector = pn.Column(sizing_mode="stretch_width", min_width=260)
+        self.selected: str | None = None
+        palette = [
+            pn.widgets.Button(label=f"+ {kind}", color="light", width=60, css_classes=[f"wb-add-{kind}"])
+            for kind in KIND_TEMPLATES
+        ]
+        for button, kind in zip(palette, KIND_TEMPLATES):
+            _on_click(button, functools.partial(self.add_node, kind))
+        self.undo_button = pn.widgets.Button(label="Undo", width=60)
+        self.redo_button = pn.widgets.Button(label="Redo", width=60)
+        self.delete_button = pn.widgets.Button(label="Delete", width=66, color="warning")
+        self.layout_button = pn.widgets.Button(label="Layout", width=66)
+        self.save_button = pn.widgets.Button(label="Save", width=60, color="primary")
+        _on_click(self.undo_button, lambda: self._history(self.doc.undo, "undo"))
+        _on_click(self.redo_button, lambda: self._history(self.doc.redo, "redo"))
+        _on_click(self.delete_button, self.delete_selected)
+        _on_click(self.layout_button, self.relayout)
+        _on_click(self.save_button, self.save)
+        self.toolbar = pn.FlexBox(
+            *palette,
+            self.undo_button,
+            self.redo_button,
+            self.delete_button,
+            self.layout_button,
+            self.save_button,
+            sizing_mode="stretch_width",
+            gap="4px",
+        )
+        self.listeners: list[Any] = []  # called with the document after every edit
+        self.redraw()
+        self._show_inspector()
+
+    # -- drawing --------------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        """Rebuild the canvas from the document (nodes, ports, wires, marks)."""
+        flow = self.doc.flow
+        self.doc.positions = auto_layout(flow, self.doc.positions)
+        types: dict[str, Any] = {
+            INPUTS_ID: NodeType(type=INPUTS_ID, label="inputs", inputs=[], outputs=_handles(flow.inputs)),
+            OUTPUTS_ID: NodeType(type=OUTPUTS_ID, label="outputs", inputs=_handles(flow.outputs), outputs=[]),
+        }
+        nodes = [
+            self._node(INPUTS_ID, "inputs", "#f8fafc", len(flow.inputs)),
+            self._node(OUTPUTS_ID, "outputs", "#f8fafc", len(flow.outputs)),
+        ]
+        for name, node in flow.nodes.items():
+            types[name] = NodeType(
+                type=name, label=name, inputs=_handles(node.inputs), outputs=_handles(node.outputs)
+            )
+            ports = max(len(node.inputs), len(node.outputs))
+            nodes.append(
+                self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports)
+            )
+        # A fresh class per redraw: the browser skips edge lists equal to the last one it
+        # was sent, and after a refused wire that is exactly what it gets (but shows one more).
+        self._revision += 1
+        edges = [self._edge(w) for w in flow.wires]
+        self._applying = True
+        try:
+            self.flow_view.param.update(node_types=types, nodes=nodes, edges=edges)
+        finally:
+            self._applying = False
+        self._restyle()
+        self._update_buttons()
+
+    def _node(self, node_id: str, label: str, colour: str, ports: int) -> dict[str, Any]:
+        x, y = self.doc.positions[node_id]
+        # Tall enough that the port names beside the handles do not overlap.
+        return {
+            "id": node_id,
+            "type": node_id,
+            "label": label,
+            "position": {"x": x, "y": y},
+            "data": {},
+            "style": {
+                "background": colour,
+                "border": "1px solid #94a3b8",
+                "minHeight": f"{30 * max(ports, 1) + 40}px",
+            },
+            "deletable": node_id not in (INPUTS_ID, OUTPUTS_ID),
+        }
+
+    @staticmethod
+    def _end(ref: PortRef, side: str) -> tuple[str, str]:
+        if ref.node is None:
+            return (INPUTS_ID if side == "source" else OUTPUTS_ID), ref.port
+        return ref.node, ref.port
+
+    def _edge(self, wire: Wire) -> dict[str, Any]:
+        src, src_port = self._end(wire.source, "source")
+        dst, dst_port = self._end(wire.target, "target")
+        typ = self.doc.flow.source_type(wire.source)
+        return {
+            "id": str(wire),
+            "source": src,
+            "target": dst,
+            "sourceHandle": src_port,
+            "targetHandle": dst_port,
+            "style": {"stroke": type_colour(typ) if typ else "#94a3b8", "strokeWidth": 2},
+            "className": f"wb-rev-{self._revision}",
+        }
+
+    def _restyle(self) -> None:
+        """Port colours by type, rail marks on ports, run progress on nodes (one stylesheet)."""
+        flow = self.doc.flow
+        rules = []
+        sides = [(INPUTS_ID, flow.inputs), (OUTPUTS_ID, flow.outputs)]
+        sides += [(n, {**node.inputs, **node.outputs}) for n, node in flow.nodes.items()]
+        for node_id, ports in sides:
+            for port, typ in ports.items():
+                sel = (
+                    f'.react-flow__handle[data-nodeid="{_css_id(node_id)}"][data-handleid="{_css_id(port)}"]'
+                )
+                rules.append(f"{sel} {{ background: {type_colour(typ)}; }}")
+        ring = {"proved": "#16a34a", "conflict": "#dc2626", "enforced": "#d97706"}
+        for where, status in self.rail_marks.items():
+            node, _, port = where.rpartition(".")
+            node_id = node or (INPUTS_ID if port in flow.inputs else OUTPUTS_ID)
+            colour = ring.get(status)
+            if colour:
+                sel = (
+                    f'.react-flow__handle[data-nodeid="{_css_id(node_id)}"][data-handleid="{_css_id(port)}"]'
+                )
+                rules.append(f"{sel} {{ box-shadow: 0 0 0 3px {colour}; }}")
+                if status == "conflict":
+                    rules.append(
+                        f'.react-flow__node[data-id="{_css_id(node_id)}"] {{ outline: 3px solid #dc2626; }}'
+                    )
+        glow = {"running": "#f59e0b", "done": "#16a34a", "failed": "#dc2626"}
+        for node_id, state in self.run_marks.items():
+            rules.append(
+                f'.react-flow__node[data-id="{_css_id(node_id)}"] '
+                f"{{ box-shadow: 0 0 0 4px {glow.get(state, '#94a3b8')}; }}"
+            )
+        self.flow_view.stylesheets = [BASE_CSS, "\n".join(rules)]
+
+    def mark_rails(self, marks: dict[str, str]) -> None:
+        """Show rail statuses on ports (``{"node.port": "proved"|"conflict"|...}``)."""
+        self.rail_marks = dict(marks)
+        self._restyle()
+
+    def mark_run(self, node: str, state: str | None) -> None:
+        """Light up a node while it runs (``running``, ``done``, ``failed``; None clears)."""
+        if state is None:
+            self.run_marks.pop(node, None)
+        else:
+            self.run_marks[node] = state
+        self._restyle()
+
+    def clear_run_marks(self) -> None:
+        """Remove all run progress marks."""
+        self.run_marks = {}
+        self._restyle()
+
+    def _update_buttons(self) -> None:
+        self.undo_button.disabled = not self.doc.can_undo
+        self.redo_button.disabled = not self.doc.can_redo
+
+    # -- edits ----------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.redraw()
+        self._show_inspector()
+        for listener in self.listeners:
+            listener(self.doc)
+
+    def say(self, text: str, style: str = "info") -> None:
+        """Show a one-line message above the canvas."""
+        message(self.message, text, style)
+
+    def add_node(self, kind: str) -> str:
+        """Add a node of ``kind`` (palette)."""
+        name = self.doc.add_node(kind)
+        self.selected = name
+        self.say(f"added {name} ({kind})")
+        self._changed()
+        return name
+
+    def delete_selected(self) -> None:
+        """Delete the selected node."""
+        if self.selected and self.selected in self.doc.flow.nodes:
+            name = self.selected
+            self.doc.remove_node(name)
+            self.selected = None
+            self.say(f"deleted {name}")
+            self._changed()
+        else:
+            self.say("select a node to delete first")
+
+    def relayout(self) -> None:
+        """Lay every node out again (undoable)."""
+        for node_id, pos in auto_layout(self.doc.flow).items():
+            self.doc.move(node_id, pos)
+        self._changed()
+
+    def _history(self, step: Any, what: str) -> None:
+        label = step()
+        self.say(f"{what}: {label}" if label else f"nothing to {what}")
+        self._changed()
+
+    def connect(self, source: str, target: str) -> bool:
+        """Wire ``source -> target``; on a type mismatch show why and return False."""
+        try:
+            wire = self.doc.connect(source, target)
+        except WorkbenchError as exc:
+            self.say(f"refused: {exc}", "error")
+            self._changed()
+            return False
+        self.say(f"connected {wire}", "ok")
+        self._changed()
+        return True
+
+    def save(self, path: str | None = None) -> bool:
+        """Save the flow file and layout; show why not when refused."""
+        try:
+            target = self.doc.save(path)
+        except WorkbenchError as exc:
+            self.say(str(exc), "error")
+            return False
+        self.say(f"saved {target}", "ok")
+        return True
+
+    # -- browser events ---------------------------------------------------------------------
+
+    def _ref(self, node_id: str, port: str | None) -> PortRef:
+        if node_id in (INPUTS_ID, OUTPUTS_ID):
+            return PortRef(None, port or "")
+        return PortRef(node_id, port or "")
+
+    def _on_edge_added(self, payload: dict[str, Any]) -> None:
+        if self._applying:
+            return
+        edge = payload.get("edge") or {}
+        source = self._ref(edge.get("source", ""), edge.get("sourceHandle"))
+        target = self._ref(edge.get("target", ""), edge.get("targetHandle"))
+        self.connect(str(source), str(target))
+
+    def _on_edge_deleted(self, payload: dict[str, Any]) -> None:
+        if self._applying:
+            return
+        edge_id = payload.get("edge_id")
+        for wire in self.doc.flow.wires:
+            if str(wire) == edge_id:
+                self.doc.disconnect(wire)
+                self.say(f"removed wire {wire}")
+                self._changed()
+                return
+
+    def _on_node_deleted(self, payload: dict[str, Any]) -> None:
+        if self._applying:
+            return
+        name = payload.get("node_id")
+        if name in self.doc.flow.nodes:
+            self.doc.remove_node(name)
+            self.selected = None
+            self.say(f"deleted {name}")
+            self._changed()
+        elif name in (INPUTS_ID, OUTPUTS_ID):
+            self.redraw()  # the flow's own ports cannot go
+
+    def _on_node_moved(self, payload: dict[str, Any]) -> None:
+        pos = payload.get("position") or {}
+        node_id = payload.get("node_id")
+        if node_id in self.doc.positions and "x" in pos and "y" in pos:
+            self.doc.move(node_id, (float(pos["x"]), float(pos["y"])))
+            self._update_buttons()
+
+    def _on_selection(self, payload: dict[str, Any]) -> None:
+        nodes = payload.get("nodes") or []
+        selected = nodes[0] if nodes else None
+        if selected != self.selected:
+            self.selected = selected
+            self._show_inspector()
+
+    # -- inspector ------------------------------------------------------------------------
+
+    def _show_inspector(self) -> None:
+        flow: Flow = self.doc.flow
+        node = flow.nodes.get(self.selected or "")
+        if node is None:
+            lines = [f"flow {flow.name}", f"{len(flow.nodes)} nodes, {len(flow.wires)} wires"]
+            if flow.description:
+                lines.append(flow.description)
+            lines.append("inputs: " + ", ".join(f"{k}: {t.describe()}" for k, t in flow.inputs.items()))
+            lines.append("outputs: " + ", ".join(f"{k}: {t.describe()}" for k, t in flow.outputs.items()))
+            self.inspector[:] = [
+                pn.pane.HTML("<b>Inspector</b> (select a node)"),
+                text_pane("\n".join(lines), pre=True, css_classes=["wb-flow-info"]),
+            ]
+            return
+        summary = [f"{node.name} · {node.kind}"]
+        summary += [f"in  {k}: {t.describe()}" for k, t in node.inputs.items()]
+        summary += [f"out {k}: {t.describe()}" for k, t in node.outputs.items()]
+        widgets: list[Any] = [
+            pn.pane.HTML("<b>Inspector</b>"),
+            text_pane("\n".join(summary), pre=True, css_classes=["wb-node-info"]),
+        ]
+        keys = {"tool": ["tool"], "llm": ["model", "prompt", "system"]}.get(node.kind, [])
+        for key in keys:
+            value = node.config.get(key)
+            cls = pn.widgets.TextAreaInput if key in ("prompt", "system") else pn.widgets.TextInput
+            widget = cls(label=key, value="" if value is None else str(value), sizing_mode="stretch_width")
+            widget.param.watch(lambda e, k=key, n=node.name: self._set_config(n, k, e.new), "value")
+            widgets.append(widget)
+        guarantees = pn.widgets.TextAreaInput(
+            label="guarantees (one rail per line)",
+            value="\n".join(node.guarantees),
+            sizing_mode="stretch_width",
+            height=80,
+        )
+        guarantees.param.watch(lambda e, n=node.name: self._set_guarantees(n, e.new), "value")
+        widgets.append(guarantees)
+        self.inspector[:] = widgets
+
+    def _set_config(self, name: str, key: str, value: str) -> None:
+        if name in self.doc.flow.nodes:
+            self.doc.set_config(name, key, value or None)
+            self.say(f"set {name}.{key}")
+            self._update_buttons()
+            for listener in self.listeners:
+                listener(self.doc)
+
+    def _set_guarantees(self, name: str, text: str) -> None:
+        if name in self.doc.flow.nodes:
+            self.doc.set_guarantees(name, [line.strip() for line in text.splitlines() if line.strip()])
+            self._update_buttons()
+            for listener in self.listeners:
+                listener(self.doc)
+
+    def __panel__(self) -> Any:
+        return pn.Column(self.toolbar, self.message, self.flow_view, sizing_mode="stretch_width")

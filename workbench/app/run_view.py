@@ -1,0 +1,220 @@
+"""The run view: a form from the flow's input types, run, progress on the canvas, cancel.
+
+The run happens in the serving process, on its event loop, traced to the store that
+process owns. Progress comes from the tracer itself: ``ProgressTracer`` passes every span
+on and reports node spans starting and ending, which light the nodes up on the canvas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+
+from workbench.errors import WorkbenchError
+from workbench.spans import Span, Tracer
+from workbench.types import Bool, Enum, Float, Int, Str, Type
+
+from .document import FlowDocument
+from .text import message, text_pane
+
+__all__ = ["ProgressTracer", "RunView", "input_widget", "widget_value"]
+
+NODE_ATTR = "workbench.node.name"
+
+
+class ProgressTracer:
+    """A ``Tracer`` that forwards to ``inner`` and calls ``on_node(name, state)`` for node spans."""
+
+    def __init__(self, inner: Tracer | None, on_node: Callable[[str, str], None]) -> None:
+        self.inner = inner
+        self.on_node = on_node
+        if inner is None:
+            from workbench.spans import NoopTracer
+
+            self.inner = NoopTracer()
+
+    def start_span(
+        self,
+        name: str,
+        *,
+        parent: Span | None = None,
+        kind: str = "INTERNAL",
+        attributes: dict[str, Any] | None = None,
+    ) -> Span:
+        """Open a span (and report a node starting)."""
+        assert self.inner is not None
+        span = self.inner.start_span(name, parent=parent, kind=kind, attributes=attributes)
+        node = (attributes or {}).get(NODE_ATTR)
+        if node:
+            self.on_node(str(node), "running")
+        return span
+
+    def add_event(self, span: Span, name: str, attributes: dict[str, Any] | None = None) -> None:
+        """Attach an event."""
+        assert self.inner is not None
+        self.inner.add_event(span, name, attributes)
+
+    def end_span(self, span: Span, *, status: str = "OK", message: str | None = None) -> None:
+        """Close a span (and report a node ending)."""
+        assert self.inner is not None
+        self.inner.end_span(span, status=status, message=message)
+        node = span.attributes.get(NODE_ATTR)
+        if node:
+            self.on_node(str(node), "failed" if status == "ERROR" else "done")
+
+    def flush(self) -> None:
+        """Flush the inner tracer."""
+        assert self.inner is not None
+        self.inner.flush()
+
+
+def input_widget(name: str, typ: Type) -> Any:
+    """A widget for one flow input of type ``typ`` (JSON text for lists and records)."""
+    label = f"{name} ({typ.describe()})"
+    if isinstance(typ, Enum):
+        return pn.widgets.Select(label=label, options=list(typ.values))
+    if isinstance(typ, Bool):
+        return pn.widgets.Checkbox(label=label)
+    if isinstance(typ, Int):
+        return pn.widgets.IntInput(label=label, value=0)
+    if isinstance(typ, Float):
+        return pn.widgets.FloatInput(label=label, value=0.0)
+    if isinstance(typ, Str):
+        return pn.widgets.TextAreaInput(label=label, value="", height=70, sizing_mode="stretch_width")
+    return pn.widgets.TextAreaInput(
+        label=label + " as JSON", value="", height=70, sizing_mode="stretch_width"
+    )
+
+
+def widget_value(widget: Any, typ: Type) -> Any:
+    """The value of an ``input_widget`` (JSON parsed for lists and records)."""
+    if isinstance(typ, Str | Enum | Bool | Int | Float):
+        return widget.value
+    return json.loads(widget.value or "null")
+
+
+class RunView(pn.viewable.Viewer):
+    """Run the document's flow from a generated form and show outputs and rail verdicts.
+
+    ``tracer``: a zero-argument callable giving the tracer of one run and whether to close
+    it after (the server passes its own writer; by default ``workbench.traces.tracer_for``).
+    ``on_node``: progress callback ``(node, state)``; ``on_done``: called with the result.
+    """
+
+    def __init__(
+        self,
+        doc: FlowDocument,
+        *,
+        tracer: Callable[[], tuple[Tracer | None, bool]] | None = None,
+        on_node: Callable[[str, str], None] | None = None,
+        on_start: Callable[[], None] | None = None,
+        on_done: Callable[[Any], None] | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(**params)
+        self.doc = doc
+        self._tracer = tracer or _default_tracer
+        self.on_node = on_node or (lambda _n, _s: None)
+        self.on_start = on_start or (lambda: None)
+        self.on_done = on_done or (lambda _r: None)
+        self.form = pn.Column(sizing_mode="stretch_width", css_classes=["wb-run-form"])
+        self.widgets: dict[str, Any] = {}
+        self.run_button = pn.widgets.Button(
+            label="Run", color="success", width=90, css_classes=["wb-run-button"]
+        )
+        self.cancel_button = pn.widgets.Button(label="Cancel", color="danger", width=90, disabled=True)
+        self.status = text_pane(css_classes=["wb-run-status"])
+        self.outputs = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-run-outputs"])
+        self.verdicts = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-run-rails"])
+        self.run_button.on_click(self._run)
+        self.cancel_button.on_click(lambda _e: self.cancel())
+        self._task: asyncio.Future[Any] | None = None
+        self.last_result: Any = None
+        self.rebuild_form()
+
+    def rebuild_form(self, *_: Any) -> None:
+        """Regenerate the form from the flow's inputs (after edits)."""
+        old = {k: w.value for k, w in self.widgets.items()}
+        self.widgets = {name: input_widget(name, typ) for name, typ in self.doc.flow.inputs.items()}
+        for name, widget in self.widgets.items():
+            if name in old:
+                with contextlib.suppress(ValueError):  # the type changed: keep the new default
+                    widget.value = old[name]
+        self.form[:] = list(self.widgets.values())
+
+    def cancel(self) -> None:
+        """Cancel the running run (its spans end as cancelled)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _run(self, _event: Any = None) -> None:
+        from workbench.runtime import Executor
+
+        try:
+            values = {n: widget_value(w, self.doc.flow.inputs[n]) for n, w in self.widgets.items()}
+        except ValueError as exc:
+            message(self.status, f"bad input: {exc}", "error")
+            return
+        inner, close = self._tracer()
+        tracer = ProgressTracer(inner, self.on_node)
+        self.on_start()
+        self.run_button.disabled, self.cancel_button.disabled = True, False
+        message(self.status, "running...", "info")
+        message(self.outputs, "")
+        message(self.verdicts, "")
+        try:
+            executor = Executor(self.doc.flow.copy(), tracer=tracer)
+            self._task = asyncio.ensure_future(executor.arun(values))
+            result = await self._task
+        except asyncio.CancelledError:
+            message(self.status, "cancelled", "error")
+            return
+        except WorkbenchError as exc:
+            message(self.status, f"cannot run: {exc}", "error")
+            return
+        finally:
+            self.run_button.disabled, self.cancel_button.disabled = False, True
+            if close and inner is not None:
+                inner.close()  # type: ignore[attr-defined]
+            elif inner is not None:
+                inner.flush()
+        self.last_result = result
+        self.show_result(result)
+        self.on_done(result)
+
+    def show_result(self, result: Any) -> None:
+        """Show a ``RunResult``: status, outputs, each rail verdict."""
+        ms = result.seconds * 1000
+        text = f"run {result.run_id[:12]}: {result.status} in {ms:.1f} ms"
+        message(
+            self.status,
+            text + (f" - {result.error}" if result.error else ""),
+            "ok" if result.status == "ok" else "error",
+        )
+        message(
+            self.outputs, "outputs:\n" + json.dumps(result.outputs, indent=2, ensure_ascii=False, default=str)
+        )
+        lines = [f"{r.verdict:>5}  {r.name} on {r.port} ({r.enforce}, {r.us:.0f} us)" for r in result.rails]
+        message(self.verdicts, "rail checks:\n" + ("\n".join(lines) or "(none)"))
+
+    def __panel__(self) -> Any:
+        return pn.Column(
+            pn.pane.HTML("<b>Run</b>"),
+            self.form,
+            pn.Row(self.run_button, self.cancel_button),
+            self.status,
+            self.outputs,
+            self.verdicts,
+            sizing_mode="stretch_width",
+        )
+
+
+def _default_tracer() -> tuple[Tracer | None, bool]:
+    from workbench.traces import tracer_for
+
+    return tracer_for(), True

@@ -1,0 +1,163 @@
+"""The traces view: recent runs (Tabulator), a span timeline of one run (Bokeh), span details."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import panel as pn
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool
+from bokeh.plotting import figure
+
+from workbench.errors import WorkbenchError
+
+from .text import message, text_pane
+
+__all__ = ["TracesView", "span_rows"]
+
+RUN_COLUMNS = ["run_id", "flow_name", "status", "started", "duration_ms", "spans"]
+STATUS_COLOURS = {"OK": "#16a34a", "ERROR": "#dc2626", "UNSET": "#64748b"}
+
+
+def span_rows(spans: pd.DataFrame) -> pd.DataFrame:
+    """Spans with a ``depth`` (nesting under the root) and a ``lane`` label for the timeline."""
+    if spans.empty:
+        return spans.assign(depth=[], lane=[])
+    parent = dict(zip(spans["span_id"], spans["parent_id"]))
+
+    def depth(span_id: str) -> int:
+        d, seen = 0, set()
+        while parent.get(span_id) and span_id not in seen:
+            seen.add(span_id)
+            span_id = parent[span_id]
+            d += 1
+        return d
+
+    out = spans.copy()
+    out["depth"] = [depth(s) for s in out["span_id"]]
+    out["lane"] = [f"{i:02d} {'  ' * d}{name}" for i, (d, name) in enumerate(zip(out["depth"], out["name"]))]
+    return out
+
+
+class TracesView(pn.viewable.Viewer):
+    """Runs of a trace store; ``store`` is a zero-argument callable giving a ``TraceStore``."""
+
+    def __init__(self, store: Callable[[], Any], **params: Any) -> None:
+        super().__init__(**params)
+        self._store = store
+        self.runs = pn.widgets.Tabulator(
+            pd.DataFrame(columns=RUN_COLUMNS),
+            selectable=1,
+            disabled=True,
+            show_index=False,
+            height=220,
+            sizing_mode="stretch_width",
+            css_classes=["wb-runs"],
+        )
+        self.refresh_button = pn.widgets.Button(label="Refresh", width=90)
+        self.refresh_button.on_click(lambda _e: self.refresh())
+        self.runs.param.watch(self._select, "selection")
+        self.spans_df = pd.DataFrame()
+        self.plot = pn.pane.Bokeh(self._figure("no run selected", []), sizing_mode="stretch_width")
+        self.details = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-span-details"])
+        self.info = text_pane(css_classes=["wb-traces-info"])
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Reload the runs table (newest first)."""
+        try:
+            df = self._store().runs(limit=200)
+        except WorkbenchError as exc:
+            message(self.info, f"cannot read traces: {exc}", "error")
+            return
+        if df.empty:
+            self.runs.value = pd.DataFrame(columns=RUN_COLUMNS)
+            message(self.info, "no runs recorded yet")
+            return
+        df = df.assign(started=pd.to_datetime(df["start_ns"], unit="ns").dt.strftime("%Y-%m-%d %H:%M:%S"))
+        df["duration_ms"] = df["duration_ms"].round(2)
+        self.runs.value = df[RUN_COLUMNS].reset_index(drop=True)
+        message(self.info, f"{len(df)} runs")
+
+    def _select(self, event: Any) -> None:
+        if not event.new:
+            return
+        run_id = self.runs.value.iloc[event.new[0]]["run_id"]
+        self.show_run(str(run_id))
+
+    def show_run(self, run_id: str) -> None:
+        """Draw the span timeline of ``run_id``."""
+        try:
+            spans = span_rows(self._store().spans(run_id))
+        except WorkbenchError as exc:
+            message(self.info, f"cannot read run {run_id}: {exc}", "error")
+            return
+        self.spans_df = spans
+        # A new figure each time: Panel syncs a replaced object, not edits made to raw
+        # Bokeh models from its callbacks (those happen outside the document lock).
+        self.plot.object = self._figure(f"run {run_id[:12]}: {len(spans)} spans", list(spans["lane"]))
+        message(self.info, f"run {run_id}")
+        if len(spans):
+            self.show_span(0)
+
+    def _figure(self, title: str, lanes: list[str]) -> Any:
+        spans = self.spans_df
+        data: dict[str, Any] = {
+            "lane": lanes,
+            "start": [],
+            "end": [],
+            "name": [],
+            "status": [],
+            "ms": [],
+        }
+        if lanes:
+            data.update(
+                start=list(spans["offset_ms"]),
+                end=list(spans["offset_ms"] + spans["duration_ms"]),
+                name=list(spans["name"]),
+                status=list(spans["status"]),
+                ms=list(spans["duration_ms"]),
+            )
+        data["colour"] = [STATUS_COLOURS.get(s, "#64748b") for s in data["status"]]
+        source = ColumnDataSource(data)
+        fig = figure(
+            title=title,
+            height=max(200, 26 * len(lanes) + 80),
+            sizing_mode="stretch_width",
+            y_range=FactorRange(factors=list(reversed(lanes)) or [""]),
+            x_axis_label="ms since run start",
+            tools="xpan,xwheel_zoom,reset,tap",
+            toolbar_location="right",
+        )
+        fig.hbar(y="lane", left="start", right="end", height=0.7, color="colour", source=source)
+        fig.add_tools(HoverTool(tooltips=[("span", "@name"), ("ms", "@ms{0.000}"), ("status", "@status")]))
+        source.selected.on_change("indices", self._tap)
+        return fig
+
+    def _tap(self, _attr: str, _old: Any, new: list[int]) -> None:
+        if new:
+            self.show_span(new[0])
+
+    def show_span(self, index: int) -> None:
+        """Show the attributes of span ``index`` of the run on show."""
+        row = self.spans_df.iloc[index]
+        keep = ["name", "span_id", "parent_id", "kind", "status", "status_message", "duration_ms"]
+        data = {k: (None if pd.isna(row[k]) else row[k]) for k in keep if k in row.index}
+        attrs = row.get("attributes")
+        if isinstance(attrs, str):
+            with contextlib.suppress(ValueError):  # not JSON: show the text as it is
+                attrs = json.loads(attrs)
+        data["attributes"] = attrs
+        message(self.details, json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+    def __panel__(self) -> Any:
+        return pn.Column(
+            pn.Row(pn.pane.HTML("<b>Traces</b>"), self.refresh_button, self.info),
+            self.runs,
+            self.plot,
+            self.details,
+            sizing_mode="stretch_width",
+        )

@@ -1,0 +1,145 @@
+"""The whole app of one browser session, and ``show(flow)`` for notebooks.
+
+``Workbench`` puts the parts together: a flow picker, the canvas with the inspector,
+rails and run view beside it, and the traces view. ``show`` renders the canvas and the
+rails panel of one flow inline in a notebook (``pn.extension(inline=True)``: offline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import panel as pn
+
+from workbench.errors import WorkbenchError
+from workbench.flow import Flow
+
+from .canvas import FlowCanvas
+from .document import FlowDocument
+from .rails_panel import RailsPanel
+from .run_view import RunView
+from .text import message, text_pane
+from .traces_view import TracesView
+
+__all__ = ["FlowSession", "Workbench", "show"]
+
+HEADER_CSS = """
+:host { display: block; }
+.wb-title { font: 600 18px system-ui, sans-serif; color: #0f172a; }
+"""
+
+
+class FlowSession:
+    """One open flow: its document, canvas, rails panel and run view, wired together."""
+
+    def __init__(
+        self,
+        doc: FlowDocument,
+        *,
+        tracer: Callable[[], tuple[Any, bool]] | None = None,
+        on_run: Callable[[Any], None] | None = None,
+        height: int = 560,
+    ) -> None:
+        self.doc = doc
+        self.canvas = FlowCanvas(doc, height=height)
+        self.rails = RailsPanel(doc, on_marks=self.canvas.mark_rails)
+        self.run = RunView(
+            doc,
+            tracer=tracer,
+            on_node=self.canvas.mark_run,
+            on_start=self.canvas.clear_run_marks,
+            on_done=on_run,
+        )
+        self.canvas.listeners += [lambda _d: self.rails.refresh(), lambda _d: self.run.rebuild_form()]
+        # A rail edit changes the document too: the undo button must know.
+        self.rails.editor.param.watch(lambda _e: self.canvas._update_buttons(), "value")
+
+
+class Workbench(pn.viewable.Viewer):
+    """The served app: ``flows`` maps names to flow files; ``save_to`` maps read-only ones."""
+
+    def __init__(
+        self,
+        flows: dict[str, Path],
+        *,
+        save_to: dict[str, Path] | None = None,
+        tracer: Callable[[], tuple[Any, bool]] | None = None,
+        store: Callable[[], Any] | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(**params)
+        self.flows = flows
+        self.save_to = save_to or {}
+        self._tracer = tracer
+        self.traces = TracesView(store) if store is not None else None
+        self.picker = pn.widgets.Select(
+            label="flow", options=list(flows), width=220, css_classes=["wb-picker"]
+        )
+        self.status = text_pane(css_classes=["wb-open-status"])
+        self.description = text_pane(css_classes=["wb-description"], sizing_mode="stretch_width")
+        self.main = pn.Row(sizing_mode="stretch_width")
+        self.session: FlowSession | None = None
+        self.picker.param.watch(lambda e: self.open(e.new), "value")
+        if flows:
+            self.open(next(iter(flows)))
+
+    def open(self, name: str) -> None:
+        """Open flow ``name`` from the list."""
+        try:
+            doc = FlowDocument.open(self.flows[name], save_to=self.save_to.get(name))
+        except WorkbenchError as exc:
+            message(self.status, f"cannot open {name}: {exc}", "error")
+            return
+        traces = self.traces
+        on_run = (lambda _r: traces.refresh()) if traces is not None else None
+        self.session = session = FlowSession(doc, tracer=self._tracer, on_run=on_run)
+        message(self.description, doc.flow.description or "")
+        message(self.status, f"{doc.path}")
+        side = pn.Tabs(
+            ("Inspector", session.canvas.inspector),
+            ("Rails", session.rails),
+            ("Run", session.run),
+            width=430,
+            css_classes=["wb-side"],
+        )
+        self.main[:] = [pn.Column(session.canvas, sizing_mode="stretch_width"), side]
+
+    def __panel__(self) -> Any:
+        header = pn.Row(
+            pn.pane.HTML('<span class="wb-title">Agent Workbench</span>', stylesheets=[HEADER_CSS]),
+            self.picker,
+            self.status,
+            sizing_mode="stretch_width",
+        )
+        tabs: list[tuple[str, Any]] = [
+            ("Flow", pn.Column(self.description, self.main, sizing_mode="stretch_width"))
+        ]
+        if self.traces is not None:
+            tabs.append(("Traces", self.traces))
+        return pn.Column(header, pn.Tabs(*tabs, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+
+
+def show(flow: Flow | str | Path, *, height: int = 480) -> pn.viewable.Viewable:
+    """The canvas and rails panel of ``flow`` (a Flow, a file or an example name), for notebooks.
+
+    Call ``pn.extension(inline=True)`` first in a notebook so nothing is fetched from a CDN.
+    """
+    if isinstance(flow, Flow):
+        doc = FlowDocument(flow)
+    else:
+        from workbench.api import load
+
+        path = Path(flow)
+        if path.exists():
+            doc = FlowDocument.open(path)
+        else:
+            loaded = load(flow)
+            doc = FlowDocument(loaded)
+    session = FlowSession(doc, height=height)
+    return pn.Column(
+        session.canvas,
+        pn.Row(session.canvas.inspector, session.rails, sizing_mode="stretch_width"),
+        sizing_mode="stretch_width",
+    )
