@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine (Python 3.11+ and make are all it needs):
-#   make run    set up .venv from the lock, then run the example flow on the embedded defaults
+#   make run    set up .venv from the lock, run the example flow on the embedded defaults, then
+#               open the app on the example flows (http://127.0.0.1:5006; Ctrl-C stops it)
 #   make test   set up .venv from the lock, then lint, type-check and run the whole test suite
 # Installs come from a committed lock (exact versions): requirements/lock-cpu.txt on machines
 # without an NVIDIA GPU, requirements/lock-cuda.txt with `nvidia-smi` present. `make lock`
@@ -30,8 +31,12 @@ $(STAMP): pyproject.toml setup.py $(LOCK)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-# The trader example on the built-in tiny model; its spans land in .workbench/traces.duckdb.
-run: $(STAMP)
+# The trader example on the built-in tiny model (spans in .workbench/traces.duckdb), then the
+# app on the example flows, owning that trace file.
+run: example
+	$(BIN)/workbench serve
+
+example: $(STAMP)
 	$(BIN)/workbench run trader -i "news=BOLT shares jump after a record quarter; the stock trades at 12.50" -i cash=1000
 	$(BIN)/workbench traces show latest
 

@@ -2,8 +2,9 @@
 
     workbench run FLOW [-i k=v]... [--inputs FILE] [--model SPEC] [--db PATH] [--json]
     workbench check FLOW [--json] [--explain RAIL]
-    workbench traces list|show|query|export ...      (from workbench.traces)
-    workbench serve-model MODEL [--port]             (from workbench.models.server)
+    workbench serve [FLOW...] [--port] [--address] [--db]   (the app, from workbench.app)
+    workbench traces list|show|query|export|serve ...       (from workbench.traces)
+    workbench serve-model MODEL [--port] [--api-key]        (from workbench.models.server)
 
 Exit codes: 0 ok; 1 the run failed (a rail blocked, a node failed) or the check found
 errors; 2 a bad flow, bad input or bad usage. Errors print one paragraph, no traceback
