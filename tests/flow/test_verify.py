@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from workbench.cli import main
-from workbench.errors import RailViolation
+from workbench.errors import RailViolation, ValueValidationError
 from workbench.examples import flow_path
 from workbench.flow import Flow, loads
 from workbench.flow.model import PortRef
@@ -155,6 +155,29 @@ outputs: {{out: str}}
 nodes:
   t: {{kind: tool, tool: {HERE}:echo_str, inputs: {{s: str}}, outputs: {{out: str}}}}
 wires: [s -> t.s, t.out -> out]
+"""
+
+ITEM_FLOW = f"""flow: items
+version: 1
+types:
+  Item: {{qty: {{int: {{ge: 0}}}}, price: float}}
+inputs: {{item: Item}}
+outputs: {{out: str}}
+nodes:
+  t: {{kind: tool, tool: {HERE}:echo_item, inputs: {{item: Item}}, outputs: {{out: str}}}}
+wires: [item -> t.item, t.out -> out]
+rails:
+"""
+
+DIGITS_FLOW = f"""flow: digits
+version: 1
+inputs: {{code: {{str: {{pattern: "\\\\d+"}}}}}}
+outputs: {{out: str}}
+nodes:
+  t: {{kind: tool, tool: {HERE}:echo_str, inputs: {{s: str}}, outputs: {{out: str}}}}
+wires: [code -> t.s, t.out -> out]
+rails:
+  ascii: {{on: t.s, check: "matches(s, '[0-9]+')"}}
 """
 
 APPROX = "are known to the solver only by their types"
@@ -601,6 +624,16 @@ def test_verdicts(case: Case):
 def _status(text: str, name: str) -> RailStatus:
     (found,) = [r for r in verify(loads(text)).rails if r.name == name]
     return found
+
+
+def test_vacuous_pattern_rail_never_blocks_what_the_type_lets_through():
+    """Regression: the type ``\\d+`` let ``"١٢"`` through (Unicode digits) while the prover,
+    reading ``\\d`` as ``[0-9]``, called the rail vacuous; the rail then blocked the run."""
+    flow = loads(DIGITS_FLOW)
+    assert _status(DIGITS_FLOW, "ascii").status == "vacuous"
+    assert execute(flow, {"code": "12"}, trust=True).outputs == {"out": "12"}
+    with pytest.raises(ValueValidationError, match="does not match pattern"):
+        execute(flow, {"code": "١٢"}, trust=True)
 
 
 def test_division_counterexample_divides_by_zero():
