@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import z3
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from tests.rails.rail_sets import ITEM_SPEC, conjunction, rail_texts
 from workbench.cli import main
 from workbench.errors import RailViolation, ValueValidationError
 from workbench.examples import flow_path
@@ -41,6 +45,10 @@ def echo_str(s: str) -> dict:
 
 def echo_pair(x: int, y: int) -> dict:
     return {"out": x}
+
+
+def echo_item(item: dict) -> dict:
+    return {"out": f"{item['qty']} at {item['price']}"}
 
 
 # -- flow text ------------------------------------------------------------------------------
@@ -157,10 +165,11 @@ nodes:
 wires: [s -> t.s, t.out -> out]
 """
 
+ITEM_TYPE = "{qty: {int: {ge: 0}}, price: float}"
 ITEM_FLOW = f"""flow: items
 version: 1
 types:
-  Item: {{qty: {{int: {{ge: 0}}}}, price: float}}
+  Item: {ITEM_TYPE}
 inputs: {{item: Item}}
 outputs: {{out: str}}
 nodes:
@@ -440,6 +449,77 @@ rails:
         {"budget": "enforced", "restricted": "enforced", "cap": "proved", "over": "conflict"},
         conflict={"over": ["budget", "risk.guarantees[0]", "risk.guarantees[1]"]},
     ),
+    # Regression: rails on one port that no value passes together were each "enforced".
+    Case(
+        "conflict-three-rails-on-node-port",
+        ITEM_FLOW
+        + '  sum: {on: t.item, check: "item.qty + item.price >= 20"}\n'
+        + '  qty: {on: t.item, check: "item.qty <= 5"}\n'
+        + '  price: {on: t.item, check: "item.price <= 10"}\n',
+        {"sum": "conflict", "qty": "conflict", "price": "conflict"},
+        conflict={"sum": ["price", "qty"], "qty": ["price", "sum"], "price": ["qty", "sum"]},
+    ),
+    Case(
+        "conflict-two-rails-on-node-port",
+        one_tool(
+            "{qty: int}", '  lo: {on: t.qty, check: "qty >= 10"}\n  hi: {on: t.qty, check: "qty <= 5"}\n'
+        ),
+        {"lo": "conflict", "hi": "conflict"},
+        conflict={"lo": ["hi"], "hi": ["lo"]},
+    ),
+    Case(
+        "conflict-input-rail-and-port-rails",
+        ITEM_FLOW
+        + '  sum: {on: item, check: "item.qty + item.price >= 20"}\n'
+        + '  qty: {on: t.item, check: "item.qty <= 5"}\n'
+        + '  price: {on: t.item, check: "item.price <= 10"}\n',
+        {"sum": "enforced", "qty": "conflict", "price": "conflict"},
+        conflict={"qty": ["price", "sum"], "price": ["qty", "sum"]},
+        hypotheses={"qty": {"rail:sum"}, "price": {"rail:sum"}},
+    ),
+    Case(
+        "conflict-two-cores-on-one-port",
+        ITEM_FLOW
+        + '  many: {on: t.item, check: "item.qty >= 10"}\n'
+        + '  few: {on: t.item, check: "item.qty <= 5"}\n'
+        + '  dear: {on: t.item, check: "item.price >= 10"}\n'
+        + '  cheap: {on: t.item, check: "item.price <= 5"}\n'
+        + '  any: {on: t.item, check: "item.qty != 7"}\n',
+        {"many": "conflict", "few": "conflict", "dear": "conflict", "cheap": "conflict", "any": "enforced"},
+        conflict={"many": ["few"], "few": ["many"], "dear": ["cheap"], "cheap": ["dear"]},
+    ),
+    Case(
+        "conflict-rails-on-flow-output",
+        one_tool("{x: int}", '  big: {on: out, check: "out > 3"}\n  small: {on: out, check: "out < 2"}\n'),
+        {"big": "conflict", "small": "conflict"},
+        conflict={"big": ["small"], "small": ["big"]},
+    ),
+    # Regression: input rails are each other's hypotheses, so two that break the type
+    # made each other look unreachable ("vacuous") and check passed.
+    Case(
+        "conflict-input-rails-against-type",
+        one_tool(
+            "{x: {int: {ge: 0}}}", '  neg: {on: x, check: "x < 0"}\n  below: {on: x, check: "x < -1"}\n'
+        ),
+        {"neg": "conflict", "below": "conflict"},
+        conflict={"neg": [], "below": []},
+    ),
+    Case(
+        "port-rails-compatible",
+        ITEM_FLOW
+        + '  sum: {on: t.item, check: "item.qty + item.price >= 20"}\n'
+        + '  qty: {on: t.item, check: "item.qty <= 5"}\n'
+        + '  price: {on: t.item, check: "item.price <= 15"}\n',
+        {"sum": "enforced", "qty": "enforced", "price": "enforced"},
+    ),
+    Case(
+        "observed-rail-blocks-nothing",
+        one_tool(
+            "{qty: int}",
+            '  lo: {on: t.qty, check: "qty >= 10", enforce: observe}\n  hi: {on: t.qty, check: "qty <= 5"}\n',
+        ),
+        {"lo": "enforced", "hi": "enforced"},
+    ),
     # -- vacuous --------------------------------------------------------------------------
     Case(
         "vacuous-by-type-bound",
@@ -634,6 +714,28 @@ def test_vacuous_pattern_rail_never_blocks_what_the_type_lets_through():
     assert execute(flow, {"code": "12"}, trust=True).outputs == {"out": "12"}
     with pytest.raises(ValueValidationError, match="does not match pattern"):
         execute(flow, {"code": "١٢"}, trust=True)
+
+
+TOO_DEAR = ["item.qty + item.price >= 20", "item.qty <= 5", "item.price <= 10"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(placed=st.lists(st.tuples(st.sampled_from(["item", "t.item"]), rail_texts), min_size=1, max_size=4))
+@example(placed=[("t.item", text) for text in TOO_DEAR])
+@example(placed=[("item", TOO_DEAR[0]), ("t.item", TOO_DEAR[1]), ("t.item", TOO_DEAR[2])])
+def test_conflict_iff_no_value_passes_every_rail(placed: list[tuple[str, str]]):
+    """``workbench check`` fails exactly when no input can pass every rail (a bare solver
+    on the conjunction says so); otherwise a run on the solver's value passes them all."""
+    rails = "".join(f"  r{i}: {{on: {port}, check: '{text}'}}\n" for i, (port, text) in enumerate(placed))
+    flow = loads(ITEM_FLOW.replace(ITEM_TYPE, ITEM_SPEC) + rails)
+    report = verify(flow, timeout_ms=5000)
+    assert report.errors == [] and not any(r.status == "unsupported" for r in report.rails), report.rails
+    verdict, value = conjunction([text for _, text in placed])
+    assert verdict != z3.unknown
+    assert report.ok == (verdict == z3.sat), report.rails
+    if value is not None and isinstance(value["price"], float):  # a rational no float holds cannot be sent
+        result = execute(flow, {"item": value}, trust=True)
+        assert result.status == "ok", (value, result.error)
 
 
 def test_division_counterexample_divides_by_zero():
