@@ -253,11 +253,11 @@ class Prover:
             )
 
     def _same(self, pair: tuple[str, str]) -> z3.BoolRef:
-        """Equality of two leaves of different sorts (int/real, or two enum sorts: equal
-        when both hold the same value name)."""
+        """Equality of two leaves of different sorts (an int arriving at a float port, or
+        two enum sorts: equal when both hold the same value name)."""
         (pa, pb), (ta, tb) = pair, (self.term(pair[0]), self.term(pair[1]))
         if z3.is_arith(ta):
-            return (z3.ToReal(ta) if z3.is_int(ta) else ta) == (z3.ToReal(tb) if z3.is_int(tb) else tb)
+            return _as_float(ta, tb) if z3.is_int(ta) else _as_float(tb, ta)
         ea, eb = self._leaves[pa].typ, self._leaves[pb].typ
         assert isinstance(ea, Enum) and isinstance(eb, Enum)
         ca, cb = enum_sort(ea, self.ctx)[1], enum_sort(eb, self.ctx)[1]
@@ -696,6 +696,26 @@ class Prover:
             except (ValueNotRepresentable, KeyError, TypeError, ValueError) as exc:
                 raise UsageError(f"cannot pin {path!r} to {value!r}: {exc}") from None
         return out
+
+
+def _as_float(i: z3.ArithRef, x: z3.ArithRef) -> z3.BoolRef:
+    """``x`` is what rails read at a float port that got the int ``i``: the shortest
+    decimal of ``float(i)``. That is ``i`` up to 2**53. Beyond, it is an even integer
+    within a relative error of 2**-51 of ``i`` (rounding to a double, then to the shortest
+    decimal, each moves it by at most half a unit in the last place): that is what is
+    stated (sound; exact rounding would cost a case per binade). The even integers just
+    above 2**53 are doubles, so counterexamples there are values a run can hold."""
+    big, slack, real = 2**53, 2**51, z3.ToReal(i)
+    half = x / 2
+    return z3.Or(
+        z3.And(i >= -big, i <= big, x == real),
+        z3.And(
+            z3.Or(i > big, i < -big),
+            half == z3.ToReal(z3.ToInt(half)),
+            z3.If(i > big, x * slack >= real * (slack - 1), x * slack <= real * (slack - 1)),
+            z3.If(i > big, x * slack <= real * (slack + 1), x * slack >= real * (slack + 1)),
+        ),
+    )
 
 
 def _bound_paths(paths: Iterable[str], bind: Mapping[str, str]) -> frozenset[str]:

@@ -379,6 +379,32 @@ rails:
 """,
         {"flat": "enforced", "limit": "proved", "tight": "enforced"},
     ),
+    # Regression: an int wired into a float port was taken as exactly equal there, so this
+    # was proved; float(2**53 + 1) is 2**53 and the rail blocks it.
+    Case(
+        "int-into-float-rounds-beyond-2**53",
+        one_tool(
+            "{x: int}",
+            '  big: {on: x, check: "x >= 9007199254740993"}\n'
+            '  same: {on: t.x, check: "x >= 9007199254740993"}\n'
+            '  small: {on: t.x, check: "x * 2 >= 20"}\n',
+            node_in="{x: float}",
+            out="float",
+        ),
+        {"big": "enforced", "same": "enforced", "small": "proved"},
+        runnable={"same"},
+    ),
+    Case(
+        "no-float-is-odd-beyond-2**53",
+        one_tool(
+            "{x: int}",
+            '  odd: {on: t.x, check: "x == 9007199254740993"}\n',
+            node_in="{x: float}",
+            out="float",
+        ),
+        {"odd": "conflict"},
+        conflict={"odd": []},
+    ),
     Case(
         "division-by-zero-is-false",
         one_tool(

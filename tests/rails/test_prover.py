@@ -7,6 +7,7 @@ from fractions import Fraction
 import pytest
 import z3
 from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from workbench.errors import UsageError
 from workbench.rails import Prover, Scope, explain, parse_rail
@@ -249,6 +250,28 @@ def test_wires_between_int_and_float_and_between_enums() -> None:
     assert p.prove(parse_rail("o.qty < 6", scope), {"o": "b.in"}).status == "proved"
     result = p.prove(parse_rail("o.qty != 2", scope), {"o": "b.in"})
     assert result.status == "enforced" and result.counterexample["a.out"]["qty"] == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    i=st.one_of(
+        st.integers(-(2**60), 2**60),
+        st.integers(2**53 - 3, 2**53 + 9),
+        st.integers(-(2**53) - 9, -(2**53) + 3),
+        st.integers(0, 1020).map(lambda k: 2**k + 1),
+        st.integers(2**1000, 2**1023),
+    )
+)
+def test_an_int_at_a_float_port_reads_as_its_float(i: int) -> None:
+    """Regression: the wire int -> float was an exact equation, but the port holds
+    ``float(i)`` (``float(2**53 + 1) == 2**53``): the prover must allow exactly that."""
+    p = Prover()
+    p.declare("a", Int())
+    p.declare("b", Float())
+    p.equate("a", "b")
+    assert p.feasible({"a": i, "b": float(i)}) is True
+    if float(i) != i:
+        assert p.feasible({"a": i, "b": float(i) + float(i) * 2**-40}) is False
 
 
 def test_long_strings_known_by_length_are_fast() -> None:
