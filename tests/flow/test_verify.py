@@ -531,6 +531,40 @@ rails:
         conflict={"neg": [], "below": []},
     ),
     Case(
+        "conflict-across-inputs-of-one-node",
+        f"""flow: pair
+version: 1
+inputs: {{n: int}}
+outputs: {{out: int}}
+nodes:
+  t: {{kind: tool, tool: {HERE}:echo_pair, inputs: {{x: int, y: int}}, outputs: {{out: int}}}}
+wires: [n -> t.x, n -> t.y, t.out -> out]
+rails:
+  big: {{on: t.x, check: "x >= 10"}}
+  small: {{on: t.y, check: "y <= 5"}}
+""",
+        {"big": "conflict", "small": "conflict"},
+        conflict={"big": ["small"], "small": ["big"]},
+    ),
+    Case(
+        "conflict-across-outputs-of-one-node",
+        f"""flow: split
+version: 1
+inputs: {{n: int}}
+outputs: {{a: int, b: int}}
+nodes:
+  t: {{kind: tool, tool: {HERE}:echo_int, inputs: {{x: int}}, outputs: {{a: int, b: int}},
+      guarantees: ["a == b"]}}
+wires: [n -> t.x, t.a -> a, t.b -> b]
+rails:
+  big: {{on: t.a, check: "a >= 10"}}
+  small: {{on: t.b, check: "b <= 5"}}
+  later: {{on: b, check: "b != 7"}}
+""",
+        {"big": "conflict", "small": "conflict", "later": "vacuous"},
+        conflict={"big": ["small", "t.guarantees[0]"], "small": ["big", "t.guarantees[0]"]},
+    ),
+    Case(
         "port-rails-compatible",
         ITEM_FLOW
         + '  sum: {on: t.item, check: "item.qty + item.price >= 20"}\n'
