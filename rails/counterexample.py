@@ -58,11 +58,12 @@ def confirm(
     example: Mapping[str, Any],
     types: Mapping[str, Type],
     hypotheses: list[tuple[str, Rail, Mapping[str, str]]],
-    goal: Rail,
-    bind: Mapping[str, str],
+    goal: Rail | None = None,
+    bind: Mapping[str, str] | None = None,
 ) -> str | None:
     """Why ``example`` is not a genuine counterexample (None when it is one): every
-    declared type and hypothesis must hold at runtime and the goal must fail."""
+    declared type and hypothesis must hold at runtime and the goal (if any) must fail.
+    Without a goal, ``example`` is a witness that passes them all."""
     for path, typ in types.items():
         try:
             typ.validate(example[path], path)
@@ -71,7 +72,7 @@ def confirm(
     for label, rail, rail_bind in hypotheses:
         if not rail.holds(values_for(example, rail_bind)):
             return f"counterexample breaks hypothesis {label!r} at runtime"
-    if goal.holds(values_for(example, bind)):
+    if goal is not None and goal.holds(values_for(example, bind or {})):
         return "counterexample does not break the rail at runtime"
     return None
 

@@ -32,6 +32,10 @@ Statuses, by precedence:
    rail. It is re-checked with the runtime evaluator and the declared types
    (``checked``); a counterexample that leans on an uninterpreted predicate and fails
    that check gives ``unsupported`` instead.
+
+Rails that each get ``enforced`` may still admit no value together (checked at one port,
+they block every run): ``together`` asks that of a set of hypotheses, with a minimal
+core when none does, and ``components`` splits a set into groups that share no variable.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from .regex import UnsupportedRegex, to_z3
 from .z3terms import UnsupportedRail
 from .z3values import ValueNotRepresentable, enum_sort, python_to_z3, real_val
 
-__all__ = ["STATUSES", "ProofResult", "Prover"]
+__all__ = ["STATUSES", "JointResult", "ProofResult", "Prover"]
 
 STATUSES = ("proved", "enforced", "conflict", "vacuous", "unsupported")
 
@@ -74,6 +78,23 @@ class ProofResult:
     def conflict_with(self) -> tuple[str, ...]:
         """The labels a conflicting rail contradicts (empty unless ``conflict``)."""
         return self.core if self.status == "conflict" else ()
+
+
+@dataclass(frozen=True)
+class JointResult:
+    """Whether some hypotheses can hold at once (``Prover.together``).
+
+    ``status``: ``satisfiable`` (``witness``: a value per declared path they touch that
+    passes them all; ``checked`` when the runtime evaluator agrees), ``conflict`` (``core``:
+    a minimal set of contradicting labels, some of them among those asked about),
+    ``unreachable`` (the other hypotheses contradict on their own; ``core``) or
+    ``unknown`` (``reason``)."""
+
+    status: str
+    core: tuple[str, ...] = ()
+    witness: dict[str, Any] | None = None
+    reason: str = ""
+    checked: bool = False
 
 
 @dataclass
@@ -119,6 +140,7 @@ class Prover:
         self._hyps: dict[str, _Hyp] = {}
         self._epoch = 0  # bumped by every alias, so cached translations are rebuilt
         self._cache: dict = {}  # Z3 literals and regexes shared by every translation
+        self._roots: tuple[tuple[int, int], dict[str, list[_Hyp]]] = ((-1, -1), {})
 
     # -- variables ----------------------------------------------------------------------
     def declare(self, path: str, typ: Type) -> None:
@@ -231,11 +253,11 @@ class Prover:
             )
 
     def _same(self, pair: tuple[str, str]) -> z3.BoolRef:
-        """Equality of two leaves of different sorts (int/real, or two enum sorts: equal
-        when both hold the same value name)."""
+        """Equality of two leaves of different sorts (an int arriving at a float port, or
+        two enum sorts: equal when both hold the same value name)."""
         (pa, pb), (ta, tb) = pair, (self.term(pair[0]), self.term(pair[1]))
         if z3.is_arith(ta):
-            return (z3.ToReal(ta) if z3.is_int(ta) else ta) == (z3.ToReal(tb) if z3.is_int(tb) else tb)
+            return _as_float(ta, tb) if z3.is_int(ta) else _as_float(tb, ta)
         ea, eb = self._leaves[pa].typ, self._leaves[pb].typ
         assert isinstance(ea, Enum) and isinstance(eb, Enum)
         ca, cb = enum_sort(ea, self.ctx)[1], enum_sort(eb, self.ctx)[1]
@@ -343,14 +365,24 @@ class Prover:
             raise UsageError(f"unknown hypothesis label {unknown[0]!r}")
         return [h for h in self._hyps.values() if h.kind != "assume" or h.label in wanted]
 
+    def _by_root(self) -> dict[str, list[_Hyp]]:
+        """Every hypothesis under the variable of each leaf it mentions (rebuilt only after
+        a wire or a new hypothesis: every query walks it)."""
+        key = (self._epoch, len(self._hyps))
+        if self._roots[0] != key:
+            by_root: dict[str, list[_Hyp]] = {}
+            for h in self._hyps.values():
+                for leaf in h.leaves:
+                    by_root.setdefault(self._find(leaf), []).append(h)
+            self._roots = (key, by_root)
+        return self._roots[1]
+
     def _cone(self, leaves: Iterable[str], hyps: list[_Hyp]) -> list[_Hyp]:
-        """The hypotheses connected to ``leaves`` through shared (wired) variables."""
-        by_root: dict[str, list[_Hyp]] = {}
-        for h in hyps:
-            for leaf in h.leaves:
-                by_root.setdefault(self._find(leaf), []).append(h)
+        """The hypotheses among ``hyps`` connected to ``leaves`` through shared (wired)
+        variables."""
+        by_root, allowed = self._by_root(), {h.key for h in hyps}
         seen: set[str] = set()
-        chosen: dict[str, _Hyp] = {}
+        chosen: set[str] = set()
         todo = list(leaves)
         while todo:
             root = self._find(todo.pop())
@@ -358,10 +390,40 @@ class Prover:
                 continue
             seen.add(root)
             for h in by_root.get(root, ()):
-                if h.key not in chosen:
-                    chosen[h.key] = h
+                if h.key in allowed and h.key not in chosen:
+                    chosen.add(h.key)
                     todo.extend(h.leaves)
         return [h for h in hyps if h.key in chosen]
+
+    def components(self, labels: Iterable[str], *, using: Iterable[str] | None = None) -> list[list[str]]:
+        """The ``assume``d hypotheses ``labels`` grouped by the variables they share,
+        directly or through the hypotheses in use (``using``, types, wires): hypotheses in
+        different groups hold or fail independently of each other."""
+        wanted, members = self._members(labels)
+        active = self._active(None if using is None else [*using, *wanted])
+        groups: list[list[str]] = []
+        placed: set[str] = set()
+        for h in members:
+            if h.label in placed:
+                continue
+            roots = {self._find(leaf) for c in self._cone(h.leaves, active) for leaf in c.leaves}
+            group = [
+                m.label
+                for m in members
+                if m.label not in placed and (m is h or any(self._find(leaf) in roots for leaf in m.leaves))
+            ]
+            placed.update(group)
+            groups.append(group)
+        return groups
+
+    def _members(self, labels: Iterable[str]) -> tuple[list[str], list[_Hyp]]:
+        """``labels`` without repeats, and their ``assume``d hypotheses."""
+        wanted = list(dict.fromkeys(labels))
+        members = [h for h in self._hyps.values() if h.kind == "assume" and h.label in wanted]
+        missing = sorted(set(wanted) - {h.label for h in members})
+        if missing:
+            raise UsageError(f"unknown hypothesis label {missing[0]!r}")
+        return wanted, members
 
     def relevant(
         self, rail: Rail, bind: Mapping[str, str], using: Iterable[str] | None = None
@@ -429,7 +491,7 @@ class Prover:
             return self._conflict(cone, target)
         return self._proved_or_vacuous(cone, target)
 
-    def _labelled(self, cone: list[_Hyp], goal: _Goal) -> tuple[Query, list[z3.BoolRef], Callable]:
+    def _labelled(self, cone: list[_Hyp], goal: _Goal | None) -> tuple[Query, list[z3.BoolRef], Callable]:
         query = self._query(cone, goal)
         by_id = {h.literal.get_id(): h.label for h in query.hyps}
 
@@ -463,6 +525,47 @@ class Prover:
             return ProofResult("vacuous", core=core, reason=reason)
         return ProofResult("proved", core=used)
 
+    def together(
+        self, labels: Iterable[str], *, using: Iterable[str] | None = None, witness: bool = True
+    ) -> JointResult:
+        """Can the ``assume``d hypotheses ``labels`` (say, every rail on one port) hold at
+        once, with the ``using`` hypotheses (all of them if ``None``) and every type and
+        wire? Rails that each pass their hypotheses may still admit no value together.
+
+        Only the cone of ``labels`` is asked about. A ``conflict`` core is minimal and
+        names at least one of ``labels``; when the other hypotheses contradict on their own
+        the answer is ``unreachable``. ``witness=False`` skips building the witness.
+        """
+        wanted, members = self._members(labels)
+        active = self._active(None if using is None else [*using, *wanted])
+        leaves = frozenset().union(*(h.leaves for h in members))
+        cone = self._cone(leaves, active)
+        fast = self._query(cone, plain=True)
+        res = fast.check()
+        if res == z3.unknown:
+            return JointResult("unknown", reason=_unknown("hypotheses together", fast).reason)
+        if res == z3.sat:
+            if not witness:
+                return JointResult("satisfiable")
+            built = self._example(fast.solver.model(), fast.lengths, cone, active, leaves)
+            if isinstance(built, str):
+                return JointResult("satisfiable", reason=f"witness could not be completed ({built})")
+            example, rest = built
+            problem = confirm(
+                example, {p: self._declared[p] for p in example}, self._checkable(cone + rest, example)
+            )
+            return JointResult("satisfiable", witness=example, reason=problem or "", checked=problem is None)
+        query, lits, names = self._labelled(cone, None)
+        others = [h.literal for h in query.hyps if h.label not in wanted]
+        res = query.check(*others)
+        if res == z3.unsat:
+            core = names(minimal_core(query, others, []))
+            return JointResult("unreachable", core=core, reason="the other hypotheses contradict each other")
+        if res == z3.unknown or query.check(*lits) != z3.unsat:
+            return JointResult("unknown", reason=_unknown("hypotheses together (labelled)", query).reason)
+        core = names(minimal_core(query, lits, []))
+        return JointResult("conflict", core=core, reason="no value passes these hypotheses together")
+
     def _enforced(
         self,
         rail: Rail,
@@ -474,11 +577,34 @@ class Prover:
         model: z3.ModelRef,
         lengths: dict[str, z3.ArithRef],
     ) -> ProofResult:
-        """A counterexample over whole declared records, re-checked at runtime.
+        """A counterexample over whole declared records, re-checked at runtime."""
+        built = self._example(model, lengths, cone, active, leaves)
+        if isinstance(built, str):
+            return ProofResult("enforced", reason=f"counterexample could not be completed ({built})")
+        example, rest = built
+        types = {p: self._declared[p] for p in example}
+        problem = confirm(example, types, self._checkable(cone + rest, example), rail, bind)
+        if problem is None:
+            return ProofResult("enforced", counterexample=example, checked=True)
+        leaning = [a for h in cone + rest for a in self._formula(h)[1]] + list(abstractions)
+        if leaning:
+            return ProofResult("unsupported", counterexample=example, reason=f"{problem}; {leaning[0]}")
+        return ProofResult("enforced", counterexample=example, checked=False, reason=problem)
 
-        ``model`` covers the rail's cone. The other fields of the records it touches
-        share no variable with the cone, so their values come from a separate model of
-        their own cone (no goal): together they satisfy every hypothesis on them.
+    def _example(
+        self,
+        model: z3.ModelRef,
+        lengths: dict[str, z3.ArithRef],
+        cone: list[_Hyp],
+        active: list[_Hyp],
+        leaves: frozenset[str],
+    ) -> tuple[dict[str, Any], list[_Hyp]] | str:
+        """Whole declared records from ``model`` (which covers ``cone`` and ``leaves``), and
+        the hypotheses of the fields completed outside it; or why they cannot be completed.
+
+        The other fields of the records the cone touches share no variable with it, so
+        their values come from a separate model of their own cone (no goal): together
+        they satisfy every hypothesis on them.
         """
         roots = {self._find(leaf) for h in cone for leaf in h.leaves} | {self._find(leaf) for leaf in leaves}
         owners = {self._leaves[leaf].owner for h in cone for leaf in h.leaves}
@@ -495,8 +621,7 @@ class Prover:
             second = self._query(rest, plain=True)
             res = second.check()
             if res != z3.sat:
-                why = "z3 says unknown" if res == z3.unknown else "the other fields have no value"
-                return ProofResult("enforced", reason=f"counterexample could not be completed ({why})")
+                return "z3 says unknown" if res == z3.unknown else "the other fields have no value"
             other = second.solver.model()
             lengths = {**lengths, **second.lengths}
 
@@ -510,23 +635,20 @@ class Prover:
             if n is not None and info.owner in owners:
                 override[leaf] = "a" * model_for(leaf).eval(n, model_completion=True).as_long()
         paths = [p for p in self._declared if p in owners]
-        example = {p: model_value(p, self._declared[p], model_for, self.term, override) for p in paths}
-        # re-check every assumed rail whose ports are all in the example (the rest of the
-        # second cone holds by construction, on ports outside the example)
-        checked = [
+        return {p: model_value(p, self._declared[p], model_for, self.term, override) for p in paths}, rest
+
+    def _checkable(
+        self, hyps: list[_Hyp], example: Mapping[str, Any]
+    ) -> list[tuple[str, Rail, Mapping[str, str]]]:
+        """The assumed rails among ``hyps`` whose ports are all in ``example`` (the rest of a
+        completion's cone holds by construction, on ports outside the example)."""
+        return [
             (h.label, h.rail, h.bind)
-            for h in cone + rest
+            for h in hyps
             if h.rail is not None
             and h.bind is not None
-            and {self._leaves[x].owner for x in h.leaves} <= owners
+            and {self._leaves[x].owner for x in h.leaves} <= example.keys()
         ]
-        problem = confirm(example, {p: self._declared[p] for p in paths}, checked, rail, bind)
-        if problem is None:
-            return ProofResult("enforced", counterexample=example, checked=True)
-        leaning = [a for h in cone + rest for a in self._formula(h)[1]] + list(abstractions)
-        if leaning:
-            return ProofResult("unsupported", counterexample=example, reason=f"{problem}; {leaning[0]}")
-        return ProofResult("enforced", counterexample=example, checked=False, reason=problem)
 
     # -- feasibility --------------------------------------------------------------------
     def feasible_range(
@@ -574,6 +696,26 @@ class Prover:
             except (ValueNotRepresentable, KeyError, TypeError, ValueError) as exc:
                 raise UsageError(f"cannot pin {path!r} to {value!r}: {exc}") from None
         return out
+
+
+def _as_float(i: z3.ArithRef, x: z3.ArithRef) -> z3.BoolRef:
+    """``x`` is what rails read at a float port that got the int ``i``: the shortest
+    decimal of ``float(i)``. That is ``i`` up to 2**53. Beyond, it is an even integer
+    within a relative error of 2**-51 of ``i`` (rounding to a double, then to the shortest
+    decimal, each moves it by at most half a unit in the last place): that is what is
+    stated (sound; exact rounding would cost a case per binade). The even integers just
+    above 2**53 are doubles, so counterexamples there are values a run can hold."""
+    big, slack, real = 2**53, 2**51, z3.ToReal(i)
+    half = x / 2
+    return z3.Or(
+        z3.And(i >= -big, i <= big, x == real),
+        z3.And(
+            z3.Or(i > big, i < -big),
+            half == z3.ToReal(z3.ToInt(half)),
+            z3.If(i > big, x * slack >= real * (slack - 1), x * slack <= real * (slack - 1)),
+            z3.If(i > big, x * slack <= real * (slack + 1), x * slack >= real * (slack + 1)),
+        ),
+    )
 
 
 def _bound_paths(paths: Iterable[str], bind: Mapping[str, str]) -> frozenset[str]:

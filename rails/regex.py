@@ -1,21 +1,33 @@
 """Regular expressions for ``matches(s, "re")`` and ``Str(pattern=...)``.
 
-Python's ``re`` (compiled with ``re.ASCII``, full match) is the meaning at runtime. For
-Z3 we translate the regular subset exactly: literals, ``.`` (any character but a
-newline, as in Python), classes with ranges and negation, ``\\d \\w \\s`` (ASCII),
-``* + ? {m,n}`` (greedy or lazy: the language is the same for a full match), ``|`` and
-groups. Anything else (anchors, look-around, back-references, flags) makes
-``to_z3`` raise ``UnsupportedRegex``: the prover then says ``unsupported`` instead of
-guessing. The parse itself is Python's own (``re._parser``) so both sides read the
-pattern the same way.
+One meaning everywhere: Python's ``re`` with ``re.ASCII``, full match
+(``workbench.types.compile_pattern``): the type check, the rails evaluator and this
+translation agree (``tests/rails/test_regex.py`` holds them together on random patterns
+and Unicode strings). For Z3 we translate the regular subset exactly: literals, ``.``
+(any character but a newline, as in Python), classes with ranges and negation,
+``\\d \\w \\s`` (ASCII), ``* + ? {m,n}`` (greedy or lazy: the language is the same for a
+full match), ``|`` and groups. Anything else (anchors, look-around, back-references,
+flags) makes ``to_z3`` raise ``UnsupportedRegex``: the prover then says
+``unsupported`` instead of guessing. The parse itself is Python's own (``re._parser``)
+so both sides read the pattern the same way.
+
+Z3's alphabet ends at ``MAX_CHAR`` (U+2FFFF), Python's at U+10FFFF. Every translated
+class treats the characters from ``HIGH`` (U+2FC00, all unassigned up to U+2FFFF) to
+U+10FFFF alike, so the 1,024 Z3 characters from ``HIGH`` on stand for all of them: a
+Python string with characters beyond Z3 gets the same verdicts as the Z3 string with
+stand-ins in their place. A class or literal that tells them apart (``[\\x00-\\U0002ffff]``,
+``\\U00030000``) is refused rather than cut at U+2FFFF.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from typing import TYPE_CHECKING, Any
 
 import z3
+
+from workbench.types import compile_pattern
 
 if TYPE_CHECKING:  # typeshed types re's private parser under its old public names
     import sre_constants
@@ -24,10 +36,12 @@ else:  # importing those names warns (deprecated since 3.11); these are the same
     from re import _constants as sre_constants
     from re import _parser as sre_parse
 
-__all__ = ["MAX_CHAR", "UnsupportedRegex", "compile_regex", "to_z3"]
+__all__ = ["HIGH", "MAX_CHAR", "UnsupportedRegex", "compile_regex", "to_z3"]
 
 # Z3's string alphabet ends here (its default "unicode" encoding).
 MAX_CHAR = 0x2FFFF
+# From here on, every translated class contains all characters or none (see above).
+HIGH = 0x2FC00
 # Repetition bounds above this are refused for Z3 (they blow up the automaton).
 _MAX_LOOP = 1000
 
@@ -50,15 +64,15 @@ class UnsupportedRegex(Exception):
 
 
 def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compile for runtime use (ASCII classes, like the Z3 translation). Raises ``re.error``."""
-    return re.compile(pattern, re.ASCII)
+    """Compile for runtime use (the meaning ``to_z3`` translates). Raises ``re.error``."""
+    return compile_pattern(pattern)
 
 
 def to_z3(pattern: str, ctx: z3.Context) -> z3.ReRef:
     """The Z3 regular expression with exactly the strings ``re.fullmatch`` accepts."""
     try:
         parsed = sre_parse.parse(pattern, re.ASCII)
-    except (re.error, RecursionError, OverflowError) as exc:
+    except (re.error, ValueError, RecursionError, OverflowError) as exc:
         raise UnsupportedRegex(f"cannot parse {pattern!r}: {exc}") from None
     if parsed.state.flags & ~(re.ASCII | re.UNICODE):
         raise UnsupportedRegex(f"regex flags in {pattern!r}")
@@ -80,8 +94,13 @@ class _Translator:
         return parts[0] if len(parts) == 1 else z3.Concat(*parts)
 
     def chars(self, ranges: list[tuple[int, int]], negate: bool) -> z3.ReRef:
-        if negate:
-            ranges = _complement(ranges)
+        ranges = _complement(ranges) if negate else _normalise(ranges)
+        high = sum(min(hi, sys.maxunicode) - max(lo, HIGH) + 1 for lo, hi in ranges if hi >= HIGH)
+        if high not in (0, sys.maxunicode - HIGH + 1):
+            raise UnsupportedRegex(
+                f"a class that tells apart characters from U+{HIGH:X} on (beyond Z3's alphabet)"
+            )
+        ranges = [(lo, min(hi, MAX_CHAR)) for lo, hi in ranges if lo <= MAX_CHAR]
         if not ranges:
             return z3.Empty(self.rsort)
         res = [self.range(lo, hi) for lo, hi in ranges]
@@ -129,7 +148,6 @@ class _Translator:
     def char_class(self, items: list[tuple[Any, Any]]) -> z3.ReRef:
         negate = False
         ranges: list[tuple[int, int]] = []
-        extra: list[z3.ReRef] = []
         for op, av in items:
             if op is _C.NEGATE:
                 negate = True
@@ -139,22 +157,17 @@ class _Translator:
                 ranges.append(av)
             elif op is _C.CATEGORY and av in _CATEGORIES:
                 cat_ranges, cat_neg = _CATEGORIES[av]
-                if cat_neg:
-                    if negate:
-                        raise UnsupportedRegex("negated class containing a negated category")
-                    ranges.extend(_complement(cat_ranges))
-                else:
-                    ranges.extend(cat_ranges)
+                ranges.extend(_complement(cat_ranges) if cat_neg else cat_ranges)
             else:
                 raise UnsupportedRegex(f"class item {str(op).lower()}")
-        base = self.chars(_normalise(ranges), negate)
-        return z3.Union(base, *extra) if extra else base
+        return self.chars(ranges, negate)
 
 
 def _normalise(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, merged ranges of Python code points."""
     out: list[tuple[int, int]] = []
     for lo, hi in sorted(ranges):
-        lo, hi = max(lo, 0), min(hi, MAX_CHAR)
+        lo, hi = max(lo, 0), min(hi, sys.maxunicode)
         if lo > hi:
             continue
         if out and lo <= out[-1][1] + 1:
@@ -165,13 +178,14 @@ def _normalise(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The Python code points outside ``ranges``."""
     out, start = [], 0
     for lo, hi in _normalise(ranges):
         if lo > start:
             out.append((start, lo - 1))
         start = hi + 1
-    if start <= MAX_CHAR:
-        out.append((start, MAX_CHAR))
+    if start <= sys.maxunicode:
+        out.append((start, sys.maxunicode))
     return out
 
 

@@ -170,6 +170,30 @@ def test_str_length_and_full_match_pattern():
     assert Str(pattern="a|b").validate("b") == "b"
 
 
+def test_patterns_use_ascii_classes():
+    """Regression: ``\\d`` took any Unicode digit here while the prover read it as ``[0-9]``
+    (a rail the prover called vacuous then blocked ``"١٢"``). Patterns mean ``re.ASCII``."""
+    digits = Str(pattern=r"\d+")
+    assert digits.validate("0123456789") == "0123456789"
+    for text in ("١٢", "１２", "²", "٠"):
+        assert bad(digits, text) == f"value: {text!r} does not match pattern '\\\\d+'"
+    assert Str(pattern=r"\w+").validate("aZ_9") == "aZ_9"
+    for text in ("é", "ß", "ſ", "\u212a"):
+        with pytest.raises(ValueValidationError, match="does not match pattern"):
+            Str(pattern=r"\w+").validate(text)
+    assert Str(pattern=r"\s+").validate(" \t\n\r\x0b\x0c") == " \t\n\r\x0b\x0c"
+    for text in ("\xa0", "\x1c", "\u2028", "\x85"):
+        with pytest.raises(ValueValidationError, match="does not match pattern"):
+            Str(pattern=r"\s").validate(text)
+    # case-insensitivity folds ASCII letters only: no Kelvin sign for k, no long s for s
+    assert Str(pattern="(?i)ks").validate("KS") == "KS"
+    for text in ("\u212as", "k\u017f"):
+        with pytest.raises(ValueValidationError, match="does not match pattern"):
+            Str(pattern="(?i)ks").validate(text)
+    with pytest.raises(TypeSpecError, match="not a valid regex"):
+        Str(pattern="(?u)x")  # Unicode classes cannot be asked for
+
+
 def test_long_values_are_shortened_in_messages():
     message = bad(Int(), "x" * 500)
     assert len(message) < 100 and message.endswith("... is not an int")

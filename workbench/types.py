@@ -18,6 +18,7 @@ records with the same fields are the same type whatever they are called.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -43,6 +44,20 @@ __all__ = [
 
 PRIMITIVE_NAMES = ("str", "int", "float", "bool")
 _CONSTRUCTOR_KEYS = frozenset({"str", "int", "float", "bool", "enum", "list"})
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """The one meaning of a ``Str`` pattern and of a rail's ``matches``: Python's ``re``
+    with ``re.ASCII`` (``\\d`` is ``[0-9]``, ``\\w`` is ``[A-Za-z0-9_]``, ``\\s`` is ASCII
+    whitespace, ``(?i)`` folds ASCII letters only), used as a full match. The prover
+    translates exactly this. Raises ``re.error`` for any pattern ``re`` refuses."""
+    try:
+        return re.compile(pattern, re.ASCII)
+    except ValueError as exc:  # "(?u)" asks for Unicode classes
+        raise re.error(f"{exc} (patterns always use ASCII classes)", pattern) from None
+    except (RecursionError, OverflowError) as exc:
+        raise re.error(str(exc), pattern) from None
 
 
 def _short(value: Any) -> str:
@@ -115,7 +130,8 @@ def _bounds_spec(kind: str, bounds: dict[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class Str(Type):
-    """A string, optionally with a maximum length and a full-match regex ``pattern``."""
+    """A string, optionally with a maximum length and a full-match regex ``pattern``
+    (ASCII classes: see ``compile_pattern``)."""
 
     max_len: int | None = None
     pattern: str | None = None
@@ -128,7 +144,7 @@ class Str(Type):
             if not isinstance(self.pattern, str):
                 raise TypeSpecError(f"str pattern must be a string, got {_short(self.pattern)}")
             try:
-                re.compile(self.pattern)
+                compile_pattern(self.pattern)
             except re.error as exc:
                 raise TypeSpecError(f"str pattern {self.pattern!r} is not a valid regex: {exc}") from None
 
@@ -137,7 +153,7 @@ class Str(Type):
             raise ValueValidationError(path, f"{_short(value)} is not a str")
         if self.max_len is not None and len(value) > self.max_len:
             raise ValueValidationError(path, f"{_short(value)} is longer than max_len {self.max_len}")
-        if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+        if self.pattern is not None and compile_pattern(self.pattern).fullmatch(value) is None:
             raise ValueValidationError(path, f"{_short(value)} does not match pattern {self.pattern!r}")
         return value
 

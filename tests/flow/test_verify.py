@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import z3
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from tests.rails.rail_sets import ITEM_SPEC, conjunction, rail_texts
 from workbench.cli import main
-from workbench.errors import RailViolation
+from workbench.errors import RailViolation, ValueValidationError
 from workbench.examples import flow_path
 from workbench.flow import Flow, loads
 from workbench.flow.model import PortRef
@@ -42,6 +46,10 @@ def echo_str(s: str) -> dict:
 
 def echo_pair(x: int, y: int) -> dict:
     return {"out": x}
+
+
+def echo_item(item: dict) -> dict:
+    return {"out": f"{item['qty']} at {item['price']}"}
 
 
 # -- flow text ------------------------------------------------------------------------------
@@ -156,6 +164,30 @@ outputs: {{out: str}}
 nodes:
   t: {{kind: tool, tool: {HERE}:echo_str, inputs: {{s: str}}, outputs: {{out: str}}}}
 wires: [s -> t.s, t.out -> out]
+"""
+
+ITEM_TYPE = "{qty: {int: {ge: 0}}, price: float}"
+ITEM_FLOW = f"""flow: items
+version: 1
+types:
+  Item: {ITEM_TYPE}
+inputs: {{item: Item}}
+outputs: {{out: str}}
+nodes:
+  t: {{kind: tool, tool: {HERE}:echo_item, inputs: {{item: Item}}, outputs: {{out: str}}}}
+wires: [item -> t.item, t.out -> out]
+rails:
+"""
+
+DIGITS_FLOW = f"""flow: digits
+version: 1
+inputs: {{code: {{str: {{pattern: "\\\\d+"}}}}}}
+outputs: {{out: str}}
+nodes:
+  t: {{kind: tool, tool: {HERE}:echo_str, inputs: {{s: str}}, outputs: {{out: str}}}}
+wires: [code -> t.s, t.out -> out]
+rails:
+  ascii: {{on: t.s, check: "matches(s, '[0-9]+')"}}
 """
 
 APPROX = "are known to the solver only by their types"
@@ -348,6 +380,32 @@ rails:
 """,
         {"flat": "enforced", "limit": "proved", "tight": "enforced"},
     ),
+    # Regression: an int wired into a float port was taken as exactly equal there, so this
+    # was proved; float(2**53 + 1) is 2**53 and the rail blocks it.
+    Case(
+        "int-into-float-rounds-beyond-2**53",
+        one_tool(
+            "{x: int}",
+            '  big: {on: x, check: "x >= 9007199254740993"}\n'
+            '  same: {on: t.x, check: "x >= 9007199254740993"}\n'
+            '  small: {on: t.x, check: "x * 2 >= 20"}\n',
+            node_in="{x: float}",
+            out="float",
+        ),
+        {"big": "enforced", "same": "enforced", "small": "proved"},
+        runnable={"same"},
+    ),
+    Case(
+        "no-float-is-odd-beyond-2**53",
+        one_tool(
+            "{x: int}",
+            '  odd: {on: t.x, check: "x == 9007199254740993"}\n',
+            node_in="{x: float}",
+            out="float",
+        ),
+        {"odd": "conflict"},
+        conflict={"odd": []},
+    ),
     Case(
         "division-by-zero-is-false",
         one_tool(
@@ -417,6 +475,111 @@ rails:
         ),
         {"budget": "enforced", "restricted": "enforced", "cap": "proved", "over": "conflict"},
         conflict={"over": ["budget", "risk.guarantees[0]", "risk.guarantees[1]"]},
+    ),
+    # Regression: rails on one port that no value passes together were each "enforced".
+    Case(
+        "conflict-three-rails-on-node-port",
+        ITEM_FLOW
+        + '  sum: {on: t.item, check: "item.qty + item.price >= 20"}\n'
+        + '  qty: {on: t.item, check: "item.qty <= 5"}\n'
+        + '  price: {on: t.item, check: "item.price <= 10"}\n',
+        {"sum": "conflict", "qty": "conflict", "price": "conflict"},
+        conflict={"sum": ["price", "qty"], "qty": ["price", "sum"], "price": ["qty", "sum"]},
+    ),
+    Case(
+        "conflict-two-rails-on-node-port",
+        one_tool(
+            "{qty: int}", '  lo: {on: t.qty, check: "qty >= 10"}\n  hi: {on: t.qty, check: "qty <= 5"}\n'
+        ),
+        {"lo": "conflict", "hi": "conflict"},
+        conflict={"lo": ["hi"], "hi": ["lo"]},
+    ),
+    Case(
+        "conflict-input-rail-and-port-rails",
+        ITEM_FLOW
+        + '  sum: {on: item, check: "item.qty + item.price >= 20"}\n'
+        + '  qty: {on: t.item, check: "item.qty <= 5"}\n'
+        + '  price: {on: t.item, check: "item.price <= 10"}\n',
+        {"sum": "enforced", "qty": "conflict", "price": "conflict"},
+        conflict={"qty": ["price", "sum"], "price": ["qty", "sum"]},
+        hypotheses={"qty": {"rail:sum"}, "price": {"rail:sum"}},
+    ),
+    Case(
+        "conflict-two-cores-on-one-port",
+        ITEM_FLOW
+        + '  many: {on: t.item, check: "item.qty >= 10"}\n'
+        + '  few: {on: t.item, check: "item.qty <= 5"}\n'
+        + '  dear: {on: t.item, check: "item.price >= 10"}\n'
+        + '  cheap: {on: t.item, check: "item.price <= 5"}\n'
+        + '  any: {on: t.item, check: "item.qty != 7"}\n',
+        {"many": "conflict", "few": "conflict", "dear": "conflict", "cheap": "conflict", "any": "enforced"},
+        conflict={"many": ["few"], "few": ["many"], "dear": ["cheap"], "cheap": ["dear"]},
+    ),
+    Case(
+        "conflict-rails-on-flow-output",
+        one_tool("{x: int}", '  big: {on: out, check: "out > 3"}\n  small: {on: out, check: "out < 2"}\n'),
+        {"big": "conflict", "small": "conflict"},
+        conflict={"big": ["small"], "small": ["big"]},
+    ),
+    # Regression: input rails are each other's hypotheses, so two that break the type
+    # made each other look unreachable ("vacuous") and check passed.
+    Case(
+        "conflict-input-rails-against-type",
+        one_tool(
+            "{x: {int: {ge: 0}}}", '  neg: {on: x, check: "x < 0"}\n  below: {on: x, check: "x < -1"}\n'
+        ),
+        {"neg": "conflict", "below": "conflict"},
+        conflict={"neg": [], "below": []},
+    ),
+    Case(
+        "conflict-across-inputs-of-one-node",
+        f"""flow: pair
+version: 1
+inputs: {{n: int}}
+outputs: {{out: int}}
+nodes:
+  t: {{kind: tool, tool: {HERE}:echo_pair, inputs: {{x: int, y: int}}, outputs: {{out: int}}}}
+wires: [n -> t.x, n -> t.y, t.out -> out]
+rails:
+  big: {{on: t.x, check: "x >= 10"}}
+  small: {{on: t.y, check: "y <= 5"}}
+""",
+        {"big": "conflict", "small": "conflict"},
+        conflict={"big": ["small"], "small": ["big"]},
+    ),
+    Case(
+        "conflict-across-outputs-of-one-node",
+        f"""flow: split
+version: 1
+inputs: {{n: int}}
+outputs: {{a: int, b: int}}
+nodes:
+  t: {{kind: tool, tool: {HERE}:echo_int, inputs: {{x: int}}, outputs: {{a: int, b: int}},
+      guarantees: ["a == b"]}}
+wires: [n -> t.x, t.a -> a, t.b -> b]
+rails:
+  big: {{on: t.a, check: "a >= 10"}}
+  small: {{on: t.b, check: "b <= 5"}}
+  later: {{on: b, check: "b != 7"}}
+""",
+        {"big": "conflict", "small": "conflict", "later": "vacuous"},
+        conflict={"big": ["small", "t.guarantees[0]"], "small": ["big", "t.guarantees[0]"]},
+    ),
+    Case(
+        "port-rails-compatible",
+        ITEM_FLOW
+        + '  sum: {on: t.item, check: "item.qty + item.price >= 20"}\n'
+        + '  qty: {on: t.item, check: "item.qty <= 5"}\n'
+        + '  price: {on: t.item, check: "item.price <= 15"}\n',
+        {"sum": "enforced", "qty": "enforced", "price": "enforced"},
+    ),
+    Case(
+        "observed-rail-blocks-nothing",
+        one_tool(
+            "{qty: int}",
+            '  lo: {on: t.qty, check: "qty >= 10", enforce: observe}\n  hi: {on: t.qty, check: "qty <= 5"}\n',
+        ),
+        {"lo": "enforced", "hi": "enforced"},
     ),
     # -- vacuous --------------------------------------------------------------------------
     Case(
@@ -602,6 +765,38 @@ def test_verdicts(case: Case):
 def _status(text: str, name: str) -> RailStatus:
     (found,) = [r for r in verify(loads(text)).rails if r.name == name]
     return found
+
+
+def test_vacuous_pattern_rail_never_blocks_what_the_type_lets_through():
+    """Regression: the type ``\\d+`` let ``"١٢"`` through (Unicode digits) while the prover,
+    reading ``\\d`` as ``[0-9]``, called the rail vacuous; the rail then blocked the run."""
+    flow = loads(DIGITS_FLOW)
+    assert _status(DIGITS_FLOW, "ascii").status == "vacuous"
+    assert execute(flow, {"code": "12"}, trust=True).outputs == {"out": "12"}
+    with pytest.raises(ValueValidationError, match="does not match pattern"):
+        execute(flow, {"code": "١٢"}, trust=True)
+
+
+TOO_DEAR = ["item.qty + item.price >= 20", "item.qty <= 5", "item.price <= 10"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(placed=st.lists(st.tuples(st.sampled_from(["item", "t.item"]), rail_texts), min_size=1, max_size=4))
+@example(placed=[("t.item", text) for text in TOO_DEAR])
+@example(placed=[("item", TOO_DEAR[0]), ("t.item", TOO_DEAR[1]), ("t.item", TOO_DEAR[2])])
+def test_conflict_iff_no_value_passes_every_rail(placed: list[tuple[str, str]]):
+    """``workbench check`` fails exactly when no input can pass every rail (a bare solver
+    on the conjunction says so); otherwise a run on the solver's value passes them all."""
+    rails = "".join(f"  r{i}: {{on: {port}, check: '{text}'}}\n" for i, (port, text) in enumerate(placed))
+    flow = loads(ITEM_FLOW.replace(ITEM_TYPE, ITEM_SPEC) + rails)
+    report = verify(flow, timeout_ms=5000)
+    assert report.errors == [] and not any(r.status == "unsupported" for r in report.rails), report.rails
+    verdict, value = conjunction([text for _, text in placed])
+    assert verdict != z3.unknown
+    assert report.ok == (verdict == z3.sat), report.rails
+    if value is not None and isinstance(value["price"], float):  # a rational no float holds cannot be sent
+        result = execute(flow, {"item": value}, trust=True)
+        assert result.status == "ok", (value, result.error)
 
 
 def test_division_counterexample_divides_by_zero():

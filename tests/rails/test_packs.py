@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from workbench.errors import RailError, UsageError
-from workbench.rails import Pack, Prover, RailTemplate, Scope, available_packs, load_pack, register_pack
+from workbench.rails import (
+    Pack,
+    Prover,
+    RailTemplate,
+    Scope,
+    available_packs,
+    load_pack,
+    packs,
+    register_pack,
+)
 from workbench.types import Enum, Float, Int, Record, Str
 
 ORDER = Record("Order", side=Enum("buy", "sell", "hold"), ticker=Str(), qty=Int(ge=0), price=Float(gt=0))
@@ -16,7 +25,9 @@ SCOPE = Scope(
 )
 
 
-def test_registry_lists_and_versions() -> None:
+def test_registry_lists_and_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a private copy of the registry: finance@2 must not leak into later tests
+    monkeypatch.setattr(packs, "_REGISTRY", {name: dict(v) for name, v in packs._REGISTRY.items()})
     assert {"finance@1", "pii@1", "budget@1"} <= set(available_packs())
     assert load_pack("finance").version == 1
     assert load_pack("finance@1") is load_pack("finance", 1)

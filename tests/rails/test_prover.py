@@ -5,12 +5,17 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+import z3
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from workbench.errors import UsageError
 from workbench.rails import Prover, Scope, explain, parse_rail
+from workbench.rails.prover import JointResult
 from workbench.types import Enum, Float, Int, List, Record, Str
 
 from .conftest import ORDER
+from .rail_sets import ITEM, ITEM_SCOPE, conjunction, rail_sets
 
 SCOPE = Scope(
     {
@@ -247,6 +252,28 @@ def test_wires_between_int_and_float_and_between_enums() -> None:
     assert result.status == "enforced" and result.counterexample["a.out"]["qty"] == 2
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    i=st.one_of(
+        st.integers(-(2**60), 2**60),
+        st.integers(2**53 - 3, 2**53 + 9),
+        st.integers(-(2**53) - 9, -(2**53) + 3),
+        st.integers(0, 1020).map(lambda k: 2**k + 1),
+        st.integers(2**1000, 2**1023),
+    )
+)
+def test_an_int_at_a_float_port_reads_as_its_float(i: int) -> None:
+    """Regression: the wire int -> float was an exact equation, but the port holds
+    ``float(i)`` (``float(2**53 + 1) == 2**53``): the prover must allow exactly that."""
+    p = Prover()
+    p.declare("a", Int())
+    p.declare("b", Float())
+    p.equate("a", "b")
+    assert p.feasible({"a": i, "b": float(i)}) is True
+    if float(i) != i:
+        assert p.feasible({"a": i, "b": float(i) + float(i) * 2**-40}) is False
+
+
 def test_long_strings_known_by_length_are_fast() -> None:
     """Z3's string solver can run for minutes building a 1001-character witness; a
     string used only through len() and max_len is an integer to the prover."""
@@ -262,3 +289,88 @@ def test_long_strings_known_by_length_are_fast() -> None:
     p.assume(parse_rail("len(news) < 500", scope), {"news": "news"}, "short")
     assert p.prove(parse_rail("len(news) <= 1000", scope), {"news": "news"}).status == "proved"
     assert time.perf_counter() - start < 5
+
+
+def _item_prover(texts: list[str], **rails_at: str) -> Prover:
+    p = Prover(timeout_ms=5000)
+    p.declare("in.item", ITEM)
+    p.declare("t.item", ITEM)
+    p.equate("in.item", "t.item")
+    for i, text in enumerate(texts):
+        p.assume(parse_rail(text, ITEM_SCOPE, name=f"r{i}"), {"item": "t.item"}, f"r{i}")
+    for label, text in rails_at.items():
+        p.assume(parse_rail(text, ITEM_SCOPE, name=label), {"item": "in.item"}, label)
+    return p
+
+
+def test_rails_that_hold_alone_may_conflict_together() -> None:
+    """Regression: three rails on one port, each satisfiable, admit no value together."""
+    texts = ["item.qty + item.price >= 20", "item.qty <= 5", "item.price <= 10"]
+    p = _item_prover(texts)
+    for text in texts:
+        assert p.prove(parse_rail(text, ITEM_SCOPE), {"item": "t.item"}, using=[]).status == "enforced"
+    result = p.together(["r0", "r1", "r2"], using=[])
+    assert result.status == "conflict" and set(result.core) == {"r0", "r1", "r2"}
+    assert p.together(["r1", "r2"], using=[]).status == "satisfiable"
+    # an upstream rail (across a wire) can make a port's rails impossible
+    p = _item_prover(texts[1:], up="item.qty + item.price >= 20")
+    assert p.together(["r0", "r1"], using=[]).status == "satisfiable"
+    result = p.together(["r0", "r1"], using=["up"])
+    assert result.status == "conflict" and set(result.core) == {"r0", "r1", "up"}
+
+
+def test_together_unreachable_witness_and_usage() -> None:
+    p = _item_prover(["item.qty >= 3", "item.price < item.qty"], broken="item.qty < 0")
+    result = p.together(["r0", "r1"], using=["broken"])
+    assert result.status == "unreachable" and set(result.core) == {"broken", "type:in.item"}
+    result = p.together(["r0", "r1"], using=[])
+    assert result.status == "satisfiable" and result.checked
+    item = result.witness["t.item"]
+    assert item["qty"] >= 3 and item["price"] < item["qty"] and result.witness["in.item"] == item
+    assert p.together(["r0"], using=[], witness=False) == JointResult("satisfiable")
+    with pytest.raises(UsageError, match="unknown hypothesis label 'nope'"):
+        p.together(["r0", "nope"])
+    with pytest.raises(UsageError, match=r"unknown hypothesis label 'type:t\.item'"):
+        p.together(["type:t.item"])
+
+
+def test_components_split_by_shared_variables() -> None:
+    texts = ["item.qty >= 3", "item.price < 2", 'item.name == "ab"', "item.qty + item.price > 1"]
+    p = _item_prover(texts, link="item.qty == item.price")
+    assert sorted(p.components(["r0", "r1", "r2"], using=[])) == [["r0"], ["r1"], ["r2"]]
+    assert sorted(p.components(["r0", "r1", "r2", "r3"], using=[])) == [["r0", "r1", "r3"], ["r2"]]
+    # joined through a hypothesis in use (across the wire in.item -> t.item)
+    assert sorted(p.components(["r0", "r1", "r2"], using=["link"])) == [["r0", "r1"], ["r2"]]
+    with pytest.raises(UsageError, match="unknown hypothesis label"):
+        p.components(["r9"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=rail_sets)
+@example(texts=["item.qty + item.price >= 20", "item.qty <= 5", "item.price <= 10"])
+@example(texts=["item.qty >= 10", "item.qty <= 5", "item.price != 2.5"])
+def test_together_agrees_with_a_bare_solver(texts: list[str]) -> None:
+    """Conflict iff the plain conjunction is unsat; the core is minimal; otherwise the
+    witness passes the type and every rail at runtime (when its reals are floats)."""
+    p = _item_prover(texts)
+    labels = [f"r{i}" for i in range(len(texts))]
+    result = p.together(labels)
+    expected, _ = conjunction(texts)
+    assert expected != z3.unknown and result.status != "unknown"
+    if expected == z3.unsat:
+        assert result.status == "conflict", result
+        chosen = [texts[int(label[1:])] for label in result.core if label in labels]
+        typed = any(label.startswith("type:") for label in result.core)
+        assert conjunction(chosen, types=typed)[0] == z3.unsat
+        for i in range(len(chosen)):  # minimal: without any one of them a value exists
+            assert conjunction(chosen[:i] + chosen[i + 1 :], types=typed)[0] == z3.sat
+        return
+    assert result.status == "satisfiable", result
+    item = result.witness["t.item"]
+    if not isinstance(item["price"], float):  # Z3 chose a rational no float stands for (1/3)
+        assert not result.checked and "is not a float" in result.reason
+        return
+    assert result.checked, result
+    ITEM.validate(item)
+    for text in texts:
+        assert parse_rail(text, ITEM_SCOPE).holds({"item": item}), (text, item)

@@ -270,9 +270,12 @@ class FlowDocument:
     def set_rail(self, name: str, check: str, on: str | None = None) -> None:
         """Change the text (and optionally the port) of rail ``name``, or add it."""
         old = self.flow.rails.get(name)
-        if old is None and on is None:
+        if on is not None:
+            port = PortRef.parse(on)
+        elif old is not None:
+            port = old.on
+        else:
             raise FlowError(f"rail '{name}' is new: give the port it sits on")
-        port = PortRef.parse(on) if on is not None else old.on  # type: ignore[union-attr]
         if old is not None:
             spec = RailSpec(name, port, check, old.enforce, old.max_attempts)
         else:

@@ -179,8 +179,9 @@ class RunView(pn.viewable.Viewer):
             return
         finally:
             self.run_button.disabled, self.cancel_button.disabled = False, True
-            if close and inner is not None:
-                inner.close()  # type: ignore[attr-defined]
+            closer = getattr(inner, "close", None) if close else None
+            if closer is not None:
+                closer()  # a tracer the run view opened for this run alone
             elif inner is not None:
                 inner.flush()
         self.last_result = result

@@ -8,6 +8,7 @@ them text that went through ``html.escape`` here.
 from __future__ import annotations
 
 import html
+import weakref
 from typing import Any
 
 import panel as pn
@@ -20,6 +21,10 @@ _STYLES = {
     "error": "color:#7f1d1d;background:#fee2e2;border:1px solid #fca5a5",
     "plain": "color:#1f2937",
 }
+
+
+# The style each text pane was made with, so ``message`` keeps it (panes are not ours to extend).
+_STYLE_OF: weakref.WeakKeyDictionary[pn.pane.HTML, tuple[str, bool]] = weakref.WeakKeyDictionary()
 
 
 def _html(text: str, style: str, pre: bool) -> str:
@@ -35,11 +40,11 @@ def _html(text: str, style: str, pre: bool) -> str:
 def text_pane(text: str = "", *, style: str = "plain", pre: bool = False, **params: Any) -> pn.pane.HTML:
     """An HTML pane showing ``text`` escaped (``pre`` keeps line breaks and columns)."""
     pane = pn.pane.HTML(_html(text, style, pre) if text else "", **params)
-    pane._wb_style = (style, pre)  # type: ignore[attr-defined]
+    _STYLE_OF[pane] = (style, pre)
     return pane
 
 
 def message(pane: pn.pane.HTML, text: str, style: str | None = None) -> None:
     """Replace the text of a pane made by ``text_pane`` (empty text clears it)."""
-    old_style, pre = getattr(pane, "_wb_style", ("plain", False))
+    old_style, pre = _STYLE_OF.get(pane, ("plain", False))
     pane.object = _html(text, style or old_style, pre) if text else ""

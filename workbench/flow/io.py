@@ -581,7 +581,7 @@ def _dump_node(node: Node, known: Mapping[str, Type]) -> dict[str, Any]:
         out["guarantees"] = list(node.guarantees)
     if node.timeout is not None:
         out["timeout"] = node.timeout
-    if node.retries:
+    if node.retries != 0:  # any other value as it was read (validation reports a bad one)
         out["retries"] = node.retries
     return out
 
@@ -657,7 +657,8 @@ def _emit_flow(data: dict[str, Any], indent: int, lines: list[str]) -> None:
             for name, node in value.items():
                 lines.append(f"{pad}  {_inline(name)}:")
                 for node_key, item in node.items():
-                    if node_key == "flow" and isinstance(item, dict):
+                    # an inline sub-flow as a block; anything else (an empty or stray mapping) inline
+                    if node_key == "flow" and node.get("kind") == "flow" and isinstance(item, dict) and item:
                         lines.append(f"{pad}    flow:")
                         _emit_flow(item, indent + 6, lines)
                     else:

@@ -13,7 +13,10 @@ The flow becomes proof obligations for the rails layer's ``Prover``:
 
 Each rail gets one status (docs/architecture.md): ``proved``, ``enforced`` (with a counterexample
 that passes everything upstream and breaks it), ``conflict`` (with the rails it
-contradicts), ``vacuous`` or ``unsupported`` (with the reason). Loops, votes and the
+contradicts), ``vacuous`` or ``unsupported`` (with the reason). The rails the runtime
+checks in one go (on one port, on a node's inputs, on a tool or llm node's outputs) are
+then asked together: where no value passes them all, the rails of a minimal core are
+``conflict`` as well (``Prover.together``). Loops, votes and the
 values of tool and llm outputs are known only by their types and guarantees: sound, but
 a rail may show ``enforced`` where it always holds in practice.
 """
@@ -256,6 +259,82 @@ def _relevant(example: dict[str, Any] | None, keep: Iterable[str]) -> dict[str, 
     return {k: v for k, v in example.items() if k in keep} or example
 
 
+def _checked_with(flow: Flow, ref: PortRef) -> tuple[str, ...]:
+    """The rails that the runtime checks in one go with those on port ``ref``.
+
+    A node runs once all its inputs arrived and checks the rails on all of them first
+    (a loop reads ``next`` later); a tool or llm node checks the rails on all its outputs
+    together. Elsewhere (flow ports, a router's branches, a loop's or vote's outputs) the
+    rails on one port are checked together.
+    """
+    node = flow.nodes.get(ref.node or "")
+    if node is not None and ref.port in node.inputs and node.kind != "loop":
+        return (node.name, "inputs")
+    if node is not None and ref.port in node.outputs and node.kind in ("tool", "llm"):
+        return (node.name, "outputs")
+    return (str(ref),)
+
+
+def _joint_conflicts(
+    obligations: _Obligations, verdicts: list[tuple[FlowRail, Any, RailStatus]]
+) -> list[str]:
+    """Rails checked in one go that no value passes together, though each passes its
+    hypotheses (``item.qty + item.price >= 20``, ``item.qty <= 5``, ``item.price <= 10``).
+
+    Such rails block every run that reaches them: each rail of a minimal core becomes
+    ``conflict``, naming the others (and the upstream hypotheses the core needs).
+    Candidates are the blocking rails found ``enforced``, or ``vacuous`` because their
+    hypotheses contradict: on a flow input the other input rails are hypotheses, so rails
+    that contradict each other there look unreachable one by one. A proved rail is
+    implied by its hypotheses and cannot be needed. Returns notes for rails Z3 could not
+    decide in time.
+    """
+    flow = obligations.flow
+    at: dict[tuple[str, ...], list[tuple[str, RailStatus]]] = {}
+    for rail, result, status in verdicts:
+        label = f"rail:{rail.name}"
+        if obligations.labels.get(label) is rail and (
+            result.status == "enforced" or (result.status == "vacuous" and result.core)
+        ):
+            at.setdefault(_checked_with(flow, rail.port), []).append((label, status))
+    notes = []
+    for where, candidates in at.items():
+        # the other rails checked in the same go are not upstream of these
+        here = {
+            h
+            for h, rail in obligations.labels.items()
+            if rail.kind != "guarantee" and _checked_with(flow, rail.port) == where
+        }
+        upstream = sorted({h for _, s in candidates for h in s.hypotheses} - here)
+        # rails that share no variable (even through upstream hypotheses) hold or fail apart
+        for part in obligations.prover.components([label for label, _ in candidates], using=upstream):
+            group = [(label, status) for label, status in candidates if label in part]
+            notes += _settle(obligations, group, upstream)
+    return notes
+
+
+def _settle(obligations: _Obligations, group: list[tuple[str, RailStatus]], upstream: list[str]) -> list[str]:
+    """Mark the rails of each minimal core in ``group`` ``conflict`` until the rest can hold."""
+    while group:
+        labels = {label for label, _ in group}
+        # an enforced rail that had all the others as hypotheses shows they can all hold
+        if any(s.status == "enforced" and labels - {label} <= set(s.hypotheses) for label, s in group):
+            return []
+        result = obligations.prover.together(sorted(labels), using=upstream, witness=False)
+        if result.status == "unknown":
+            names = ", ".join(sorted(label.removeprefix("rail:") for label in labels))
+            return [f"rails {names}: could not tell whether they can all hold ({result.reason})"]
+        if result.status != "conflict":
+            return []
+        for label, status in group:
+            if label in result.core:
+                status.status, status.counterexample = "conflict", None
+                status.conflict_with = [c.removeprefix("rail:") for c in result.core if c != label]
+                status.reason = "no value passes the hypotheses and the rails checked with this one"
+        group = [(label, status) for label, status in group if label not in result.core]
+    return []
+
+
 def verify(flow: Flow, *, timeout_ms: int = 2000) -> VerifyReport:
     """Give every rail of ``flow`` a status; validation problems come back as ``errors``."""
     errors = problems(flow)
@@ -267,6 +346,7 @@ def verify(flow: Flow, *, timeout_ms: int = 2000) -> VerifyReport:
         return VerifyReport(flow.name, [str(exc)], [])
     obligations = _Obligations(flow, rails, timeout_ms)
     statuses = []
+    verdicts = []
     for rail in rails:
         if rail.kind == "guarantee":
             continue  # promises of a node's code: hypotheses, not goals
@@ -279,18 +359,19 @@ def verify(flow: Flow, *, timeout_ms: int = 2000) -> VerifyReport:
             if label in obligations.labels  # route: facts have no FlowRail
             for p in obligations.bind(obligations.labels[label]).values()
         } | set(obligations.bind(rail).values())
-        statuses.append(
-            RailStatus(
-                rail.name,
-                str(rail.port),
-                result.status,
-                _relevant(result.counterexample, ports),
-                [c.removeprefix("rail:") for c in result.conflict_with],
-                result.reason,
-                using,
-            )
+        status = RailStatus(
+            rail.name,
+            str(rail.port),
+            result.status,
+            _relevant(result.counterexample, ports),
+            [c.removeprefix("rail:") for c in result.conflict_with],
+            result.reason,
+            using,
         )
+        statuses.append(status)
+        verdicts.append((rail, result, status))
     notes = list(obligations.notes)
+    notes += _joint_conflicts(obligations, verdicts)
     approximated = sorted(
         {word for n in flow.nodes.values() for k, word in APPROXIMATE_KINDS.items() if n.kind == k}
     )
