@@ -52,7 +52,9 @@ class AgentTool:
     ) -> AgentTool:
         """A tool calling ``fn`` (a callable or ``"module:function"``), for Python-built flows."""
         ref = fn if isinstance(fn, str) else f"{fn.__module__}:{fn.__qualname__}"
-        return cls(ref, inputs=dict(inputs), outputs=dict(outputs), fn=None if isinstance(fn, str) else fn, **extra)
+        return cls(
+            ref, inputs=dict(inputs), outputs=dict(outputs), fn=None if isinstance(fn, str) else fn, **extra
+        )
 
     def to_data(self, type_spec: Callable[[Type], Any]) -> dict[str, Any]:
         """The flow-file mapping of this tool (``type_spec`` writes each port type)."""
@@ -91,7 +93,9 @@ def tool_problems(node: Node) -> list[str]:
     tools = node.config.get("tools")
     where = f"node '{node.name}'"
     if not isinstance(tools, Mapping) or not tools:
-        return [f"{where}: an agent needs 'tools', a mapping of tool name to {{tool: 'module:function', ...}}"]
+        return [
+            f"{where}: an agent needs 'tools', a mapping of tool name to {{tool: 'module:function', ...}}"
+        ]
     found = []
     for name, tool in tools.items():
         at = f"{where}: tool '{name}'"

@@ -276,7 +276,9 @@ class _Reader:
                 raise self.fail(tools, name, f"{what} must be a mapping with 'tool: module:function'")
             for key in entry:
                 if key not in TOOL_KEYS:
-                    raise self.fail(entry, key, f"{what}: unknown key {key!r} (allowed: {', '.join(TOOL_KEYS)})")
+                    raise self.fail(
+                        entry, key, f"{what}: unknown key {key!r} (allowed: {', '.join(TOOL_KEYS)})"
+                    )
             out[name] = AgentTool(
                 entry["tool"],
                 entry.get("description"),
@@ -472,7 +474,9 @@ def _dump_node(node: Node, known: Mapping[str, Type]) -> dict[str, Any]:
                 value = value.origin or dump(value)
             elif key == "tools" and isinstance(value, Mapping):
                 value = {
-                    name: tool.to_data(lambda t: _type_spec(t, known)) if isinstance(tool, AgentTool) else tool
+                    name: tool.to_data(lambda t: _type_spec(t, known))
+                    if isinstance(tool, AgentTool)
+                    else tool
                     for name, tool in value.items()
                 }
             out[key] = value

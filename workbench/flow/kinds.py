@@ -86,6 +86,11 @@ def _check_agent(node: Node, flow: Flow) -> list[str]:
     max_steps = node.config.get("max_steps", 1)
     if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
         errors.append(f"node '{node.name}': max_steps must be a positive integer (model turns)")
+    if node.retries:
+        errors.append(
+            f"node '{node.name}': an agent cannot have retries (a retry would repeat its tool calls); "
+            "drop retries"
+        )
     return errors + tool_problems(node)
 
 
