@@ -351,5 +351,5 @@ def test_untrusted_tools_of_an_agent_are_refused_at_plan_time():
     from workbench.errors import TrustError
 
     flow = _agent_flow({"x": AgentTool("os:getcwd", outputs={"cwd": str})})
-    with pytest.raises(TrustError, match="node 'worker.x': tool 'os:getcwd' lives outside"):
+    with pytest.raises(TrustError, match=r"node 'worker\.x': tool 'os:getcwd' lives outside"):
         Executor(flow)
