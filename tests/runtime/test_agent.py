@@ -353,3 +353,50 @@ def test_untrusted_tools_of_an_agent_are_refused_at_plan_time():
     flow = _agent_flow({"x": AgentTool("os:getcwd", outputs={"cwd": str})})
     with pytest.raises(TrustError, match=r"node 'worker\.x': tool 'os:getcwd' lives outside"):
         Executor(flow)
+
+
+# -- the command line: workbench run --approve ---------------------------------------------------
+
+
+def _cli_run(capsys, server, *extra):
+    from workbench.cli import main
+
+    argv = ["run", "desk", "-i", f"news={NEWS}", "-i", "cash=1000", "--model", json.dumps(server.model)]
+    code = main([*argv, "--no-trace", "--json", *extra])
+    out, err = capsys.readouterr()
+    return code, json.loads(out), err
+
+
+def test_cli_approve_all_runs_gated_calls(capsys):
+    with scripted(_one_buy_then_answer({"ticker": "BOLT", "qty": 8, "price": 12.5})) as server:
+        code, data, _ = _cli_run(capsys, server, "--approve", "all")
+    assert code == 0 and data["outputs"] == {"result": FINAL}
+    assert desk.LEDGER == [{"ticker": "BOLT", "qty": 8, "price": 12.5}]
+    assert [(r["name"], r["verdict"]) for r in data["rails"]] == [("cap", "pass")]
+
+
+def test_cli_approve_none_denies_gated_calls(capsys):
+    with scripted(_one_buy_then_answer({"ticker": "BOLT", "qty": 8, "price": 12.5})) as server:
+        code, _, _ = _cli_run(capsys, server, "--approve", "none")
+    assert code == 0 and desk.LEDGER == []
+    assert server.tool_messages(1)[0]["content"] == "denied: denied by --approve none"
+
+
+def test_cli_without_a_terminal_or_a_flag_denies_and_says_why(capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with scripted(_one_buy_then_answer({"ticker": "BOLT", "qty": 8, "price": 12.5})) as server:
+        code, _, err = _cli_run(capsys, server)
+    assert code == 0 and desk.LEDGER == []
+    assert "approval needed for desk.buy" in err and "pass --approve all|none" in err
+    assert "stdin is not a terminal" in server.tool_messages(1)[0]["content"]
+
+
+def test_cli_asks_at_a_terminal_and_takes_edited_arguments(capsys, monkeypatch):
+    answers = iter(["x", "e", "{bad", "e", '{"ticker": "BOLT", "qty": 3, "price": 12.5}'])
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    with scripted(_one_buy_then_answer({"ticker": "BOLT", "qty": 8, "price": 12.5})) as server:
+        code, _, err = _cli_run(capsys, server)
+    assert code == 0
+    assert 'approval needed: desk.buy {"ticker": "BOLT", "qty": 8, "price": 12.5}' in err
+    assert desk.LEDGER == [{"ticker": "BOLT", "qty": 3, "price": 12.5}]
