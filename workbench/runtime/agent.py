@@ -99,7 +99,7 @@ class _Tool:
 
 
 @dataclass
-class _Run:
+class _AgentRun:
     """One run of the node: what rails may read, which calls were handled, the approval queue."""
 
     span: Span
@@ -196,7 +196,7 @@ class AgentRunner(LlmRunner):
                 "(model: {openai: {base_url: ...}})",
             )
         messages = self.agent_messages(inputs, flow_inputs)
-        run = _Run(span, {**flow_inputs, **inputs}, RUN_RECORDS.get())
+        run = _AgentRun(span, {**flow_inputs, **inputs}, RUN_RECORDS.get())
         steps = 0
         try:
             for steps in range(1, self.max_steps + 1):
@@ -282,7 +282,7 @@ class AgentRunner(LlmRunner):
 
     # -- one tool call --------------------------------------------------------------------
 
-    async def _execute(self, call: ToolCall, run: _Run) -> str:
+    async def _execute(self, call: ToolCall, run: _AgentRun) -> str:
         """Check, approve and run one call under its ``execute_tool`` span; returns the tool message."""
         span = self.tracer.start_span(
             f"execute_tool {call.name}",
@@ -312,7 +312,7 @@ class AgentRunner(LlmRunner):
         )
         return answer
 
-    async def _outcome(self, call: ToolCall, run: _Run, span: Span) -> tuple[str, str]:
+    async def _outcome(self, call: ToolCall, run: _AgentRun, span: Span) -> tuple[str, str]:
         """``(status, tool message)``: ``ok`` or why the call did not run or failed."""
         if call.id in run.seen:
             return "duplicate", f"error: call id {call.id!r} was already handled; a call runs at most once"
@@ -342,7 +342,7 @@ class AgentRunner(LlmRunner):
         return await self._invoke(tool, arguments)
 
     def _admit(
-        self, tool: _Tool, raw: Any, run: _Run, span: Span
+        self, tool: _Tool, raw: Any, run: _AgentRun, span: Span
     ) -> tuple[tuple[str, str] | None, dict[str, Any]]:
         """The arguments checked against the tool's input types, then its rails."""
         if not isinstance(raw, Mapping):
@@ -400,7 +400,7 @@ class AgentRunner(LlmRunner):
         self.tracer.end_span(span, status="OK" if record.verdict == "pass" else "ERROR")
 
     async def _decide(
-        self, tool: _Tool, call: ToolCall, arguments: dict[str, Any], run: _Run, span: Span
+        self, tool: _Tool, call: ToolCall, arguments: dict[str, Any], run: _AgentRun, span: Span
     ) -> Decision:
         """The approver's decision on this exact call (one question at a time)."""
         if self.approver is None:
