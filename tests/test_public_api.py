@@ -48,6 +48,7 @@ PUBLIC = {
     ],
     "workbench.flow": [
         "KINDS",
+        "AgentTool",
         "Flow",
         "KindSpec",
         "Node",
@@ -70,6 +71,10 @@ PUBLIC = {
     "workbench.runtime": [
         "RUNNERS",
         "SKIPPED",
+        "AgentRunner",
+        "Approve",
+        "Deny",
+        "Edit",
         "Executor",
         "RailRecord",
         "RunResult",

@@ -1,6 +1,6 @@
 """The ``workbench`` command (docs/architecture.md, "Command line").
 
-    workbench run FLOW [-i k=v]... [--inputs FILE] [--model SPEC] [--db PATH] [--json]
+    workbench run FLOW [-i k=v]... [--inputs FILE] [--model SPEC] [--db PATH] [--approve all|none] [--json]
     workbench check FLOW [--json] [--explain RAIL]
     workbench serve [FLOW...] [--port] [--address] [--db]   (the app, from workbench.app)
     workbench traces list|show|query|export|serve ...       (from workbench.traces)
@@ -128,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             trust=args.trust,
             model=_model_spec(args.model),
             profile_kernels=args.profile_kernels,
+            approve=_approver(args.approve),
         )
         result = executor.run(inputs)
     finally:
@@ -140,6 +141,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.error is not None and args.debug and result.error.__cause__ is not None:
         traceback.print_exception(result.error.__cause__, file=sys.stderr)
     return 0 if result.status == "ok" else 1
+
+
+def _approver(mode: str | None) -> Any:
+    """The approver of agents' gated tool calls for ``--approve`` (None: ask at the terminal)."""
+    from workbench.runtime.agent import Approve, Deny, Edit
+
+    def decide(node: str, tool: str, call_id: str, arguments: dict[str, Any]) -> Any:
+        call = f"{node}.{tool} {json.dumps(arguments, ensure_ascii=False, default=str)}"
+        if mode == "all":
+            return Approve()
+        if mode == "none":
+            return Deny("denied by --approve none")
+        if not sys.stdin.isatty():
+            print(
+                f"approval needed for {call}: denied (stdin is not a terminal; pass --approve all|none)",
+                file=sys.stderr,
+            )
+            return Deny("nobody could be asked (stdin is not a terminal) and --approve was not given")
+        print(f"approval needed: {call}", file=sys.stderr)
+        while True:
+            choice = input("approve (a), edit (e) or deny (d)? ").strip().lower()
+            if choice in ("a", "approve"):
+                return Approve()
+            if choice in ("d", "deny"):
+                return Deny(input("reason (optional): ").strip() or "denied at the terminal")
+            if choice in ("e", "edit"):
+                try:
+                    edited = json.loads(input("arguments as a JSON object: "))
+                except ValueError as exc:
+                    print(f"not JSON: {exc}", file=sys.stderr)
+                    continue
+                if isinstance(edited, dict):
+                    return Edit(edited)
+                print("the arguments must be a JSON object", file=sys.stderr)
+
+    return decide
 
 
 def _print_run(result: Any, args: argparse.Namespace) -> None:
@@ -261,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--trust",
         action="store_true",
         help="trust the flow: run any importable tool, not only the registered safe ones",
+    )
+    run.add_argument(
+        "--approve",
+        choices=("all", "none"),
+        help="approve (all) or deny (none) every agent tool call marked approve: true; "
+        "without it, ask at the terminal (deny when stdin is not a terminal)",
     )
     run.add_argument("--json", action="store_true", help='print {"run_id", "status", "outputs", "rails"}')
     run.set_defaults(handler=cmd_run)

@@ -455,7 +455,7 @@ ALLOWED_TOP = (
         ("flow: f\nnodes:\n  n: tool\n", "3:3: node 'n' must be a mapping with 'kind:'"),
         (
             "flow: f\nnodes:\n  n: {tool: 'a:b'}\n",
-            "3:6: node 'n' needs 'kind:' (one of flow, llm, loop, router, tool, vote)",
+            "3:6: node 'n' needs 'kind:' (one of agent, flow, llm, loop, router, tool, vote)",
         ),
         (
             "flow: f\nnodes:\n  n: {kind: tool, guarantees: x > 0}\n",

@@ -11,7 +11,7 @@ from workbench.flow.graph import analyse
 from workbench.flow.kinds import KINDS
 from workbench.types import Enum, Float, Int, List, Record, Str
 
-KNOWN_KINDS = "flow, llm, loop, router, tool, vote"
+KNOWN_KINDS = "agent, flow, llm, loop, router, tool, vote"
 TOOL = "workbench.examples.support:redact"
 
 

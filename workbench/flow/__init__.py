@@ -1,5 +1,6 @@
 """Typed flows: the data model, flow files, validation and composition."""
 
+from workbench.flow.agent_tools import AgentTool
 from workbench.flow.compose import parallel, sequence
 from workbench.flow.io import dump, dumps, flow_hash, load, loads, save
 from workbench.flow.kinds import KINDS, KindSpec, register_kind
@@ -8,6 +9,7 @@ from workbench.flow.validate import problems, validate
 
 __all__ = [
     "KINDS",
+    "AgentTool",
     "Flow",
     "KindSpec",
     "Node",

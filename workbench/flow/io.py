@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from workbench.errors import FlowError, FlowSyntaxError, TypeSpecError
+from workbench.flow.agent_tools import TOOL_KEYS, AgentTool
 from workbench.flow.kinds import KINDS
 from workbench.flow.model import ENFORCE_MODES, Flow, Node, PortRef, RailSpec, Wire
 from workbench.types import List, Record, Type, parse_named_types, parse_type
@@ -334,6 +335,8 @@ class _Reader:
         config = {k: v for k, v in spec.items() if k not in NODE_COMMON}
         if kind == "flow" and "flow" in config:
             config["flow"] = self.subflow(spec, name, config["flow"])
+        if kind == "agent" and isinstance(config.get("tools"), Mapping):
+            config["tools"] = self.agent_tools(spec["tools"], name, named)
         guarantees = spec.get("guarantees") or []
         if not isinstance(guarantees, list):
             raise self.fail(
@@ -349,6 +352,30 @@ class _Reader:
             timeout=spec.get("timeout"),
             retries=spec.get("retries", 0),
         )
+
+    def agent_tools(
+        self, tools: Mapping[str, Any], node: str, named: Mapping[str, Type]
+    ) -> dict[Any, AgentTool]:
+        """An agent's ``tools:`` entries, their port types parsed; values are checked by validation."""
+        out = {}
+        for name, entry in tools.items():
+            what = f"node '{node}' tool '{name}'"
+            if not isinstance(entry, Mapping) or "tool" not in entry:
+                raise self.fail(tools, name, f"{what} must be a mapping with 'tool: module:function'")
+            for key in entry:
+                if key not in TOOL_KEYS:
+                    raise self.fail(
+                        entry, key, f"{what}: unknown key {key!r} (allowed: {', '.join(TOOL_KEYS)})"
+                    )
+            out[name] = AgentTool(
+                entry["tool"],
+                entry.get("description"),
+                self.types(entry, "inputs", named, f"{what} input"),
+                self.types(entry, "outputs", named, f"{what} output"),
+                entry.get("approve", False),
+                entry.get("timeout"),
+            )
+        return out
 
     def subflow(self, spec: Mapping[str, Any], name: str, value: Any) -> Flow:
         """The flow a ``flow`` node names: inline, or a file relative to this file's directory."""
@@ -574,6 +601,13 @@ def _dump_node(node: Node, known: Mapping[str, Type]) -> dict[str, Any]:
             value = node.config[key]
             if isinstance(value, Flow):
                 value = value.origin or dump(value)
+            elif key == "tools" and isinstance(value, Mapping):
+                value = {
+                    name: tool.to_data(lambda t: _type_spec(t, known))
+                    if isinstance(tool, AgentTool)
+                    else tool
+                    for name, tool in value.items()
+                }
             out[key] = value
     out["inputs"] = {k: _type_spec(t, known) for k, t in node.inputs.items()}
     out["outputs"] = {k: _type_spec(t, known) for k, t in node.outputs.items()}
@@ -661,6 +695,10 @@ def _emit_flow(data: dict[str, Any], indent: int, lines: list[str]) -> None:
                     if node_key == "flow" and node.get("kind") == "flow" and isinstance(item, dict) and item:
                         lines.append(f"{pad}    flow:")
                         _emit_flow(item, indent + 6, lines)
+                    elif node_key == "tools" and isinstance(item, dict) and item:  # one line per tool
+                        lines.append(f"{pad}    tools:")
+                        for tool_name, tool in item.items():
+                            _emit(tool_name, tool, indent + 6, lines)
                     else:
                         _emit(node_key, item, indent + 4, lines)
         elif key == "wires":

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from workbench.flow.agent_tools import tool_problems
+
 if TYPE_CHECKING:
     from workbench.flow.model import Flow, Node
 
@@ -64,12 +66,12 @@ def _check_tool(node: Node, flow: Flow) -> list[str]:
     return []
 
 
-def _check_llm(node: Node, flow: Flow) -> list[str]:
+def _check_llm(node: Node, flow: Flow, what: str = "an llm node") -> list[str]:
     errors = []
     if not isinstance(node.config.get("prompt"), str):
-        errors.append(f"node '{node.name}': an llm node needs 'prompt', a string (a Jinja2 template)")
+        errors.append(f"node '{node.name}': {what} needs 'prompt', a string (a Jinja2 template)")
     if not node.outputs:
-        errors.append(f"node '{node.name}': an llm node needs at least one output port")
+        errors.append(f"node '{node.name}': {what} needs at least one output port")
     temperature = node.config.get("temperature", 0.0)
     if not _is_number(temperature) or temperature < 0:
         errors.append(f"node '{node.name}': temperature must be a number >= 0")
@@ -77,6 +79,19 @@ def _check_llm(node: Node, flow: Flow) -> list[str]:
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         errors.append(f"node '{node.name}': max_tokens must be a positive integer")
     return errors
+
+
+def _check_agent(node: Node, flow: Flow) -> list[str]:
+    errors = _check_llm(node, flow, "an agent")
+    max_steps = node.config.get("max_steps", 1)
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+        errors.append(f"node '{node.name}': max_steps must be a positive integer (model turns)")
+    if node.retries:
+        errors.append(
+            f"node '{node.name}': an agent cannot have retries (a retry would repeat its tool calls); "
+            "drop retries"
+        )
+    return errors + tool_problems(node)
 
 
 def _check_router(node: Node, flow: Flow) -> list[str]:
@@ -179,6 +194,15 @@ register_kind(
         ("model", "prompt", "system", "temperature", "max_tokens", "seed"),
         _check_llm,
         "ask a model for typed outputs",
+    )
+)
+register_kind(
+    KindSpec(
+        "agent",
+        (),  # prompt and tools are required: _check_agent says so, keeping this save order
+        ("model", "prompt", "system", "max_steps", "temperature", "max_tokens", "seed", "tools"),
+        _check_agent,
+        "a model that calls typed tools, each call checked by rails, until it gives typed outputs",
     )
 )
 register_kind(

@@ -7,7 +7,9 @@ The runtime enforces the result; the verifier proves it.
 
 Names visible at a port (docs/architecture.md): the value on the port (by port name), the node's
 other ports (its inputs; for an output port also its other outputs), the flow's inputs
-and the constants. Nearer names shadow farther ones.
+and the constants. Nearer names shadow farther ones. A rail on an agent's tool
+(``on: desk.buy``) sees the call's arguments as a record named after the tool, the
+node's inputs, the flow's inputs and the constants.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.errors import RailError, UsageError
+from workbench.flow.agent_tools import agent_tool, arguments_type
 from workbench.flow.model import Flow, PortRef, RailSpec
 from workbench.types import List, Record, Str, Type
 
@@ -48,6 +51,12 @@ def scope_at(flow: Flow, ref: PortRef) -> dict[str, Type]:
         return names
     node = flow.nodes[ref.node]
     names.update(node.inputs)
+    tool = agent_tool(node, ref.port)
+    if tool is not None:  # a rail on an agent's tool: the call's arguments, as a record
+        arguments = arguments_type(tool)
+        assert arguments is not None  # validation refuses rails on tools without arguments
+        names[ref.port] = arguments
+        return names
     if ref.port in node.outputs:
         names.update(node.outputs)
     port_type = node.port_type(ref.port)

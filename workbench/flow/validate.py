@@ -8,6 +8,7 @@ of them. Rails' *expressions* are checked by the rails layer, not here.
 from __future__ import annotations
 
 from workbench.errors import FlowValidationError
+from workbench.flow.agent_tools import agent_tool, arguments_type
 from workbench.flow.graph import analyse
 from workbench.flow.kinds import KINDS
 from workbench.flow.model import Flow, PortRef, Wire
@@ -148,8 +149,15 @@ def _rail_problems(flow: Flow) -> list[str]:
                 found.append(f"rail '{rail.name}': on '{ref}': the flow has no input or output of that name")
         elif ref.node not in flow.nodes:
             found.append(f"rail '{rail.name}': on '{ref}': there is no node '{ref.node}'")
+        elif (tool := agent_tool(flow.nodes[ref.node], ref.port)) is not None:
+            if arguments_type(tool) is None:
+                found.append(f"rail '{rail.name}': on '{ref}': tool '{ref.port}' takes no arguments to check")
         elif flow.nodes[ref.node].port_type(ref.port) is None:
-            found.append(f"rail '{rail.name}': on '{ref}': node '{ref.node}' has no port '{ref.port}'")
+            found.append(
+                f"rail '{rail.name}': on '{ref}': node '{ref.node}' has no port "
+                + ("or tool " if flow.nodes[ref.node].kind == "agent" else "")
+                + f"'{ref.port}'"
+            )
         if rail.enforce in ("repair", "decode") and ref.node is not None and ref.node in flow.nodes:
             node = flow.nodes[ref.node]
             if node.kind != "llm" or ref.port not in node.outputs:

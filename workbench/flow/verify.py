@@ -9,7 +9,11 @@ The flow becomes proof obligations for the rails layer's ``Prover``:
 - hypotheses of a rail at port P: rails on the flow's inputs, and the rails (not
   ``observe``) and ``guarantees`` at every port strictly upstream of P, plus, for a
   node's output port, the rails on that node's inputs and the node's own guarantees
-  (they are checked at runtime too).
+  (they are checked at runtime too);
+- a rail on an agent's tool (``on: desk.buy``) is about each call's arguments, declared
+  with the tool's input types; its hypotheses are those of the node's output ports but
+  the node's guarantees, and it is no hypothesis of anything else (a model that makes no
+  call checks nothing).
 
 Each rail gets one status (docs/architecture.md): ``proved``, ``enforced`` (with a counterexample
 that passes everything upstream and breaks it), ``conflict`` (with the rails it
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import RailError, UsageError, WorkbenchError
+from workbench.flow.agent_tools import agent_tool, arguments_type
 from workbench.flow.graph import analyse
 from workbench.flow.model import Flow, PortRef
 from workbench.flow.port_rails import FlowRail, flow_rails, scope_at
@@ -99,8 +104,8 @@ class _Obligations:
         self._wire_ports()
         self.labels: dict[str, FlowRail] = {}
         for rail in rails:
-            if rail.enforce == "observe":
-                continue  # observed rails promise nothing downstream
+            if rail.enforce == "observe" or _on_tool(flow, rail.port):
+                continue  # observed rails promise nothing downstream; tool rails hold for calls made
             label = f"rail:{rail.name}" if rail.kind != "guarantee" else rail.name
             try:
                 self.prover.assume(rail.rail, self.bind(rail), label)
@@ -116,6 +121,10 @@ class _Obligations:
         for node in flow.nodes.values():
             for port, typ in {**node.inputs, **node.outputs}.items():
                 self.prover.declare(f"{node.name}.{port}", typ)
+            for tool in node.config.get("tools") or {} if node.kind == "agent" else ():
+                arguments = arguments_type(node.config["tools"][tool])
+                if arguments is not None:  # a call's arguments, known by the tool's input types
+                    self.prover.declare(f"{node.name}.{tool}", arguments)
 
     def _wire_ports(self) -> None:
         flow = self.flow
@@ -219,7 +228,8 @@ class _Obligations:
             else:
                 owner = ref.node
                 before = _ancestors(self.graph, ref.node)
-            same_node_inputs = ref.node is not None and ref.port in flow.nodes[ref.node].outputs
+            # an output port or a tool call comes after the node's inputs were checked
+            same_node_inputs = ref.node is not None and ref.port not in flow.nodes[ref.node].inputs
         labels = []
         for label, hyp in self.labels.items():
             if hyp is rail:
@@ -233,11 +243,17 @@ class _Obligations:
                 labels.append(label)
             elif at.node == owner and same_node_inputs:
                 node = flow.nodes[owner]
-                if at.port in node.inputs or hyp.kind == "guarantee":
+                if at.port in node.inputs or (hyp.kind == "guarantee" and ref.port in node.outputs):
                     labels.append(label)
         # A router's condition holds only where its branch was taken: a route fact is a
         # hypothesis of exactly the rails that are checked on that branch alone.
         return labels + [label for label in self.routes if self._on_branch(ref, label)]
+
+
+def _on_tool(flow: Flow, ref: PortRef) -> bool:
+    """Whether ``ref`` names an agent's tool (its rails check each call's arguments)."""
+    node = flow.nodes.get(ref.node or "")
+    return node is not None and agent_tool(node, ref.port) is not None
 
 
 def _ancestors(graph: Any, node: str | None) -> set[str]:

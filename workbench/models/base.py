@@ -23,6 +23,7 @@ __all__ = [
     "GenerationRequest",
     "Model",
     "TokenEvent",
+    "ToolCall",
 ]
 
 
@@ -54,10 +55,16 @@ class Constraint(Protocol):
 
 @dataclass
 class GenerationRequest:
-    """One generation: a prompt or chat messages plus sampling and stopping settings."""
+    """One generation: a prompt or chat messages plus sampling and stopping settings.
+
+    ``tools`` offers functions in OpenAI's form (``{"type": "function", "function": {name,
+    description, parameters}}``) and ``tool_choice`` says whether the model must call one;
+    ``messages`` may then hold assistant messages with ``tool_calls`` and ``tool`` messages
+    (``tool_call_id``, ``content``). Only backends with ``supports_tools = True`` take them.
+    """
 
     prompt: str | None = None
-    messages: list[dict[str, str]] | None = None
+    messages: list[dict[str, Any]] | None = None
     max_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
@@ -67,6 +74,17 @@ class GenerationRequest:
     response_schema: dict[str, Any] | None = None  # JSON Schema the text must satisfy
     constraint: Constraint | None = None
     logprobs: bool = False  # fill Generation.logprobs / TokenEvent.logprob (log-softmax of raw logits)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None  # "auto", "none", "required" or one function
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asked for; ``arguments`` is its JSON text, unchecked."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass
@@ -74,11 +92,12 @@ class Generation:
     """What a model produced for one request."""
 
     text: str
-    finish_reason: str  # "stop" | "length" | "constraint"
+    finish_reason: str  # "stop" | "length" | "constraint" | "tool_calls"
     input_tokens: int = 0
     output_tokens: int = 0
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)  # finish_reason is then "tool_calls"
 
 
 @dataclass
@@ -93,7 +112,10 @@ class TokenEvent:
 
 @runtime_checkable
 class Model(Protocol):
-    """A text generator. ``generate`` batches requests; ``stream`` yields tokens as they come."""
+    """A text generator. ``generate`` batches requests; ``stream`` yields tokens as they come.
+
+    A backend that takes ``GenerationRequest.tools`` says so with ``supports_tools = True``.
+    """
 
     name: str
 

@@ -5,7 +5,9 @@
 A request with ``messages`` goes to ``/v1/chat/completions``, one with ``prompt`` to
 ``/v1/completions``. ``response_schema`` becomes ``response_format: {"type":
 "json_schema", ...}`` (servers that honour it constrain decoding to the schema).
-``stream()`` reads the server-sent events of ``"stream": true``.
+``stream()`` reads the server-sent events of ``"stream": true``. A request's ``tools`` and
+``tool_choice`` are sent as given, and a reply's ``tool_calls`` come back as ``ToolCall``s
+(with ``generate``; ``stream`` yields text only).
 
 What cannot cross the wire: a request's ``constraint`` (a token-mask object living in this
 process) is not sent; the schema is. Rails the constraint would have enforced while
@@ -35,13 +37,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from workbench.errors import ModelUnavailable, UsageError
-from workbench.models.base import Generation, GenerationRequest, TokenEvent
+from workbench.models.base import Generation, GenerationRequest, TokenEvent, ToolCall
 from workbench.models.registry import register_backend
 
 __all__ = ["ModelConnectionError", "ModelHTTPError", "OpenAIModel", "load_openai", "parse_retry_after"]
 
 _SPEC_KEYS = ("base_url", "model", "api_key_env", "timeout")
-_FINISH = {"stop": "stop", "length": "length", "eos": "stop", None: "stop"}
+_FINISH = {"stop": "stop", "length": "length", "eos": "stop", "tool_calls": "tool_calls", None: "stop"}
 
 
 # Statuses a later attempt may not get: overload, rate limits, gateways, timeouts.
@@ -135,6 +137,7 @@ class OpenAIModel:
     """A ``Model`` backed by an OpenAI-compatible HTTP server."""
 
     supports_constraints = False  # token masks stay in-process; only response_schema is sent
+    supports_tools = True  # tools, tool_choice and tool messages go to the server as given
 
     def __init__(
         self, base_url: str, model: str | None = None, api_key_env: str | None = None, timeout: float = 120.0
@@ -224,6 +227,12 @@ class OpenAIModel:
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": request.response_schema, "strict": True},
             }
+        if request.tools:
+            if request.messages is None:
+                raise UsageError("tools need chat messages, not a prompt")
+            body["tools"] = list(request.tools)
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
         if stream:
             body["stream"] = True
         return endpoint, body
@@ -250,7 +259,8 @@ class OpenAIModel:
             data = response.json()
             choice = data["choices"][0]
             text = choice["message"]["content"] if "message" in choice else choice["text"]
-        except (ValueError, KeyError, IndexError, TypeError):
+            calls = _tool_calls(choice.get("message") or {})
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise ModelUnavailable(
                 f"{url} sent an answer that is not an OpenAI completion: {response.text[:300]!r}"
             ) from None
@@ -260,6 +270,7 @@ class OpenAIModel:
             finish_reason=_FINISH.get(choice.get("finish_reason"), str(choice.get("finish_reason"))),
             input_tokens=int(usage.get("prompt_tokens") or 0),
             output_tokens=int(usage.get("completion_tokens") or 0),
+            tool_calls=calls,
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
@@ -290,6 +301,18 @@ class OpenAIModel:
                 raise self._unavailable(url, exc) from None
             if not finished:  # servers that end with [DONE] but no finish_reason
                 yield TokenEvent(-1, "", finish_reason="stop")
+
+
+def _tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
+    """The function calls of a chat message; arguments stay text (the caller checks them)."""
+    calls = []
+    for i, call in enumerate(message.get("tool_calls") or []):
+        function = call["function"]
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):  # some servers send an object, not JSON text
+            arguments = json.dumps(arguments)
+        calls.append(ToolCall(str(call.get("id") or f"call_{i}"), str(function["name"]), arguments))
+    return calls
 
 
 def _parse_sse_line(line: str, url: str) -> tuple[str, str | None] | Literal["[DONE]"] | None:

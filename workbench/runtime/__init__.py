@@ -1,5 +1,6 @@
 """The executor: asyncio dataflow over a flow, with types and rails enforced at ports."""
 
+from workbench.runtime.agent import AgentRunner, Approve, Deny, Edit
 from workbench.runtime.enforce import RailRecord
 from workbench.runtime.executor import Executor, RunResult, aexecute, execute
 from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner, register_runner
@@ -8,6 +9,10 @@ from workbench.runtime.tools import returns
 __all__ = [
     "RUNNERS",
     "SKIPPED",
+    "AgentRunner",
+    "Approve",
+    "Deny",
+    "Edit",
     "Executor",
     "RailRecord",
     "RunResult",

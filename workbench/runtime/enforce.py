@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from workbench.flow.model import Flow, PortRef
 from workbench.flow.port_rails import FlowRail, flow_rails
 from workbench.spans import Span, Tracer
 
-__all__ = ["RailEnforcer", "RailRecord", "violation_message"]
+__all__ = ["RUN_RECORDS", "RailEnforcer", "RailRecord", "violation_message"]
 
 
 @dataclass
@@ -52,6 +53,11 @@ class RailRecord:
         if self.failed_atoms:
             out["failed_atoms"] = list(self.failed_atoms)
         return out
+
+
+# The rail records of the run in progress: checks made inside a node (an agent's tool calls)
+# land in the run's result too. Tasks copy the context, so each run sees its own list.
+RUN_RECORDS: ContextVar[list[RailRecord] | None] = ContextVar("workbench_run_records", default=None)
 
 
 def violation_message(record: RailRecord, rail_text: str) -> str:

@@ -43,7 +43,7 @@ from workbench.flow.model import Flow, Node, PortRef
 from workbench.flow.port_rails import FlowRail
 from workbench.flow.validate import validate
 from workbench.runtime.conditions import compile_condition
-from workbench.runtime.enforce import RailEnforcer, RailRecord, violation_message
+from workbench.runtime.enforce import RUN_RECORDS, RailEnforcer, RailRecord, violation_message
 from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner, register_runner
 from workbench.spans import NoopTracer, Span, Tracer
 from workbench.types import Type
@@ -131,6 +131,9 @@ class Executor:
     (``True``, or ``{"min_duration_us": ..., "limit": ...}``; see ``workbench.profiling``).
     ``retry_backoff`` is the first wait in seconds before a node's retry (doubling per
     attempt, plus jitter), ``retry_max_wait`` caps one wait, a server's ``Retry-After`` included.
+    ``approve`` decides agents' tool calls marked ``approve: true``: a callable ``(node, tool,
+    call_id, arguments) -> Approve | Edit | Deny``, sync or async (``workbench.runtime.agent``);
+    without one, such calls are denied.
     """
 
     def __init__(
@@ -144,6 +147,7 @@ class Executor:
         profile_kernels: bool | Mapping[str, Any] = False,
         retry_backoff: float = 0.5,
         retry_max_wait: float = 30.0,
+        approve: Any = None,
     ) -> None:
         validate(flow)
         for name, value in (("retry_backoff", retry_backoff), ("retry_max_wait", retry_max_wait)):
@@ -159,11 +163,13 @@ class Executor:
             "profile_kernels": profile_kernels,
             "retry_backoff": self.retry_backoff,
             "retry_max_wait": self.retry_max_wait,
+            "approve": approve,
         }
         self.graph = analyse(flow)
         self.enforcer = (
             RailEnforcer(flow) if rails and (flow.rails or flow.use or _has_guarantees(flow)) else None
         )
+        self.options["enforcer"] = self.enforcer  # agents check their tool calls' rails with it
         self.hash = flow_hash(flow)
         incoming = flow.incoming()
         self.plans = {name: self._plan(node, incoming) for name, node in flow.nodes.items()}
@@ -257,6 +263,7 @@ class Executor:
         state = _Run({(None, k): v for k, v in flow_inputs.items()}, flow_inputs, [], root)
         start = time.perf_counter()
         result = RunResult(run_id, self.flow.name, "ok", rails=state.records)
+        records_token = RUN_RECORDS.set(state.records)
         try:
             # A rail on an input is a rule of the run (exit 1, recorded), not a type error (exit 2).
             self._check_input_rails(flow_inputs, state)
@@ -275,6 +282,8 @@ class Executor:
             result.status = "failed"
             result.error = RunError(f"internal error in flow '{self.flow.name}': {type(exc).__name__}: {exc}")
             result.error.__cause__ = exc
+        finally:
+            RUN_RECORDS.reset(records_token)
         self._end_root(root, result, start)
         return result
 
@@ -612,7 +621,7 @@ class FlowRunner(Runner):
 
     def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
         super().__init__(node, flow, options)
-        passed = ("tracer", "trust", "model", "retry_backoff", "retry_max_wait")
+        passed = ("tracer", "trust", "model", "retry_backoff", "retry_max_wait", "approve")
         self.inner = Executor(node.config["flow"], **{k: v for k, v in options.items() if k in passed})
 
     async def run(
@@ -672,8 +681,8 @@ def _json(value: Any) -> str:
 async def aexecute(flow: Flow, inputs: Mapping[str, Any], **options: Any) -> RunResult:
     """Plan and run ``flow`` once, recording spans only to ``options["tracer"]`` (none by default).
 
-    ``options``: tracer, trust, model, rails, profile_kernels, retry_backoff, retry_max_wait
-    (see ``Executor``). ``workbench.arun`` is the same with the trace store as the tracer.
+    ``options``: tracer, trust, model, rails, profile_kernels, retry_backoff, retry_max_wait,
+    approve (see ``Executor``). ``workbench.arun`` is the same with the trace store as the tracer.
     """
     return await Executor(flow, **options).arun(inputs)
 

@@ -313,7 +313,11 @@ class LlmRunner(Runner):
         )
         # The answer travels on the span: runs of one executor may overlap, so no runner state.
         span.attributes["gen_ai.completion"] = generation.text
-        value = parse_json_answer(self.node.name, generation.text)
+        return self.parse_outputs(generation.text)
+
+    def parse_outputs(self, text: str) -> dict[str, Any]:
+        """The node's outputs from the model's JSON answer (a single output is the whole answer)."""
+        value = parse_json_answer(self.node.name, text)
         if self.single:
             return {next(iter(self.node.outputs)): value}
         if not isinstance(value, dict):

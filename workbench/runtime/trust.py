@@ -27,7 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # ``module:qualified_name`` -> function, filled by ``@safe_tool``.
 SAFE_TOOLS: dict[str, Callable[..., Any]] = {}
 # Modules whose import registers safe tools: the only ones an untrusted flow causes to be imported.
-SAFE_TOOL_MODULES = ("workbench.examples.support", "workbench.examples.trading")
+SAFE_TOOL_MODULES = ("workbench.examples.desk", "workbench.examples.support", "workbench.examples.trading")
 
 
 def safe_tool(fn: F) -> F:

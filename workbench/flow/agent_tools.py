@@ -1,0 +1,121 @@
+"""The tools an ``agent`` node offers its model: ``AgentTool`` and the checks of its entries.
+
+In a flow file an agent's ``tools:`` maps a tool name to its function and typed ports::
+
+    tools:
+      quote: {tool: "pkg.mod:fn", description: "...", inputs: {ticker: str}, outputs: {price: float}}
+      buy:   {tool: "pkg.mod:fn", inputs: {qty: {int: {ge: 1}}}, outputs: {filled: int}, approve: true}
+
+A rail ``on: NODE.TOOL`` sees the call's arguments as a record named after the tool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from workbench.types import Record, Type, as_type
+
+if TYPE_CHECKING:
+    from workbench.flow.model import Node
+
+__all__ = ["TOOL_KEYS", "AgentTool", "agent_tool", "arguments_type", "tool_problems"]
+
+TOOL_KEYS = ("tool", "description", "inputs", "outputs", "approve", "timeout")
+
+
+@dataclass(eq=True)
+class AgentTool:
+    """One tool of an agent node. ``fn`` (never saved) carries a callable handed over in Python."""
+
+    tool: Any  # "module:function", checked by ``tool_problems``
+    description: Any = None
+    inputs: dict[str, Type] = field(default_factory=dict)
+    outputs: dict[str, Type] = field(default_factory=dict)
+    approve: Any = False
+    timeout: Any = None
+    fn: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.inputs = {str(k): as_type(v) for k, v in self.inputs.items()}
+        self.outputs = {str(k): as_type(v) for k, v in self.outputs.items()}
+
+    @classmethod
+    def of(
+        cls,
+        fn: str | Callable[..., Any],
+        *,
+        inputs: Mapping[str, Any],
+        outputs: Mapping[str, Any],
+        **extra: Any,
+    ) -> AgentTool:
+        """A tool calling ``fn`` (a callable or ``"module:function"``), for Python-built flows."""
+        ref = fn if isinstance(fn, str) else f"{fn.__module__}:{fn.__qualname__}"
+        return cls(
+            ref, inputs=dict(inputs), outputs=dict(outputs), fn=None if isinstance(fn, str) else fn, **extra
+        )
+
+    def to_data(self, type_spec: Callable[[Type], Any]) -> dict[str, Any]:
+        """The flow-file mapping of this tool (``type_spec`` writes each port type)."""
+        out: dict[str, Any] = {"tool": self.tool}
+        if self.description is not None:
+            out["description"] = self.description
+        out["inputs"] = {k: type_spec(t) for k, t in self.inputs.items()}
+        out["outputs"] = {k: type_spec(t) for k, t in self.outputs.items()}
+        if self.approve is not False:
+            out["approve"] = self.approve
+        if self.timeout is not None:
+            out["timeout"] = self.timeout
+        return out
+
+
+def agent_tool(node: Node, name: str) -> AgentTool | None:
+    """The tool ``name`` of agent node ``node``, or ``None``."""
+    if node.kind != "agent":
+        return None
+    tools = node.config.get("tools")
+    tool = tools.get(name) if isinstance(tools, Mapping) else None
+    return tool if isinstance(tool, AgentTool) else None
+
+
+def arguments_type(tool: AgentTool) -> Record | None:
+    """The record a call's arguments must fit (``None`` for a tool without inputs)."""
+    return Record(None, tool.inputs) if tool.inputs else None
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
+def tool_problems(node: Node) -> list[str]:
+    """Every problem with an agent node's ``tools:`` entries."""
+    tools = node.config.get("tools")
+    where = f"node '{node.name}'"
+    if not isinstance(tools, Mapping) or not tools:
+        return [
+            f"{where}: an agent needs 'tools', a mapping of tool name to {{tool: 'module:function', ...}}"
+        ]
+    found = []
+    for name, tool in tools.items():
+        at = f"{where}: tool '{name}'"
+        if not isinstance(name, str) or not name.isidentifier():
+            found.append(f"{where}: tool name {name!r} is not an identifier")
+            continue
+        if name in node.inputs or name in node.outputs:
+            found.append(f"{at} has the name of one of the node's ports; rename one of them")
+        if not isinstance(tool, AgentTool):
+            found.append(f"{at} must be a mapping with 'tool: module:function' (an AgentTool in Python)")
+            continue
+        ref = tool.tool
+        if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
+            found.append(f"{at}: tool must be 'module:function', got {ref!r}")
+        if tool.description is not None and not isinstance(tool.description, str):
+            found.append(f"{at}: description must be a string")
+        if not isinstance(tool.approve, bool):
+            found.append(f"{at}: approve must be true or false")
+        if tool.timeout is not None and not _positive(tool.timeout):
+            found.append(f"{at}: timeout must be a positive number of seconds")
+        if not tool.outputs:
+            found.append(f"{at} needs at least one output port (the tool returns a mapping of them)")
+    return found
