@@ -20,6 +20,7 @@ LAYERS = [
     ("workbench.errors", "workbench.types", "workbench.spans", "workbench.netsafety"),
     ("workbench.rails", "workbench.kernels"),
     ("workbench.profiling", "workbench.models"),
+    ("workbench.decoding",),
     ("workbench.flow",),
     ("workbench.runtime",),
     ("workbench.traces",),

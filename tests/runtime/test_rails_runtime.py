@@ -152,13 +152,27 @@ def test_only_the_failed_atoms_are_reported():
     assert record.failed_atoms == ("x <= 10",) and record.values == {"x": 12}
 
 
-def test_decode_behaves_as_block():
+def test_decode_on_a_backend_without_masks_generates_again():
+    tracer = MemoryTracer()
     model = ScriptedModel(order(qty=20, price=10.0), order())
+    result = execute(loads(TRADER), {"news": "n", "cash": 100.0}, model=model, tracer=tracer)
+    assert result.status == "ok" and result.outputs["approved"] == order()
+    assert len(model.calls) == 2  # the broken answer was checked and generated again
+    (chat,) = tracer.by_name("chat")
+    assert json.loads(chat.attributes["workbench.decode.rails"]) == {"budget": "reject"}
+    assert "checked after generation" in chat.attributes["workbench.decode.backend"]
+    (resample,) = [e for e in chat.events if e.name == "workbench.decode.resample"]
+    assert resample.attributes["workbench.decode.broken"] == "budget"
+
+
+def test_decode_blocks_once_the_attempts_are_spent():
+    broken = order(qty=20, price=10.0)
+    model = ScriptedModel(broken, broken, broken, order())
     result = execute(loads(TRADER), {"news": "n", "cash": 100.0}, model=model)
     assert result.status == "failed"
     assert "rail 'budget' blocked analyst.order" in str(result.error)
     assert "order.qty * order.price <= cash" in str(result.error) and "cash=100.0" in str(result.error)
-    assert len(model.calls) == 1 and len(model.answers) == 1  # no second attempt
+    assert len(model.calls) == 3  # DEFAULT_ATTEMPTS generations, then the runtime check blocks
 
 
 def test_rails_off_lets_everything_through():
@@ -277,7 +291,8 @@ def test_repair_gives_up_after_max_attempts_and_blocks():
 
 
 def test_a_blocking_rail_is_not_repaired_even_next_to_a_repair_rail():
+    flow = REPAIR.replace("enforce: decode", "enforce: block")
     model = ScriptedModel(order(ticker="ACME", qty=50), order())
-    result = execute(loads(REPAIR), {"news": "n", "cash": 100.0}, model=model)
+    result = execute(loads(flow), {"news": "n", "cash": 100.0}, model=model)
     assert result.status == "failed" and "rail 'budget' blocked" in str(result.error)
     assert len(model.calls) == 1

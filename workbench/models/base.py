@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = [
     "Constraint",
     "ConstraintState",
+    "DecodeRailsHook",
     "Generation",
     "GenerationRequest",
     "Model",
@@ -53,6 +54,16 @@ class Constraint(Protocol):
         ...
 
 
+@runtime_checkable
+class DecodeRailsHook(Protocol):
+    """Rails to enforce while decoding (built by ``workbench.decoding``): a backend hands it the
+    constraint of the answer's schema and decodes with the constraint it returns."""
+
+    def constrain(self, inner: Constraint) -> Constraint:
+        """A constraint that allows only what ``inner`` allows and the rails still allow."""
+        ...
+
+
 @dataclass
 class GenerationRequest:
     """One generation: a prompt or chat messages plus sampling and stopping settings.
@@ -76,6 +87,9 @@ class GenerationRequest:
     logprobs: bool = False  # fill Generation.logprobs / TokenEvent.logprob (log-softmax of raw logits)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None  # "auto", "none", "required" or one function
+    # rails the answer must satisfy, enforced while decoding by backends with
+    # ``supports_decode_rails = True`` (others ignore it; the runtime's check stays the guarantee)
+    decode_rails: DecodeRailsHook | None = None
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from workbench.errors import ModelUnavailable, UsageError
-from workbench.models.base import Generation, GenerationRequest, TokenEvent
+from workbench.models.base import Constraint, Generation, GenerationRequest, TokenEvent
 from workbench.models.config import ModelConfig, ModelLoadError, load_config
 from workbench.models.engine import Engine, Job
 from workbench.models.json_schema import JsonSchemaConstraint, json_constraint_available
@@ -117,6 +117,8 @@ def _set_exception(future: asyncio.Future, exc: BaseException) -> None:
 class LocalModel:
     """A Hugging Face-format Llama-family checkpoint running in this process."""
 
+    supports_decode_rails = True  # GenerationRequest.decode_rails become token masks
+
     def __init__(self, transformer: Transformer, tokenizer: Tokenizer, *, name: str, max_batch: int = 16,
                  compile: bool = False, continuous_batching: bool = False) -> None:  # fmt: skip
         self.name = name
@@ -185,7 +187,9 @@ class LocalModel:
         when llguidance is installed; otherwise the model is left to follow the prompt.
         """
         if request.response_schema is not None and request.constraint is None and json_constraint_available():
-            constraint = JsonSchemaConstraint(request.response_schema, self.tokenizer)
+            constraint: Constraint = JsonSchemaConstraint(request.response_schema, self.tokenizer)
+            if request.decode_rails is not None:  # the rails narrow the schema's mask
+                constraint = request.decode_rails.constrain(constraint)
             request = dataclasses.replace(request, constraint=constraint)
         return Job(request=request, prompt_ids=self.engine.encode_request(request))
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.errors import ModelUnavailable, NodeError
 from workbench.flow.model import Flow, Node
 from workbench.runtime.conditions import Condition, compile_condition
+from workbench.runtime.decode import DecodeEnforcer
 from workbench.runtime.threads import run_in_pool
 from workbench.runtime.tools import resolve_tool
 from workbench.runtime.trust import check_model_spec
@@ -240,6 +241,7 @@ class LlmRunner(Runner):
         out_type = next(iter(node.outputs.values())) if self.single else Record(None, node.outputs)
         self.schema = out_type.to_json_schema()
         self._model: Any = None
+        self.decode = DecodeEnforcer.for_node(node, options.get("enforcer"))
 
     def model(self) -> Any:
         """The model backend, resolved on first use (so planning needs no weights).
@@ -292,17 +294,40 @@ class LlmRunner(Runner):
 
         model = self.model()
         cfg = self.node.config
-        request = GenerationRequest(
-            messages=self.messages(inputs, flow_inputs) + list(feedback or []),
-            max_tokens=cfg.get("max_tokens", 256),
-            temperature=float(cfg.get("temperature", 0.0)),
-            seed=cfg.get("seed"),
-            response_schema=self.schema,
-            logprobs=self._traced(),  # a log-softmax per token, only wanted for decode steps
-        )
-        with self._profiled(span):
-            (generation,) = await model.generate([request])
-        self._record_decode_steps(model, generation, span)
+        env = {**flow_inputs, **self.flow.constants, **inputs}
+        attempt = 0
+        while True:
+            hook = self.decode.bind(env, model, span) if self.decode is not None else None
+            temperature = float(cfg.get("temperature", 0.0))
+            seed = cfg.get("seed")
+            if attempt:  # a resample: greedy decoding would write the same answer again
+                temperature, seed = max(temperature, 0.7), (seed or 0) + attempt
+            request = GenerationRequest(
+                messages=self.messages(inputs, flow_inputs) + list(feedback or []),
+                max_tokens=cfg.get("max_tokens", 256),
+                temperature=temperature,
+                seed=seed,
+                response_schema=self.schema,
+                logprobs=self._traced(),  # a log-softmax per token, only wanted for decode steps
+                decode_rails=hook,
+            )
+            with self._profiled(span):
+                (generation,) = await model.generate([request])
+            if self.decode is None or attempt + 1 >= self.decode.attempts:
+                break
+            try:
+                broken = self.decode.broken(env, self.parse_outputs(generation.text))
+            except NodeError:
+                broken = ["(the answer did not parse)"]
+            if not broken:
+                break
+            attempt += 1
+            self._event(
+                span,
+                "workbench.decode.resample",
+                {"workbench.decode.attempt": attempt, "workbench.decode.broken": ",".join(broken)},
+            )
+        self._record_decode_steps(model, generation, span, hook.steps if hook is not None else [])
         span.attributes.update(
             {
                 "gen_ai.response.model": getattr(model, "name", str(self.model_spec)),
@@ -314,6 +339,10 @@ class LlmRunner(Runner):
         # The answer travels on the span: runs of one executor may overlap, so no runner state.
         span.attributes["gen_ai.completion"] = generation.text
         return self.parse_outputs(generation.text)
+
+    def _event(self, span: Span, name: str, attributes: dict[str, Any]) -> None:
+        if self._traced():
+            self.options["tracer"].add_event(span, name, attributes)
 
     def parse_outputs(self, text: str) -> dict[str, Any]:
         """The node's outputs from the model's JSON answer (a single output is the whole answer)."""
@@ -339,8 +368,9 @@ class LlmRunner(Runner):
         tracer = self.options.get("tracer")
         return tracer is not None and type(tracer) is not NoopTracer
 
-    def _record_decode_steps(self, model: Any, generation: Any, span: Span) -> None:
-        """One ``workbench.decode.step`` event per generated token (the trace store's decode_steps)."""
+    def _record_decode_steps(self, model: Any, generation: Any, span: Span, steps: list[Any]) -> None:
+        """One ``workbench.decode.step`` event per generated token (the trace store's decode_steps);
+        with decode rails, also the tokens the mask allowed and the rails that narrowed it."""
         if not self._traced() or not generation.token_ids:
             return
         tracer = self.options["tracer"]
@@ -355,6 +385,10 @@ class LlmRunner(Runner):
                 attributes["workbench.decode.token"] = tokenizer.decode([token_id])
             if step < len(logprobs):
                 attributes["workbench.decode.logprob"] = logprobs[step]
+            if step < len(steps):
+                attributes["workbench.decode.allowed"] = steps[step].allowed
+                if steps[step].rails:
+                    attributes["workbench.decode.rails"] = ",".join(steps[step].rails)
             tracer.add_event(span, "workbench.decode.step", attributes)
 
     def repair_messages(self, problem: str, span: Span) -> list[dict[str, str]]:

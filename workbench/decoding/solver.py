@@ -1,0 +1,244 @@
+"""A node's decode rails in Z3: what the next field may still be, given what is already fixed.
+
+``DecodeRails`` is built once per llm node from its ``enforce: decode`` rails and the fields of
+its answer. Each rail is sorted into one of two ways of enforcing it:
+
+- ``mask``: it translates to Z3 exactly and reads only fields of the answer and values known
+  before generation (node inputs, flow inputs; constants are literals already). While the
+  model writes, the fields already written and the known values are substituted as literals
+  (so ``order.qty * order.price <= cash`` is linear in ``price`` once ``qty`` is written) and
+  Z3 answers: the range of a number field (``z3.Optimize``), the members of an enum or bool
+  field still possible, whether a finished value keeps the rest satisfiable;
+- ``reject``: anything else (list or record values, ``len`` of a string, parts Z3 only
+  approximates). The runtime checks it after generation and re-generates a bounded number
+  of times.
+
+Answers are cached per (known values, fixed fields): a repeated state costs a dict lookup.
+One Z3 context per ``DecodeRails``, used under a lock (the model's worker thread and the
+event loop may both ask).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import z3
+
+from workbench.errors import UsageError
+from workbench.rails import Rail
+from workbench.rails.feasible import feasible_range
+from workbench.rails.ir import Call, Var, walk
+from workbench.rails.parser import sort_of_type
+from workbench.rails.rail import leaf_sort
+from workbench.rails.z3terms import UnsupportedRail
+from workbench.rails.z3values import ValueNotRepresentable, python_to_z3
+from workbench.types import Bool, Enum, Float, Int, Record, Str, Type
+
+from .prefix import Interval
+
+__all__ = ["DecodeConflict", "DecodeRails", "Field", "answer_fields"]
+
+Fixed = tuple[tuple[str, Any], ...]  # (rail path, value), sorted by path
+
+
+class DecodeConflict(UsageError):
+    """The decode rails admit no answer at all with these inputs (``rails`` names a minimal set)."""
+
+    def __init__(self, rails: Sequence[str], message: str) -> None:
+        super().__init__(message)
+        self.rails = tuple(rails)
+
+
+class Field:
+    """One field of the answer: its JSON key, the path rails read it by, and its type."""
+
+    def __init__(self, key: str, path: str, typ: Type) -> None:
+        self.key, self.path, self.typ = key, path, typ
+        self.kind = sort_of_type(typ).kind
+
+    def members(self) -> list[tuple[Any, str]]:
+        """(value, JSON text) of every value of a bool or enum field."""
+        if isinstance(self.typ, Bool):
+            return [(True, "true"), (False, "false")]
+        assert isinstance(self.typ, Enum)
+        return [(v, f'"{v}"') for v in self.typ.values]
+
+
+def answer_fields(outputs: Mapping[str, Type]) -> list[Field]:
+    """The answer's fields: an llm node with one record output writes that record (rails read
+    ``port.key``); with several outputs it writes one object keyed by port. Fields that are
+    not plain values (lists, nested records) are left out: rails on them are checked after."""
+    if len(outputs) == 1:
+        ((port, typ),) = outputs.items()
+        if not isinstance(typ, Record):
+            return []
+        pairs = [(key, f"{port}.{key}", sub) for key, sub in typ.fields]
+    else:
+        pairs = [(port, port, typ) for port, typ in outputs.items()]
+    return [Field(k, p, t) for k, p, t in pairs if isinstance(t, Int | Float | Str | Enum | Bool)]
+
+
+class DecodeRails:
+    """Decode rails of one node, sorted into ``mask`` and ``reject``, with cached Z3 answers."""
+
+    def __init__(
+        self, rails: Sequence[tuple[str, Rail]], fields: Sequence[Field], *, timeout_ms: int = 1000
+    ) -> None:
+        self.fields = {f.key: f for f in fields}
+        self.by_path = {f.path: f for f in fields}
+        self.rails = list(rails)
+        self.timeout_ms = timeout_ms
+        self.ctx = z3.Context()
+        self._cache: dict[Any, Any] = {}
+        self._z3cache: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+        out_roots = {f.path.split(".")[0] for f in fields}
+        self.how: dict[str, str] = {}
+        self.why: dict[str, str] = {}
+        for name, rail in self.rails:
+            reason = self._unmaskable(rail, out_roots)
+            self.how[name] = "reject" if reason else "mask"
+            if reason:
+                self.why[name] = reason
+        self.masked = [(n, r) for n, r in self.rails if self.how[n] == "mask"]
+        # which rails can narrow each field: those that read it
+        self.narrowing = {
+            f.key: tuple(n for n, r in self.masked if any(v.path == f.path for v in r.vars())) for f in fields
+        }
+
+    def _unmaskable(self, rail: Rail, out_roots: set[str]) -> str:
+        """Why ``rail`` cannot become masks ('' when it can)."""
+        for node in walk(rail.expr):
+            if isinstance(node, Call) and node.fn == "len":
+                return "it reads a length"
+        for var in rail.vars():
+            if var.sort.kind in ("list", "record"):
+                return f"{var.path} is a {var.sort.kind}"
+            if var.root in out_roots and var.path not in self.by_path:
+                return f"{var.path} is not a plain field of the answer"
+        try:
+            _, abstractions = rail.to_z3(
+                self.ctx, lambda v: z3.Const(v.path, leaf_sort(v.sort, self.ctx)), {}
+            )
+        except (UnsupportedRail, ValueNotRepresentable) as exc:
+            return f"no exact Z3 form ({exc})"
+        if abstractions:
+            return "Z3 only approximates it (" + ", ".join(abstractions) + ")"
+        return ""
+
+    # ---- binding known values -------------------------------------------------------------
+    def known(self, values: Mapping[str, Any]) -> tuple[Fixed, dict[str, str]]:
+        """The known leaves the masked rails read (from ``values``: inputs and flow inputs), and
+        the rails that must be checked after generation instead (a value missing or not plain)."""
+        pins: dict[str, Any] = {}
+        demoted: dict[str, str] = {}
+        for name, rail in self.masked:
+            for var in rail.vars():
+                if var.path in self.by_path:
+                    continue
+                value: Any = values
+                for part in (var.root, *var.fields):
+                    value = value.get(part) if isinstance(value, Mapping) else None
+                if value is None or isinstance(value, list | dict):
+                    demoted[name] = f"{var.path} is not a known plain value"
+                else:
+                    pins[var.path] = value
+        return tuple(sorted(pins.items())), demoted
+
+    def conflict(self, known: Fixed, skip: Sequence[str] = ()) -> None:
+        """Raise ``DecodeConflict`` when the masked rails admit no answer with ``known`` pinned."""
+        key = ("conflict", known, tuple(skip))
+        with self._lock:
+            if key in self._cache:
+                core = self._cache[key]
+            else:
+                solver = z3.Solver(ctx=self.ctx)
+                solver.set("timeout", self.timeout_ms)
+                solver.add(*self._type_facts(dict(known)))
+                fixed = dict(known)
+                for name, rail in self.masked:
+                    if name not in skip:
+                        solver.assert_and_track(self._formula(rail, fixed), z3.Bool(f"rail:{name}", self.ctx))
+                core = None
+                if solver.check() == z3.unsat:
+                    core = sorted(str(c)[5:] for c in solver.unsat_core())
+                self._cache[key] = core
+        if core:
+            shown = ", ".join(f"{p}={v!r}" for p, v in known)
+            raise DecodeConflict(
+                core,
+                f"the decode rails {', '.join(repr(c) for c in core)} contradict each other with "
+                f"{shown or 'these inputs'}: no answer satisfies them all",
+            )
+
+    # ---- questions asked while decoding ---------------------------------------------------
+    def feasible(self, fixed: Fixed, skip: tuple[str, ...] = ()) -> bool:
+        """Can every masked rail still hold with the leaves in ``fixed`` pinned? (unknown: yes)"""
+        key = ("sat", fixed, skip)
+        with self._lock:
+            if key not in self._cache:
+                solver = z3.Solver(ctx=self.ctx)
+                solver.set("timeout", self.timeout_ms)
+                solver.add(*self._formulas(dict(fixed), skip))
+                self._cache[key] = solver.check() != z3.unsat
+            return bool(self._cache[key])
+
+    def interval(self, fixed: Fixed, key: str, skip: tuple[str, ...] = ()) -> Interval | None:
+        """The feasible range of numeric field ``key`` (None: no value at all)."""
+        ck = ("range", fixed, key, skip)
+        with self._lock:
+            if ck not in self._cache:
+                f = self.fields[key]
+                term = z3.Const(f.path, leaf_sort(sort_of_type(f.typ), self.ctx))
+                found = feasible_range(self.ctx, term, self._formulas(dict(fixed), skip), self.timeout_ms)
+                if found.status == "infeasible":
+                    self._cache[ck] = None
+                elif found.status == "feasible":
+                    self._cache[ck] = Interval(found.lo, found.hi, found.lo_strict, found.hi_strict)
+                else:  # unknown (non-linear with several open fields, timeout): do not narrow
+                    self._cache[ck] = Interval()
+            result: Interval | None = self._cache[ck]
+            return result
+
+    def members(self, fixed: Fixed, key: str, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """JSON texts of the values of bool/enum field ``key`` that keep the rails satisfiable."""
+        f = self.fields[key]
+        return tuple(
+            text
+            for value, text in f.members()
+            if self.feasible(tuple(sorted((*fixed, (f.path, value)))), skip)
+        )
+
+    # ---- Z3 -------------------------------------------------------------------------------
+    def _formula(self, rail: Rail, fixed: Mapping[str, Any]) -> z3.BoolRef:
+        def leaf(var: Var) -> z3.ExprRef:
+            if var.path in fixed:
+                return python_to_z3(fixed[var.path], var.sort.kind, self.ctx, var.sort.enum)
+            return z3.Const(var.path, leaf_sort(var.sort, self.ctx))
+
+        formula, _ = rail.to_z3(self.ctx, leaf, self._z3cache)
+        return formula
+
+    def _formulas(self, fixed: Mapping[str, Any], skip: tuple[str, ...]) -> list[z3.BoolRef]:
+        rails = [self._formula(r, fixed) for n, r in self.masked if n not in skip]
+        return rails + self._type_facts(fixed)
+
+    def _type_facts(self, fixed: Mapping[str, Any]) -> list[z3.BoolRef]:
+        """Bounds of the answer's number fields not yet written."""
+        out: list[z3.BoolRef] = []
+        for f in self.fields.values():
+            if f.path in fixed or not isinstance(f.typ, Int | Float):
+                continue
+            term = z3.Const(f.path, leaf_sort(sort_of_type(f.typ), self.ctx))
+            for attr, op in (("ge", "__ge__"), ("gt", "__gt__"), ("le", "__le__"), ("lt", "__lt__")):
+                bound = getattr(f.typ, attr, None)
+                if bound is not None:
+                    lit = (
+                        z3.IntVal(bound, self.ctx)
+                        if isinstance(f.typ, Int)
+                        else python_to_z3(bound, "real", self.ctx)
+                    )
+                    out.append(getattr(term, op)(lit))
+        return out
