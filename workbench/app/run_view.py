@@ -124,6 +124,7 @@ class RunView(pn.viewable.Viewer):
         self.on_done = on_done or (lambda _r: None)
         self.form = pn.Column(sizing_mode="stretch_width", css_classes=["wb-run-form"])
         self.widgets: dict[str, Any] = {}
+        self._form_shape: list[tuple[str, str]] | None = None
         self.run_button = pn.widgets.Button(
             label="Run", color="success", width=90, css_classes=["wb-run-button"]
         )
@@ -138,7 +139,11 @@ class RunView(pn.viewable.Viewer):
         self.rebuild_form()
 
     def rebuild_form(self, *_: Any) -> None:
-        """Regenerate the form from the flow's inputs (after edits)."""
+        """Regenerate the form from the flow's inputs (after edits that changed them)."""
+        shape = [(n, t.describe()) for n, t in self.doc.flow.inputs.items()]
+        if shape == self._form_shape:
+            return  # most edits leave the inputs alone: keep the widgets and what was typed
+        self._form_shape = shape
         old = {k: w.value for k, w in self.widgets.items()}
         self.widgets = {name: input_widget(name, typ) for name, typ in self.doc.flow.inputs.items()}
         for name, widget in self.widgets.items():

@@ -52,7 +52,7 @@ class FlowSession:
             on_start=self.canvas.clear_run_marks,
             on_done=on_run,
         )
-        self.canvas.listeners += [lambda _d: self.rails.refresh(), lambda _d: self.run.rebuild_form()]
+        self.canvas.listeners += [lambda _d: self.rails.refresh_soon(), lambda _d: self.run.rebuild_form()]
         # A rail edit changes the document too: the undo button must know.
         self.rails.editor.param.watch(lambda _e: self.canvas._update_buttons(), "value")
 
@@ -73,7 +73,11 @@ class Workbench(pn.viewable.Viewer):
         self.flows = flows
         self.save_to = save_to or {}
         self._tracer = tracer
-        self.traces = TracesView(store) if store is not None else None
+        self._store = store
+        # The traces view is built when its tab is first opened: its queries and its
+        # Tabulator and Bokeh models would otherwise delay every first page.
+        self.traces: TracesView | None = None
+        self.traces_holder = pn.Column(sizing_mode="stretch_width")
         self.picker = pn.widgets.Select(
             label="flow", options=list(flows), width=220, css_classes=["wb-picker"]
         )
@@ -92,9 +96,7 @@ class Workbench(pn.viewable.Viewer):
         except WorkbenchError as exc:
             message(self.status, f"cannot open {name}: {exc}", "error")
             return
-        traces = self.traces
-        on_run = (lambda _r: traces.refresh()) if traces is not None else None
-        self.session = session = FlowSession(doc, tracer=self._tracer, on_run=on_run)
+        self.session = session = FlowSession(doc, tracer=self._tracer, on_run=self._run_done)
         message(self.description, doc.flow.description or "")
         message(self.status, f"{doc.path}")
         side = pn.Tabs(
@@ -102,9 +104,21 @@ class Workbench(pn.viewable.Viewer):
             ("Rails", session.rails),
             ("Run", session.run),
             width=430,
+            dynamic=True,  # only the tab on show is sent to the browser
             css_classes=["wb-side"],
         )
         self.main[:] = [pn.Column(session.canvas, sizing_mode="stretch_width"), side]
+
+    def _run_done(self, _result: Any) -> None:
+        if self.traces is not None:
+            self.traces.refresh()
+
+    def show_traces(self) -> TracesView | None:
+        """Build the traces view (once) and put it in its tab; None when there is no store."""
+        if self.traces is None and self._store is not None:
+            self.traces = TracesView(self._store)
+            self.traces_holder[:] = [self.traces]
+        return self.traces
 
     def __panel__(self) -> Any:
         header = pn.Row(
@@ -116,9 +130,11 @@ class Workbench(pn.viewable.Viewer):
         tabs: list[tuple[str, Any]] = [
             ("Flow", pn.Column(self.description, self.main, sizing_mode="stretch_width"))
         ]
-        if self.traces is not None:
-            tabs.append(("Traces", self.traces))
-        return pn.Column(header, pn.Tabs(*tabs, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+        if self._store is not None:
+            tabs.append(("Traces", self.traces_holder))
+        main = pn.Tabs(*tabs, sizing_mode="stretch_width", dynamic=True)
+        main.param.watch(lambda e: self.show_traces() if e.new == 1 else None, "active")
+        return pn.Column(header, main, sizing_mode="stretch_width")
 
 
 def show(flow: Flow | str | Path, *, height: int = 480) -> pn.viewable.Viewable:
