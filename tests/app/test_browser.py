@@ -171,6 +171,24 @@ def test_run_triage_then_see_its_trace(context: Any, server: Served, shots: Path
     assert run_id in text_of(page, ".wb-span-details")
     page.wait_for_timeout(500)
     save_shot(page, shots, "07-trace-timeline")
+
+    # The latency of each node of the run's flow, as a Bokeh chart drawn from this server.
+    tab(page, "Latency").click()
+    page.locator(".wb-latency canvas").first.wait_for()
+    page.wait_for_timeout(500)
+    save_shot(page, shots, "09-node-latency")
+
+    tab(page, "SQL").click()
+    editor = page.locator(".wb-sql-editor textarea")
+    editor.fill(f"SELECT run_id, status FROM runs WHERE starts_with(run_id, '{run_id}')")
+    page.locator(".wb-sql-run button").click()
+    page.locator(".wb-sql-info").get_by_text("1 row").wait_for()
+    page.locator(".wb-sql-result").get_by_text(run_id).wait_for()
+    save_shot(page, shots, "10-sql-console")
+    editor.fill("DELETE FROM runs")
+    page.locator(".wb-sql-run button").click()
+    page.locator(".wb-sql-info").get_by_text("DELETE statements are refused").wait_for()
+    save_shot(page, shots, "11-sql-refused")
     page.close()
 
 

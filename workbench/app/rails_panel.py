@@ -11,6 +11,8 @@ check of the newest edit is done; a check of an older edit that finishes later i
 
 from __future__ import annotations
 
+import functools
+import html
 import json
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +25,7 @@ from workbench.flow.port_rails import flow_rails
 from workbench.flow.verify import check_report
 
 from .document import FlowDocument
-from .text import message, text_pane
+from .text import message, text_html, text_pane
 
 __all__ = ["RailsPanel", "parse_problem", "status_lines"]
 
@@ -77,7 +79,7 @@ class RailsPanel(pn.viewable.Viewer):
         self.doc = doc
         self.on_marks = on_marks
         self.report: dict[str, Any] = {"errors": [], "rails": [], "notes": []}
-        self.statuses = pn.Column(sizing_mode="stretch_width", css_classes=["wb-rail-statuses"])
+        self.statuses = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["wb-rail-statuses"])
         self.choice = pn.widgets.Select(label="rail", options=[], width=160, css_classes=["wb-rail-choice"])
         self.editor = pn.widgets.TextInput(
             label="rail text (Enter applies)", sizing_mode="stretch_width", css_classes=["wb-rail-editor"]
@@ -90,7 +92,9 @@ class RailsPanel(pn.viewable.Viewer):
         # Bumped by every check asked for; only the newest is shown. Read and written on the
         # server's event loop only (the checker thread never touches it).
         self._generation = 0
-        self.refresh_soon()
+        # The first check runs here: a result delivered before the page is served would
+        # restyle the canvas too early, and Panel would then link its theme to a CDN.
+        self.refresh()
 
     def refresh(self, *_: Any) -> None:
         """Re-check the flow now (in this thread) and redraw the statuses."""
@@ -118,33 +122,33 @@ class RailsPanel(pn.viewable.Viewer):
             except Exception as exc:  # a crash in the checker must not leave "checking…" forever
                 report = {"errors": [f"the rails check failed: {exc}"], "rails": [], "notes": []}
             # Bokeh runs next-tick callbacks on the server loop with the document locked.
-            doc.add_next_tick_callback(lambda: self._deliver(generation, report))
+            doc.add_next_tick_callback(functools.partial(self._deliver, generation, report))
 
         _CHECKER.submit(check_report, flow).add_done_callback(done)
 
-    def _deliver(self, generation: int, report: dict[str, Any]) -> bool:
+    def _deliver(self, generation: int, report: dict[str, Any]) -> None:
         """Show ``report`` if it checks the newest edit (latest edit wins); else drop it."""
-        if generation != self._generation:
-            return False
-        self._show(report)
-        return True
+        if generation == self._generation:
+            self._show(report)
 
     def _show(self, report: dict[str, Any]) -> None:
         message(self.checking, "")
         self.report = report
-        blocks: list[Any] = []
+        # One HTML pane whose text changes: no new models for every check.
+        blocks: list[str] = []
         for error in self.report["errors"]:
-            blocks.append(text_pane(f"error: {error}", style="error", pre=True))
+            blocks.append(text_html(f"error: {error}", "error", pre=True))
         for rail in self.report["rails"]:
             style = STATUS_STYLE.get(rail["status"], "plain")
             blocks.append(
-                text_pane(status_lines(rail), style=style, pre=True, css_classes=[f"wb-rail-{rail['name']}"])
+                f'<div class="wb-rail-{html.escape(rail["name"])}">'
+                f"{text_html(status_lines(rail), style, pre=True)}</div>"
             )
         for note in self.report["notes"]:
-            blocks.append(text_pane(f"note: {note}", pre=True))
+            blocks.append(text_html(f"note: {note}", "plain", pre=True))
         if not blocks:
-            blocks.append(text_pane("this flow has no rails"))
-        self.statuses[:] = blocks
+            blocks.append(text_html("this flow has no rails", "plain"))
+        self.statuses.object = '<div style="display:grid;gap:6px">' + "".join(blocks) + "</div>"
         names = list(self.doc.flow.rails)
         self.choice.options = names
         if names and self.choice.value not in names:

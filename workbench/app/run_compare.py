@@ -103,7 +103,7 @@ class RunCompare(pn.viewable.Viewer):
         self.run_a = pn.widgets.Select(label="run A", options=[], width=260, css_classes=["wb-compare-a"])
         self.run_b = pn.widgets.Select(label="run B", options=[], width=260, css_classes=["wb-compare-b"])
         self.button = pn.widgets.Button(label="Compare", width=90, css_classes=["wb-compare-run"])
-        self.button.on_click(lambda _e: self.compare())
+        self.button.on_click(self._clicked)
         self.outputs_a = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-compare-out-a"])
         self.outputs_b = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-compare-out-b"])
         self.info = text_pane(css_classes=["wb-compare-info"])
@@ -116,10 +116,16 @@ class RunCompare(pn.viewable.Viewer):
             css_classes=["wb-compare-spans"],
         )
 
+    def _clicked(self, _event: object) -> None:
+        self.compare()
+
     def set_runs(self, runs: pd.DataFrame) -> None:
         """Offer the runs of ``runs`` (a ``store.runs()`` frame; labels show flow and time)."""
         options = {
-            f"{r.run_id[:12]} {r.flow_name} {r.status} {r.started}": r.run_id for r in runs.itertuples()
+            f"{run_id[:12]} {flow} {status} {started}": run_id
+            for run_id, flow, status, started in zip(
+                runs["run_id"].astype(str), runs["flow_name"], runs["status"], runs["started"]
+            )
         }
         self.run_a.options = options
         self.run_b.options = options

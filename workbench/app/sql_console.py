@@ -62,7 +62,7 @@ class SqlConsole(pn.viewable.Viewer):
         self.run_button = pn.widgets.Button(
             label="Run", color="primary", width=80, css_classes=["wb-sql-run"]
         )
-        self.run_button.on_click(lambda _e: self.run())
+        self.run_button.on_click(self._clicked)
         self.result = pn.widgets.Tabulator(
             pd.DataFrame(),
             disabled=True,
@@ -74,6 +74,9 @@ class SqlConsole(pn.viewable.Viewer):
             css_classes=["wb-sql-result"],
         )
         self.info = text_pane(sizing_mode="stretch_width", css_classes=["wb-sql-info"])
+
+    def _clicked(self, _event: object) -> None:
+        self.run()
 
     def run(self, sql: str | None = None) -> pd.DataFrame | None:
         """Run ``sql`` (default: the editor's text); show the rows or why not. Returns the rows."""
@@ -97,7 +100,11 @@ class SqlConsole(pn.viewable.Viewer):
             if df[col].dtype == object:
                 df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) else str(v))
         self.result.value = df
-        shown = f"first {MAX_ROWS} of {rows} rows" if rows > MAX_ROWS else f"{rows} rows"
+        shown = (
+            f"first {MAX_ROWS} of {rows} rows"
+            if rows > MAX_ROWS
+            else f"{rows} row" + ("" if rows == 1 else "s")
+        )
         message(self.info, shown, "ok")
         return df
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import panel as pn
 
-__all__ = ["message", "text_pane"]
+__all__ = ["message", "text_html", "text_pane"]
 
 _STYLES = {
     "info": "color:#1f2937;background:#eef2ff;border:1px solid #c7d2fe",
@@ -22,7 +22,8 @@ _STYLES = {
 }
 
 
-def _html(text: str, style: str, pre: bool) -> str:
+def text_html(text: str, style: str = "plain", pre: bool = False) -> str:
+    """``text`` escaped in a styled block (for panes that show several blocks at once)."""
     tag = "pre" if pre else "div"
     css = _STYLES.get(style, _STYLES["plain"])
     extra = "white-space:pre-wrap;font-family:monospace;margin:0;" if pre else ""
@@ -34,7 +35,7 @@ def _html(text: str, style: str, pre: bool) -> str:
 
 def text_pane(text: str = "", *, style: str = "plain", pre: bool = False, **params: Any) -> pn.pane.HTML:
     """An HTML pane showing ``text`` escaped (``pre`` keeps line breaks and columns)."""
-    pane = pn.pane.HTML(_html(text, style, pre) if text else "", **params)
+    pane = pn.pane.HTML(text_html(text, style, pre) if text else "", **params)
     pane._wb_style = (style, pre)  # type: ignore[attr-defined]
     return pane
 
@@ -42,4 +43,4 @@ def text_pane(text: str = "", *, style: str = "plain", pre: bool = False, **para
 def message(pane: pn.pane.HTML, text: str, style: str | None = None) -> None:
     """Replace the text of a pane made by ``text_pane`` (empty text clears it)."""
     old_style, pre = getattr(pane, "_wb_style", ("plain", False))
-    pane.object = _html(text, style or old_style, pre) if text else ""
+    pane.object = text_html(text, style or old_style, pre) if text else ""

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool
+from bokeh.models import ColumnDataSource, DataRange1d, FactorRange, HoverTool
 from bokeh.plotting import figure
 
 from workbench.errors import WorkbenchError
@@ -77,6 +77,7 @@ def latency_figure(flow_name: str, latency: pd.DataFrame) -> Any:
         height=max(160, 30 * len(nodes) + 90),
         sizing_mode="stretch_width",
         y_range=FactorRange(factors=list(reversed(nodes)) or [""]),
+        x_range=DataRange1d(start=0),
         x_axis_label="ms",
         tools="hover",
         tooltips=[
@@ -90,7 +91,6 @@ def latency_figure(flow_name: str, latency: pd.DataFrame) -> Any:
     fig.hbar(y="node", left=0, right="p50", height=0.6, color="#60a5fa", source=source)
     fig.segment(x0="p50", x1="p95", y0="node", y1="node", line_width=2, color="#1e3a8a", source=source)
     fig.scatter(x="p95", y="node", marker="dash", size=14, line_width=2, color="#1e3a8a", source=source)
-    fig.x_range.start = 0
     return fig
 
 
