@@ -119,11 +119,22 @@ class FlowCanvas(pn.viewable.Viewer):
         self.delete_button = pn.widgets.Button(label="Delete", width=66, color="warning")
         self.layout_button = pn.widgets.Button(label="Layout", width=66)
         self.save_button = pn.widgets.Button(label="Save", width=60, color="primary")
+        self.code_button = pn.widgets.Button(label="Python", width=70, css_classes=["wb-export-button"])
+        self.code = pn.widgets.TextAreaInput(
+            label="Python that rebuilds this flow (select all and copy)",
+            height=260,
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["wb-export-code"],
+        )
+        # Called with a node name when the inspector's "Open sub-flow" is pressed.
+        self.on_open_subflow: Callable[[str], object] | None = None
         _on_click(self.undo_button, lambda: self._history(self.doc.undo, "undo"))
         _on_click(self.redo_button, lambda: self._history(self.doc.redo, "redo"))
         _on_click(self.delete_button, self.delete_selected)
         _on_click(self.layout_button, self.relayout)
         _on_click(self.save_button, self.save)
+        _on_click(self.code_button, self.toggle_code)
         self.toolbar = pn.FlexBox(
             *palette,
             self.undo_button,
@@ -131,6 +142,7 @@ class FlowCanvas(pn.viewable.Viewer):
             self.delete_button,
             self.layout_button,
             self.save_button,
+            self.code_button,
             sizing_mode="stretch_width",
             gap="4px",
         )
@@ -268,6 +280,10 @@ class FlowCanvas(pn.viewable.Viewer):
     # -- edits ----------------------------------------------------------------------------
 
     def _changed(self) -> None:
+        if self.code.visible:  # keep the shown code in step with the flow
+            from .export import flow_python
+
+            self.code.value = flow_python(self.doc.flow)
         self.redraw()
         self._show_inspector()
         for listener in self.listeners:
@@ -318,6 +334,15 @@ class FlowCanvas(pn.viewable.Viewer):
         self.say(f"connected {wire}", "ok")
         self._changed()
         return True
+
+    def toggle_code(self) -> str:
+        """Show (or hide again) the Python code that rebuilds the flow; returns the code."""
+        from .export import flow_python
+
+        code = flow_python(self.doc.flow)
+        self.code.value = code
+        self.code.visible = not self.code.visible
+        return code
 
     def save(self, path: str | None = None) -> bool:
         """Save the flow file and layout; show why not when refused."""
@@ -411,6 +436,10 @@ class FlowCanvas(pn.viewable.Viewer):
             widget = cls(label=key, value="" if value is None else str(value), sizing_mode="stretch_width")
             widget.param.watch(lambda e, k=key, n=node.name: self._set_config(n, k, e.new), "value")
             widgets.append(widget)
+        if node.kind == "flow" and isinstance(node.config.get("flow"), Flow) and self.on_open_subflow:
+            opener = pn.widgets.Button(label="Open sub-flow", width=120, css_classes=["wb-open-subflow"])
+            _on_click(opener, functools.partial(self.on_open_subflow, node.name))
+            widgets.append(opener)
         guarantees = pn.widgets.TextAreaInput(
             label="guarantees (one rail per line)",
             value="\n".join(node.guarantees),
@@ -437,4 +466,4 @@ class FlowCanvas(pn.viewable.Viewer):
                 listener(self.doc)
 
     def __panel__(self) -> Any:
-        return pn.Column(self.toolbar, self.message, self.flow_view, sizing_mode="stretch_width")
+        return pn.Column(self.toolbar, self.message, self.flow_view, self.code, sizing_mode="stretch_width")

@@ -7,6 +7,7 @@ rails panel of one flow inline in a notebook (``pn.extension(inline=True)``: off
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,10 @@ class Workbench(pn.viewable.Viewer):
         self.status = text_pane(css_classes=["wb-open-status"])
         self.description = text_pane(css_classes=["wb-description"], sizing_mode="stretch_width")
         self.main = pn.Row(sizing_mode="stretch_width")
+        self.crumbs = pn.Row(css_classes=["wb-breadcrumb"])
         self.session: FlowSession | None = None
+        # The open flow and the sub-flows opened inside it: (session, node name in the parent).
+        self.stack: list[tuple[FlowSession, str | None]] = []
         self.picker.param.watch(lambda e: self.open(e.new), "value")
         if flows:
             self.open(next(iter(flows)))
@@ -96,9 +100,60 @@ class Workbench(pn.viewable.Viewer):
         except WorkbenchError as exc:
             message(self.status, f"cannot open {name}: {exc}", "error")
             return
-        self.session = session = FlowSession(doc, tracer=self._tracer, on_run=self._run_done)
-        message(self.description, doc.flow.description or "")
         message(self.status, f"{doc.path}")
+        self.stack = [(self._session(doc), None)]
+        self._show()
+
+    def _session(self, doc: FlowDocument) -> FlowSession:
+        session = FlowSession(doc, tracer=self._tracer, on_run=self._run_done)
+        session.canvas.on_open_subflow = self.open_subflow
+        return session
+
+    def open_subflow(self, node: str) -> FlowSession:
+        """Open the sub-flow of ``node`` (kind ``flow``) of the flow on show as its own canvas."""
+        parent = self.stack[-1][0]
+        inner = parent.doc.flow.nodes[node].config["flow"]
+        session = self._session(FlowDocument(inner.copy()))
+        self.stack.append((session, node))
+        self._show()
+        return session
+
+    def back(self, depth: int = 0) -> None:
+        """Close sub-flows down to level ``depth`` (0: the flow itself); their edits go to the parent.
+
+        An edited sub-flow is written into its parent node inline (a sub-flow from a file
+        is then saved with the parent, no longer as a reference to that file).
+        """
+        while len(self.stack) > depth + 1:
+            child, node = self.stack.pop()
+            parent = self.stack[-1][0]
+            if child.doc.can_undo and node is not None:
+                edited = child.doc.flow.copy()
+                edited.origin = None
+                parent.doc.set_config(node, "flow", edited)
+                parent.canvas.say(f"sub-flow {node} updated", "ok")
+                parent.canvas._changed()
+        self._show()
+
+    def _show(self) -> None:
+        """Put the session on top of the stack on show, with its breadcrumb."""
+        self.session = session = self.stack[-1][0]
+        doc = session.doc
+        message(self.description, doc.flow.description or "")
+        crumbs: list[Any] = []
+        for depth, (level, node) in enumerate(self.stack):
+            label = level.doc.flow.name if node is None else f"{node} ({level.doc.flow.name})"
+            if depth:
+                crumbs.append(pn.pane.HTML("›", margin=(12, 2)))
+            button = pn.widgets.Button(
+                label=label,
+                width=180,
+                disabled=depth == len(self.stack) - 1,
+                css_classes=[f"wb-crumb-{depth}"],
+            )
+            button.on_click(functools.partial(self._crumb, depth))
+            crumbs.append(button)
+        self.crumbs[:] = crumbs if len(self.stack) > 1 else []
         side = pn.Tabs(
             ("Inspector", session.canvas.inspector),
             ("Rails", session.rails),
@@ -108,6 +163,9 @@ class Workbench(pn.viewable.Viewer):
             css_classes=["wb-side"],
         )
         self.main[:] = [pn.Column(session.canvas, sizing_mode="stretch_width"), side]
+
+    def _crumb(self, depth: int, _event: object) -> None:
+        self.back(depth)
 
     def _run_done(self, _result: Any) -> None:
         if self.traces is not None:
@@ -128,7 +186,7 @@ class Workbench(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         tabs: list[tuple[str, Any]] = [
-            ("Flow", pn.Column(self.description, self.main, sizing_mode="stretch_width"))
+            ("Flow", pn.Column(self.description, self.crumbs, self.main, sizing_mode="stretch_width"))
         ]
         if self._store is not None:
             tabs.append(("Traces", self.traces_holder))
