@@ -192,6 +192,43 @@ def test_run_triage_then_see_its_trace(context: Any, server: Served, shots: Path
     page.close()
 
 
+def test_sub_flow_opens_and_export_rebuilds_the_flow(context: Any, server: Served, shots: Path) -> None:
+    from workbench.app.document import FlowDocument
+    from workbench.app.export import flow_python
+    from workbench.examples import flow_path
+    from workbench.flow import Flow, dumps, load
+
+    page, _ = open_app(context, server, "triage", "classify")
+    page.get_by_role("button", name="+ flow").click()
+    node = page.locator('.react-flow__node[data-id="flow1"]')
+    node.wait_for()
+    node.click()
+    page.locator(".wb-open-subflow button").click()
+    # The sub-flow's own canvas: its inputs wired straight to its outputs, and a way back.
+    page.locator(".wb-crumb-1").get_by_text("flow1 (sub)").wait_for()
+    page.locator('.react-flow__edge[data-id="value -> result"]').wait_for(state="attached")
+    page.wait_for_timeout(500)
+    assert page.locator('.react-flow__node[data-id="classify"]').count() == 0
+    save_shot(page, shots, "12-sub-flow-open")
+    page.locator(".wb-crumb-0 button").click()
+    page.locator('.react-flow__node[data-id="classify"]').wait_for()
+    assert page.locator(".wb-crumb-0").count() == 0
+
+    page.get_by_role("button", name="Python").click()
+    code_box = page.locator(".wb-export-code textarea")
+    code_box.wait_for()
+    code = code_box.input_value()
+    save_shot(page, shots, "13-export-python")
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "<exported>", "exec"), namespace)
+    expected = FlowDocument(load(flow_path("triage")))
+    expected.add_node("flow")
+    assert isinstance(namespace["flow"], Flow)
+    assert dumps(namespace["flow"]) == dumps(expected.flow)
+    assert code == flow_python(expected.flow)
+    page.close()
+
+
 def test_script_in_flow_text_never_runs(context: Any, server: Served, shots: Path) -> None:
     page, _ = open_app(context, server, "evil", "shout")
     page.locator(".wb-description").get_by_text("<script>window.__pwned=1</script>").wait_for()

@@ -126,6 +126,7 @@ class FlowCanvas(pn.viewable.Viewer):
             visible=False,
             sizing_mode="stretch_width",
             css_classes=["wb-export-code"],
+            stylesheets=["textarea { font: 12px/1.4 monospace; white-space: pre; }"],
         )
         # Called with a node name when the inspector's "Open sub-flow" is pressed.
         self.on_open_subflow: Callable[[str], object] | None = None

@@ -100,8 +100,8 @@ class RunCompare(pn.viewable.Viewer):
     def __init__(self, store: Callable[[], Any], **params: Any) -> None:
         super().__init__(**params)
         self._store = store
-        self.run_a = pn.widgets.Select(label="run A", options=[], width=260, css_classes=["wb-compare-a"])
-        self.run_b = pn.widgets.Select(label="run B", options=[], width=260, css_classes=["wb-compare-b"])
+        self.run_a = pn.widgets.Select(label="run A", options=[], width=340, css_classes=["wb-compare-a"])
+        self.run_b = pn.widgets.Select(label="run B", options=[], width=340, css_classes=["wb-compare-b"])
         self.button = pn.widgets.Button(label="Compare", width=90, css_classes=["wb-compare-run"])
         self.button.on_click(self._clicked)
         self.outputs_a = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-compare-out-a"])
