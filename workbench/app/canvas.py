@@ -248,7 +248,7 @@ class FlowCanvas(pn.viewable.Viewer):
                     rules.append(
                         f'.react-flow__node[data-id="{_css_id(node_id)}"] {{ outline: 3px solid #dc2626; }}'
                     )
-        glow = {"running": "#f59e0b", "done": "#16a34a", "failed": "#dc2626"}
+        glow = {"running": "#f59e0b", "done": "#16a34a", "failed": "#dc2626", "paused": "#7c3aed"}
         for node_id, state in self.run_marks.items():
             rules.append(
                 f'.react-flow__node[data-id="{_css_id(node_id)}"] '
@@ -262,7 +262,7 @@ class FlowCanvas(pn.viewable.Viewer):
         self._restyle()
 
     def mark_run(self, node: str, state: str | None) -> None:
-        """Light up a node while it runs (``running``, ``done``, ``failed``; None clears)."""
+        """Light up a node while it runs (``running``, ``paused``, ``done``, ``failed``; None clears)."""
         if state is None:
             self.run_marks.pop(node, None)
         else:
