@@ -229,6 +229,31 @@ def test_sub_flow_opens_and_export_rebuilds_the_flow(context: Any, server: Serve
     page.close()
 
 
+def test_breakpoint_pauses_then_step_and_continue(context: Any, server: Served, shots: Path) -> None:
+    page, _ = open_app(context, server, "triage", "classify")
+    tab(page, "Run").click()
+    page.locator(".wb-run-form textarea").fill("Invoice charged twice, urgent! mail a@b.example")
+    page.locator(".wb-run-form select").select_option("enterprise")
+    page.locator(".wb-breakpoints input").first.click()
+    page.keyboard.type("classify")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    page.locator(".wb-run-button button").click()
+    paused = page.locator(".wb-paused")
+    paused.get_by_text("paused before classify").wait_for()
+    assert "[email]" in text_of(page, ".wb-paused")  # its input: redact's output
+    glow = page.locator('.react-flow__node[data-id="classify"]').evaluate(
+        "e => getComputedStyle(e).boxShadow"
+    )
+    assert "124, 58, 237" in glow  # purple: paused here
+    save_shot(page, shots, "15-breakpoint-paused")
+    page.locator(".wb-step button").click()
+    paused.get_by_text("paused before prioritise").wait_for()
+    page.locator(".wb-continue button").click()
+    page.locator(".wb-run-status").get_by_text(": ok in").wait_for(timeout=30_000)
+    page.close()
+
+
 def test_script_in_flow_text_never_runs(context: Any, server: Served, shots: Path) -> None:
     page, _ = open_app(context, server, "evil", "shout")
     page.locator(".wb-description").get_by_text("<script>window.__pwned=1</script>").wait_for()
