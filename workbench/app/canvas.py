@@ -107,6 +107,8 @@ class FlowCanvas(pn.viewable.Viewer):
         self.flow_view.on("selection_changed", self._on_selection)
         self.message = text_pane(sizing_mode="stretch_width", css_classes=["wb-canvas-message"])
         self.inspector = pn.Column(sizing_mode="stretch_width", min_width=260)
+        self._flow_info = text_pane(pre=True, css_classes=["wb-flow-info"])
+        self._flow_panes: list[Any] = [pn.pane.HTML("<b>Inspector</b> (select a node)"), self._flow_info]
         self.selected: str | None = None
         palette = [
             pn.widgets.Button(label=f"+ {kind}", color="light", width=60, css_classes=[f"wb-add-{kind}"])
@@ -418,10 +420,11 @@ class FlowCanvas(pn.viewable.Viewer):
                 lines.append(flow.description)
             lines.append("inputs: " + ", ".join(f"{k}: {t.describe()}" for k, t in flow.inputs.items()))
             lines.append("outputs: " + ", ".join(f"{k}: {t.describe()}" for k, t in flow.outputs.items()))
-            self.inspector[:] = [
-                pn.pane.HTML("<b>Inspector</b> (select a node)"),
-                text_pane("\n".join(lines), pre=True, css_classes=["wb-flow-info"]),
-            ]
+            # Most edits happen with nothing selected: change the text, keep the panes
+            # (new panes are new browser views on every wire drawn).
+            message(self._flow_info, "\n".join(lines))
+            if list(self.inspector) != self._flow_panes:
+                self.inspector[:] = self._flow_panes
             return
         summary = [f"{node.name} · {node.kind}"]
         summary += [f"in  {k}: {t.describe()}" for k, t in node.inputs.items()]
