@@ -49,7 +49,7 @@ def test_hook_sees_every_node_with_its_inputs_in_order() -> None:
 def test_a_paused_node_does_not_start_until_released() -> None:
     tracer = MemoryTracer()
 
-    async def main() -> tuple[list[str], Any]:
+    async def main() -> Any:
         release = asyncio.Event()
         paused: list[str] = []
 
@@ -65,8 +65,8 @@ def test_a_paused_node_does_not_start_until_released() -> None:
         started = [s.name for s in tracer.spans if s.attributes.get("workbench.node.name") == "route"]
         assert paused == ["route"] and started == [] and not run.done()
         release.set()
-        return paused, await run
+        return await run
 
-    paused, result = asyncio.run(main())
+    result = asyncio.run(main())
     assert result.status == "ok" and result.outputs["yes"] == "yes"
     assert [s.attributes.get("workbench.node.name") for s in tracer.spans].count("route") == 1
