@@ -81,7 +81,7 @@ def test_sub_flow_opens_as_its_own_canvas_and_edits_go_back_to_the_parent(tmp_pa
     node = top.canvas.add_node("flow")
     inner = app.open_subflow(node)
     assert app.session is inner and len(app.stack) == 2
-    assert inner.doc.flow.name == "sub"
+    assert inner.doc.flow.name == "sub" and inner.canvas.save_button.disabled
     assert [b.label for b in app.crumbs if hasattr(b, "label")] == ["triage", f"{node} (sub)"]
     inner.doc.add_node("tool")
     assert "tool1" not in top.doc.flow.nodes[node].config["flow"].nodes

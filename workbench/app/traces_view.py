@@ -71,9 +71,9 @@ def latency_figure(flow_name: str, latency: pd.DataFrame) -> Any:
             "calls": list(latency["calls"]) if nodes else [],
         }
     )
-    runs = f"{int(latency['calls'].max())} runs" if nodes else "no node spans yet"
+    calls = f"up to {int(latency['calls'].max())} calls a node" if nodes else "no node spans yet"
     fig = figure(
-        title=f"node latency of {flow_name} (p50 bar, p95 whisker; {runs})",
+        title=f"node latency of {flow_name} (p50 bar, p95 whisker; {calls})",
         height=max(160, 30 * len(nodes) + 90),
         sizing_mode="stretch_width",
         y_range=FactorRange(factors=list(reversed(nodes)) or [""]),

@@ -114,6 +114,7 @@ class Workbench(pn.viewable.Viewer):
         parent = self.stack[-1][0]
         inner = parent.doc.flow.nodes[node].config["flow"]
         session = self._session(FlowDocument(inner.copy()))
+        session.canvas.save_button.disabled = True  # saved with the parent, after going back
         self.stack.append((session, node))
         self._show()
         return session
