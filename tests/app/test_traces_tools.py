@@ -75,6 +75,7 @@ def test_console_runs_a_query_and_reports_errors_in_one_paragraph(store: Any) ->
     assert df is not None and df.to_dict("records") == [{"flow_name": "triage", "n": len(TICKETS)}]
     assert list(console.result.value.columns) == ["flow_name", "n"]
     assert console.run("SELECT nope FROM runs") is None
+    assert console.result.value.empty
     assert "query failed" in console.info.object and "nope" in console.info.object
     assert console.run("DELETE FROM runs") is None
     assert "DELETE statements are refused" in console.info.object

@@ -85,13 +85,14 @@ class SqlConsole(pn.viewable.Viewer):
         else:  # what is typed: the browser sends `value` only when the box loses focus
             text = self.editor.value_input or self.editor.value or ""
         problem = read_only_problem(text)
+        if problem is None:
+            try:
+                table = self._store().arrow(text)
+            except WorkbenchError as exc:
+                problem = str(exc)
         if problem is not None:
+            self.result.value = pd.DataFrame()  # an older result must not pass for this one's
             message(self.info, problem, "error")
-            return None
-        try:
-            table = self._store().arrow(text)
-        except WorkbenchError as exc:
-            message(self.info, str(exc), "error")
             return None
         rows = table.num_rows
         df = table.slice(0, MAX_ROWS).to_pandas()
