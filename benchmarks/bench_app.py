@@ -1,6 +1,6 @@
 """Benchmark: the workbench app in a real browser (Playwright driving Chromium).
 
-    python benchmarks/bench_app.py [--nodes 200] [--chromium /usr/bin/chromium]
+    python benchmarks/bench_app.py [--nodes 200] [--chromium /usr/bin/chromium] [--baseline-root DIR]
 
 Starts ``workbench serve`` on a free loopback port (temp cwd and trace database) holding a
 generated chain of ``--nodes`` tool nodes, and beside it, as the peer, a bare Panel page
@@ -10,8 +10,12 @@ generated chain of ``--nodes`` tool nodes, and beside it, as the peer, a bare Pa
   and the bare Panel page's load until its text shows (the floor any Panel app pays);
 - the big flow: picking it until all its nodes are in the page;
 - drag response: a node dragged 120 px (20 mouse steps) until the browser shows it moved;
-- connect response: a wire dragged between two ports until the server's "connected"
-  message comes back (a round trip through the Python document and a redraw).
+- connect response: a wire dragged between two ports (10 mouse steps) until the server's
+  "connected" message comes back, and the part of it from releasing the mouse (a round
+  trip through the Python document and a redraw).
+
+``--baseline-root DIR`` measures another checkout first in the same run (same browser,
+same peer), e.g. ``git archive BASE | tar -x -C /tmp/base``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [
@@ -78,112 +83,150 @@ def wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"{url} did not answer")
 
 
+def start_app(root: Path, cwd: Path, port: int, db: str) -> subprocess.Popen[bytes]:
+    """``workbench serve triage chain.flow.yaml`` with the code of ``root`` first on the path."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench",
+            "serve",
+            "triage",
+            "chain.flow.yaml",
+            "--port",
+            str(port),
+            "--db",
+            db,
+        ],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def measure(page: Any, url: str, nodes: int) -> dict[str, float]:
+    """First render, big flow, drag and connect on the app at ``url`` (warmed once first)."""
+    page.goto(url)
+    page.locator(".react-flow__node").first.wait_for(timeout=60_000)
+    t = time.perf_counter()
+    page.goto(url)
+    page.locator(".react-flow__node").first.wait_for()
+    first_s = time.perf_counter() - t
+
+    t = time.perf_counter()
+    page.locator(".wb-picker select").select_option("chain")
+    page.locator(f'.react-flow__node[data-id="n{nodes - 1}"]').wait_for(state="attached", timeout=120_000)
+    big_s = time.perf_counter() - t
+    drawn = page.locator(".react-flow__node").count()
+
+    page.locator(".wb-picker select").select_option("triage")
+    node = page.locator('.react-flow__node[data-id="classify"]')
+    node.wait_for()
+    box = node.bounding_box()
+    before = node.get_attribute("style")
+    t = time.perf_counter()
+    page.mouse.move(box["x"] + 20, box["y"] + 10)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 20, box["y"] + 130, steps=20)
+    page.mouse.up()
+    page.wait_for_function(
+        "([el, old]) => el.getAttribute('style') !== old", arg=[node.element_handle(), before]
+    )
+    drag_s = time.perf_counter() - t
+
+    page.get_by_role("button", name="+ tool").click()
+    page.locator('.react-flow__node[data-id="tool1"]').wait_for()
+    page.locator(".react-flow__controls-fitview").click()
+    page.wait_for_timeout(300)
+    src = page.locator('.react-flow__handle.source[data-nodeid="redact"][data-handleid="text"]')
+    dst = page.locator('.react-flow__handle.target[data-nodeid="tool1"][data-handleid="text"]')
+    a, b = src.bounding_box(), dst.bounding_box()
+    t = time.perf_counter()
+    page.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=10)
+    released = time.perf_counter()
+    page.mouse.up()
+    page.locator(".wb-canvas-message").get_by_text("connected redact.text").wait_for()
+    done = time.perf_counter()
+    return {
+        "first": first_s,
+        "big": big_s,
+        "drawn": drawn,
+        "drag": drag_s,
+        "connect": done - t,
+        "answer": done - released,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=200)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument(
+        "--baseline-root",
+        type=Path,
+        help="another checkout (e.g. `git archive` of an older commit) measured the same way, first",
+    )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    apps = ([("baseline", args.baseline_root)] if args.baseline_root else []) + [("this tree", ROOT)]
+    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         (cwd / "chain.flow.yaml").write_text(chain_flow(args.nodes), encoding="utf-8")
-        port, peer_port = free_port(), free_port()
-        app = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "workbench",
-                "serve",
-                "triage",
-                "chain.flow.yaml",
-                "--port",
-                str(port),
-                "--db",
-                str(cwd / "t.duckdb"),
-            ],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        peer_port = free_port()
         peer_code = (
             "import panel as pn; pn.serve({'/': lambda: pn.pane.Markdown('peer page ready')}, "
             f"port={peer_port}, address='127.0.0.1', show=False)"
         )
         peer = subprocess.Popen(
-            [sys.executable, "-c", peer_code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [sys.executable, "-c", peer_code],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
+        procs = [peer]
         try:
-            wait_http(f"http://127.0.0.1:{port}/api/flows", app)
             wait_http(f"http://127.0.0.1:{peer_port}/", peer)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
-                # Warm both servers once (first sessions import modules); then measure.
                 page.goto(f"http://127.0.0.1:{peer_port}/")
                 page.get_by_text("peer page ready").wait_for(timeout=60_000)
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.locator(".react-flow__node").first.wait_for(timeout=60_000)
-
                 t = time.perf_counter()
                 page.goto(f"http://127.0.0.1:{peer_port}/")
                 page.get_by_text("peer page ready").wait_for()
                 peer_s = time.perf_counter() - t
-                t = time.perf_counter()
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.locator(".react-flow__node").first.wait_for()
-                first_s = time.perf_counter() - t
-
-                t = time.perf_counter()
-                page.locator(".wb-picker select").select_option("chain")
-                page.locator(f'.react-flow__node[data-id="n{args.nodes - 1}"]').wait_for(
-                    state="attached", timeout=120_000
-                )
-                big_s = time.perf_counter() - t
-                drawn = page.locator(".react-flow__node").count()
-
-                page.locator(".wb-picker select").select_option("triage")
-                node = page.locator('.react-flow__node[data-id="classify"]')
-                node.wait_for()
-                box = node.bounding_box()
-                before = node.get_attribute("style")
-                t = time.perf_counter()
-                page.mouse.move(box["x"] + 20, box["y"] + 10)
-                page.mouse.down()
-                page.mouse.move(box["x"] + 20, box["y"] + 130, steps=20)
-                page.mouse.up()
-                page.wait_for_function(
-                    "([el, old]) => el.getAttribute('style') !== old", arg=[node.element_handle(), before]
-                )
-                drag_s = time.perf_counter() - t
-
-                page.get_by_role("button", name="+ tool").click()
-                page.locator('.react-flow__node[data-id="tool1"]').wait_for()
-                page.locator(".react-flow__controls-fitview").click()
-                page.wait_for_timeout(300)
-                src = page.locator('.react-flow__handle.source[data-nodeid="redact"][data-handleid="text"]')
-                dst = page.locator('.react-flow__handle.target[data-nodeid="tool1"][data-handleid="text"]')
-                a, b = src.bounding_box(), dst.bounding_box()
-                t = time.perf_counter()
-                page.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
-                page.mouse.down()
-                page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=10)
-                page.mouse.up()
-                page.locator(".wb-canvas-message").get_by_text("connected redact.text").wait_for()
-                connect_s = time.perf_counter() - t
+                for label, root in apps:
+                    port = free_port()
+                    # One database per app: DuckDB lets one process open a file.
+                    app = start_app(root, cwd, port, str(cwd / f"t-{port}.duckdb"))
+                    procs.append(app)
+                    wait_http(f"http://127.0.0.1:{port}/api/flows", app)
+                    results[label] = measure(page, f"http://127.0.0.1:{port}/", args.nodes)
+                    app.terminate()
+                    app.wait(20)
                 browser.close()
         finally:
-            for proc in (app, peer):
+            for proc in procs:
                 proc.terminate()
                 proc.wait(20)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"bare Panel page (peer), first render: {peer_s:.2f} s")
-    print(f"workbench app, first render:          {first_s:.2f} s  ({first_s / peer_s:.1f}x the peer)")
-    print(f"{args.nodes}-node flow, picked until drawn:   {big_s:.2f} s  ({drawn} canvas nodes)")
-    print(f"drag a node 120 px (20 steps):        {drag_s * 1000:.0f} ms")
-    print(f"connect two ports (server round trip): {connect_s * 1000:.0f} ms")
+    for label, r in results.items():
+        print(f"-- {label}")
+        print(
+            f"workbench app, first render:          {r['first']:.2f} s  ({r['first'] / peer_s:.1f}x the peer)"
+        )
+        print(
+            f"{args.nodes}-node flow, picked until drawn:   {r['big']:.2f} s  ({r['drawn']:.0f} canvas nodes)"
+        )
+        print(f"drag a node 120 px (20 steps):        {r['drag'] * 1000:.0f} ms")
+        print(f"connect two ports (whole gesture):     {r['connect'] * 1000:.0f} ms")
+        print(f"  of which release until 'connected':  {r['answer'] * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -171,6 +171,86 @@ def test_run_triage_then_see_its_trace(context: Any, server: Served, shots: Path
     assert run_id in text_of(page, ".wb-span-details")
     page.wait_for_timeout(500)
     save_shot(page, shots, "07-trace-timeline")
+
+    # The latency of each node of the run's flow, as a Bokeh chart drawn from this server.
+    tab(page, "Latency").click()
+    page.locator(".wb-latency canvas").first.wait_for()
+    page.wait_for_timeout(500)
+    save_shot(page, shots, "09-node-latency")
+
+    tab(page, "SQL").click()
+    editor = page.locator(".wb-sql-editor textarea")
+    editor.fill(f"SELECT run_id, status FROM runs WHERE starts_with(run_id, '{run_id}')")
+    page.locator(".wb-sql-run button").click()
+    page.locator(".wb-sql-info").get_by_text("1 row").wait_for()
+    page.locator(".wb-sql-result").get_by_text(run_id).wait_for()
+    save_shot(page, shots, "10-sql-console")
+    editor.fill("DELETE FROM runs")
+    page.locator(".wb-sql-run button").click()
+    page.locator(".wb-sql-info").get_by_text("DELETE statements are refused").wait_for()
+    save_shot(page, shots, "11-sql-refused")
+    page.close()
+
+
+def test_sub_flow_opens_and_export_rebuilds_the_flow(context: Any, server: Served, shots: Path) -> None:
+    from workbench.app.document import FlowDocument
+    from workbench.app.export import flow_python
+    from workbench.examples import flow_path
+    from workbench.flow import Flow, dumps, load
+
+    page, _ = open_app(context, server, "triage", "classify")
+    page.get_by_role("button", name="+ flow").click()
+    node = page.locator('.react-flow__node[data-id="flow1"]')
+    node.wait_for()
+    node.click()
+    page.locator(".wb-open-subflow button").click()
+    # The sub-flow's own canvas: its inputs wired straight to its outputs, and a way back.
+    page.locator(".wb-crumb-1").get_by_text("flow1 (sub)").wait_for()
+    page.locator('.react-flow__edge[data-id="value -> result"]').wait_for(state="attached")
+    page.wait_for_timeout(500)
+    assert page.locator('.react-flow__node[data-id="classify"]').count() == 0
+    save_shot(page, shots, "12-sub-flow-open")
+    page.locator(".wb-crumb-0 button").click()
+    page.locator('.react-flow__node[data-id="classify"]').wait_for()
+    assert page.locator(".wb-crumb-0").count() == 0
+
+    page.get_by_role("button", name="Python").click()
+    code_box = page.locator(".wb-export-code textarea")
+    code_box.wait_for()
+    code = code_box.input_value()
+    save_shot(page, shots, "13-export-python")
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "<exported>", "exec"), namespace)
+    expected = FlowDocument(load(flow_path("triage")))
+    expected.add_node("flow")
+    assert isinstance(namespace["flow"], Flow)
+    assert dumps(namespace["flow"]) == dumps(expected.flow)
+    assert code == flow_python(expected.flow)
+    page.close()
+
+
+def test_breakpoint_pauses_then_step_and_continue(context: Any, server: Served, shots: Path) -> None:
+    page, _ = open_app(context, server, "triage", "classify")
+    tab(page, "Run").click()
+    page.locator(".wb-run-form textarea").fill("Invoice charged twice, urgent! mail a@b.example")
+    page.locator(".wb-run-form select").select_option("enterprise")
+    page.locator(".wb-breakpoints input").first.click()
+    page.keyboard.type("classify")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    page.locator(".wb-run-button button").click()
+    paused = page.locator(".wb-paused")
+    paused.get_by_text("paused before classify").wait_for()
+    assert "[email]" in text_of(page, ".wb-paused")  # its input: redact's output
+    glow = page.locator('.react-flow__node[data-id="classify"]').evaluate(
+        "e => getComputedStyle(e).boxShadow"
+    )
+    assert "124, 58, 237" in glow  # purple: paused here
+    save_shot(page, shots, "15-breakpoint-paused")
+    page.locator(".wb-step button").click()
+    paused.get_by_text("paused before prioritise").wait_for()
+    page.locator(".wb-continue button").click()
+    page.locator(".wb-run-status").get_by_text(": ok in").wait_for(timeout=30_000)
     page.close()
 
 

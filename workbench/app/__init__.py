@@ -9,12 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FlowCanvas", "FlowDocument", "RailsPanel", "RunView", "TracesView", "Workbench", "show"]
+__all__ = [
+    "FlowCanvas",
+    "FlowDocument",
+    "RailsPanel",
+    "RunCompare",
+    "RunView",
+    "SqlConsole",
+    "TracesView",
+    "Workbench",
+    "flow_python",
+    "show",
+]
 
 _WHERE = {
     "FlowCanvas": "canvas",
     "FlowDocument": "document",
     "RailsPanel": "rails_panel",
+    "RunCompare": "run_compare",
+    "SqlConsole": "sql_console",
+    "flow_python": "export",
     "RunView": "run_view",
     "TracesView": "traces_view",
     "Workbench": "workbench_app",

@@ -107,6 +107,8 @@ class FlowCanvas(pn.viewable.Viewer):
         self.flow_view.on("selection_changed", self._on_selection)
         self.message = text_pane(sizing_mode="stretch_width", css_classes=["wb-canvas-message"])
         self.inspector = pn.Column(sizing_mode="stretch_width", min_width=260)
+        self._flow_info = text_pane(pre=True, css_classes=["wb-flow-info"])
+        self._flow_panes: list[Any] = [pn.pane.HTML("<b>Inspector</b> (select a node)"), self._flow_info]
         self.selected: str | None = None
         palette = [
             pn.widgets.Button(label=f"+ {kind}", color="light", width=60, css_classes=[f"wb-add-{kind}"])
@@ -119,11 +121,23 @@ class FlowCanvas(pn.viewable.Viewer):
         self.delete_button = pn.widgets.Button(label="Delete", width=66, color="warning")
         self.layout_button = pn.widgets.Button(label="Layout", width=66)
         self.save_button = pn.widgets.Button(label="Save", width=60, color="primary")
+        self.code_button = pn.widgets.Button(label="Python", width=70, css_classes=["wb-export-button"])
+        self.code = pn.widgets.TextAreaInput(
+            label="Python that rebuilds this flow (select all and copy)",
+            height=260,
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["wb-export-code"],
+            stylesheets=["textarea { font: 12px/1.4 monospace; white-space: pre; }"],
+        )
+        # Called with a node name when the inspector's "Open sub-flow" is pressed.
+        self.on_open_subflow: Callable[[str], object] | None = None
         _on_click(self.undo_button, lambda: self._history(self.doc.undo, "undo"))
         _on_click(self.redo_button, lambda: self._history(self.doc.redo, "redo"))
         _on_click(self.delete_button, self.delete_selected)
         _on_click(self.layout_button, self.relayout)
         _on_click(self.save_button, self.save)
+        _on_click(self.code_button, self.toggle_code)
         self.toolbar = pn.FlexBox(
             *palette,
             self.undo_button,
@@ -131,6 +145,7 @@ class FlowCanvas(pn.viewable.Viewer):
             self.delete_button,
             self.layout_button,
             self.save_button,
+            self.code_button,
             sizing_mode="stretch_width",
             gap="4px",
         )
@@ -235,7 +250,7 @@ class FlowCanvas(pn.viewable.Viewer):
                     rules.append(
                         f'.react-flow__node[data-id="{_css_id(node_id)}"] {{ outline: 3px solid #dc2626; }}'
                     )
-        glow = {"running": "#f59e0b", "done": "#16a34a", "failed": "#dc2626"}
+        glow = {"running": "#f59e0b", "done": "#16a34a", "failed": "#dc2626", "paused": "#7c3aed"}
         for node_id, state in self.run_marks.items():
             rules.append(
                 f'.react-flow__node[data-id="{_css_id(node_id)}"] '
@@ -249,7 +264,7 @@ class FlowCanvas(pn.viewable.Viewer):
         self._restyle()
 
     def mark_run(self, node: str, state: str | None) -> None:
-        """Light up a node while it runs (``running``, ``done``, ``failed``; None clears)."""
+        """Light up a node while it runs (``running``, ``paused``, ``done``, ``failed``; None clears)."""
         if state is None:
             self.run_marks.pop(node, None)
         else:
@@ -268,6 +283,10 @@ class FlowCanvas(pn.viewable.Viewer):
     # -- edits ----------------------------------------------------------------------------
 
     def _changed(self) -> None:
+        if self.code.visible:  # keep the shown code in step with the flow
+            from .export import flow_python
+
+            self.code.value = flow_python(self.doc.flow)
         self.redraw()
         self._show_inspector()
         for listener in self.listeners:
@@ -318,6 +337,15 @@ class FlowCanvas(pn.viewable.Viewer):
         self.say(f"connected {wire}", "ok")
         self._changed()
         return True
+
+    def toggle_code(self) -> str:
+        """Show (or hide again) the Python code that rebuilds the flow; returns the code."""
+        from .export import flow_python
+
+        code = flow_python(self.doc.flow)
+        self.code.value = code
+        self.code.visible = not self.code.visible
+        return code
 
     def save(self, path: str | None = None) -> bool:
         """Save the flow file and layout; show why not when refused."""
@@ -392,10 +420,11 @@ class FlowCanvas(pn.viewable.Viewer):
                 lines.append(flow.description)
             lines.append("inputs: " + ", ".join(f"{k}: {t.describe()}" for k, t in flow.inputs.items()))
             lines.append("outputs: " + ", ".join(f"{k}: {t.describe()}" for k, t in flow.outputs.items()))
-            self.inspector[:] = [
-                pn.pane.HTML("<b>Inspector</b> (select a node)"),
-                text_pane("\n".join(lines), pre=True, css_classes=["wb-flow-info"]),
-            ]
+            # Most edits happen with nothing selected: change the text, keep the panes
+            # (new panes are new browser views on every wire drawn).
+            message(self._flow_info, "\n".join(lines))
+            if list(self.inspector) != self._flow_panes:
+                self.inspector[:] = self._flow_panes
             return
         summary = [f"{node.name} · {node.kind}"]
         summary += [f"in  {k}: {t.describe()}" for k, t in node.inputs.items()]
@@ -411,6 +440,10 @@ class FlowCanvas(pn.viewable.Viewer):
             widget = cls(label=key, value="" if value is None else str(value), sizing_mode="stretch_width")
             widget.param.watch(lambda e, k=key, n=node.name: self._set_config(n, k, e.new), "value")
             widgets.append(widget)
+        if node.kind == "flow" and isinstance(node.config.get("flow"), Flow) and self.on_open_subflow:
+            opener = pn.widgets.Button(label="Open sub-flow", width=120, css_classes=["wb-open-subflow"])
+            _on_click(opener, functools.partial(self.on_open_subflow, node.name))
+            widgets.append(opener)
         guarantees = pn.widgets.TextAreaInput(
             label="guarantees (one rail per line)",
             value="\n".join(node.guarantees),
@@ -437,4 +470,4 @@ class FlowCanvas(pn.viewable.Viewer):
                 listener(self.doc)
 
     def __panel__(self) -> Any:
-        return pn.Column(self.toolbar, self.message, self.flow_view, sizing_mode="stretch_width")
+        return pn.Column(self.toolbar, self.message, self.flow_view, self.code, sizing_mode="stretch_width")

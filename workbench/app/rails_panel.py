@@ -3,12 +3,19 @@
 Statuses: proved, enforced (with a counterexample), conflict (with the conflicting
 rails), vacuous, unsupported (with the reason). Typing in the editor parses the text at
 once and points at the column of a parse error; applying it (Enter) re-checks the flow.
+
+In a served page the Z3 check runs on a worker thread (``refresh_soon``), so an edit on
+the canvas answers at once: the panel says "checking…" and shows the statuses when the
+check of the newest edit is done; a check of an older edit that finishes later is dropped.
 """
 
 from __future__ import annotations
 
+import functools
+import html
 import json
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import panel as pn
@@ -18,11 +25,15 @@ from workbench.flow.port_rails import flow_rails
 from workbench.flow.verify import check_report
 
 from .document import FlowDocument
-from .text import message, text_pane
+from .text import message, text_html, text_pane
 
 __all__ = ["RailsPanel", "parse_problem", "status_lines"]
 
 STATUS_STYLE = {"proved": "ok", "conflict": "error", "enforced": "info"}
+
+# One checker thread for the whole process: Z3 checks of all sessions queue here rather
+# than compete for the two cores with the server's event loop.
+_CHECKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-rails-check")
 
 
 def parse_problem(doc: FlowDocument, name: str, text: str) -> str | None:
@@ -68,33 +79,76 @@ class RailsPanel(pn.viewable.Viewer):
         self.doc = doc
         self.on_marks = on_marks
         self.report: dict[str, Any] = {"errors": [], "rails": [], "notes": []}
-        self.statuses = pn.Column(sizing_mode="stretch_width", css_classes=["wb-rail-statuses"])
+        self.statuses = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["wb-rail-statuses"])
         self.choice = pn.widgets.Select(label="rail", options=[], width=160, css_classes=["wb-rail-choice"])
         self.editor = pn.widgets.TextInput(
             label="rail text (Enter applies)", sizing_mode="stretch_width", css_classes=["wb-rail-editor"]
         )
         self.feedback = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-rail-feedback"])
+        self.checking = text_pane(css_classes=["wb-rail-checking"])
         self.choice.param.watch(self._choose, "value")
         self.editor.param.watch(self._live, "value_input")
         self.editor.param.watch(self._apply, "value")
+        # Bumped by every check asked for; only the newest is shown. Read and written on the
+        # server's event loop only (the checker thread never touches it).
+        self._generation = 0
+        # The first check runs here: a result delivered before the page is served would
+        # restyle the canvas too early, and Panel would then link its theme to a CDN.
         self.refresh()
 
     def refresh(self, *_: Any) -> None:
-        """Re-check the flow and redraw the statuses."""
-        self.report = check_report(self.doc.flow)
-        blocks: list[Any] = []
+        """Re-check the flow now (in this thread) and redraw the statuses."""
+        self._generation += 1
+        self._show(check_report(self.doc.flow))
+
+    def refresh_soon(self, *_: Any) -> None:
+        """Re-check the flow on the checker thread and show the result when it is the newest.
+
+        Outside a served page (a notebook cell, a test) there is no document to hand the
+        result back to, so the check runs here and now, like ``refresh``.
+        """
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None:
+            self.refresh()
+            return
+        self._generation += 1
+        generation = self._generation
+        message(self.checking, "checking…", "info")
+        flow = self.doc.flow.copy()  # later edits must not change what is being checked
+
+        def done(future: Future[dict[str, Any]]) -> None:
+            try:
+                report = future.result()
+            except Exception as exc:  # a crash in the checker must not leave "checking…" forever
+                report = {"errors": [f"the rails check failed: {exc}"], "rails": [], "notes": []}
+            # Bokeh runs next-tick callbacks on the server loop with the document locked.
+            doc.add_next_tick_callback(functools.partial(self._deliver, generation, report))
+
+        _CHECKER.submit(check_report, flow).add_done_callback(done)
+
+    def _deliver(self, generation: int, report: dict[str, Any]) -> None:
+        """Show ``report`` if it checks the newest edit (latest edit wins); else drop it."""
+        if generation == self._generation:
+            self._show(report)
+
+    def _show(self, report: dict[str, Any]) -> None:
+        message(self.checking, "")
+        self.report = report
+        # One HTML pane whose text changes: no new models for every check.
+        blocks: list[str] = []
         for error in self.report["errors"]:
-            blocks.append(text_pane(f"error: {error}", style="error", pre=True))
+            blocks.append(text_html(f"error: {error}", "error", pre=True))
         for rail in self.report["rails"]:
             style = STATUS_STYLE.get(rail["status"], "plain")
             blocks.append(
-                text_pane(status_lines(rail), style=style, pre=True, css_classes=[f"wb-rail-{rail['name']}"])
+                f'<div class="wb-rail-{html.escape(rail["name"])}">'
+                f"{text_html(status_lines(rail), style, pre=True)}</div>"
             )
         for note in self.report["notes"]:
-            blocks.append(text_pane(f"note: {note}", pre=True))
+            blocks.append(text_html(f"note: {note}", "plain", pre=True))
         if not blocks:
-            blocks.append(text_pane("this flow has no rails"))
-        self.statuses[:] = blocks
+            blocks.append(text_html("this flow has no rails", "plain"))
+        self.statuses.object = '<div style="display:grid;gap:6px">' + "".join(blocks) + "</div>"
         names = list(self.doc.flow.rails)
         self.choice.options = names
         if names and self.choice.value not in names:
@@ -132,11 +186,11 @@ class RailsPanel(pn.viewable.Viewer):
             return
         self.doc.set_rail(name, event.new)
         message(self.feedback, f"applied to rail {name}", "ok")
-        self.refresh()
+        self.refresh_soon()
 
     def __panel__(self) -> Any:
         return pn.Column(
-            pn.pane.HTML("<b>Rails</b>"),
+            pn.Row(pn.pane.HTML("<b>Rails</b>"), self.checking),
             self.statuses,
             pn.Row(self.choice, self.editor, sizing_mode="stretch_width"),
             self.feedback,

@@ -1,5 +1,9 @@
 """The run view: a form from the flow's input types, run, progress on the canvas, cancel.
 
+Breakpoints: the run pauses before each node picked under *break before* (the executor's
+``before_node`` hook), shows that node's inputs and waits for *Step* (pause again before
+the next node) or *Continue* (run on to the next breakpoint).
+
 The run happens in the serving process, on its event loop, traced to the store that
 process owns. Progress comes from the tracer itself: ``ProgressTracer`` passes every span
 on and reports node spans starting and ending, which light the nodes up on the canvas.
@@ -111,7 +115,7 @@ class RunView(pn.viewable.Viewer):
         doc: FlowDocument,
         *,
         tracer: Callable[[], tuple[Tracer | None, bool]] | None = None,
-        on_node: Callable[[str, str], None] | None = None,
+        on_node: Callable[[str, str | None], None] | None = None,
         on_start: Callable[[], None] | None = None,
         on_done: Callable[[Any], None] | None = None,
         **params: Any,
@@ -124,6 +128,7 @@ class RunView(pn.viewable.Viewer):
         self.on_done = on_done or (lambda _r: None)
         self.form = pn.Column(sizing_mode="stretch_width", css_classes=["wb-run-form"])
         self.widgets: dict[str, Any] = {}
+        self._form_shape: list[tuple[str, str]] | None = None
         self.run_button = pn.widgets.Button(
             label="Run", color="success", width=90, css_classes=["wb-run-button"]
         )
@@ -133,12 +138,32 @@ class RunView(pn.viewable.Viewer):
         self.verdicts = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-run-rails"])
         self.run_button.on_click(self._run)
         self.cancel_button.on_click(lambda _e: self.cancel())
+        self.breakpoints = pn.widgets.MultiChoice(
+            label="break before", options=[], sizing_mode="stretch_width", css_classes=["wb-breakpoints"]
+        )
+        self.step_button = pn.widgets.Button(label="Step", width=80, disabled=True, css_classes=["wb-step"])
+        self.continue_button = pn.widgets.Button(
+            label="Continue", width=90, disabled=True, css_classes=["wb-continue"]
+        )
+        self.step_button.on_click(lambda _e: self.resume(step=True))
+        self.continue_button.on_click(lambda _e: self.resume(step=False))
+        self.paused = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-paused"])
+        self._resume: asyncio.Event | None = None
+        self._stepping = False
         self._task: asyncio.Future[Any] | None = None
         self.last_result: Any = None
         self.rebuild_form()
 
     def rebuild_form(self, *_: Any) -> None:
-        """Regenerate the form from the flow's inputs (after edits)."""
+        """Regenerate the form from the flow's inputs (after edits that changed them)."""
+        nodes = list(self.doc.flow.nodes)
+        if nodes != self.breakpoints.options:
+            self.breakpoints.options = nodes
+            self.breakpoints.value = [n for n in self.breakpoints.value if n in nodes]
+        shape = [(n, t.describe()) for n, t in self.doc.flow.inputs.items()]
+        if shape == self._form_shape:
+            return  # most edits leave the inputs alone: keep the widgets and what was typed
+        self._form_shape = shape
         old = {k: w.value for k, w in self.widgets.items()}
         self.widgets = {name: input_widget(name, typ) for name, typ in self.doc.flow.inputs.items()}
         for name, widget in self.widgets.items():
@@ -146,6 +171,29 @@ class RunView(pn.viewable.Viewer):
                 with contextlib.suppress(ValueError):  # the type changed: keep the new default
                     widget.value = old[name]
         self.form[:] = list(self.widgets.values())
+
+    async def _before_node(self, name: str, inputs: dict[str, Any]) -> None:
+        """The executor's hook: pause here when ``name`` is a breakpoint or we are stepping."""
+        if not self._stepping and name not in self.breakpoints.value:
+            return
+        self._resume = asyncio.Event()
+        self.on_node(name, "paused")
+        text = json.dumps(inputs, indent=2, ensure_ascii=False, default=str)
+        message(self.paused, f"paused before {name}; its inputs:\n{text}", "info")
+        self.step_button.disabled = self.continue_button.disabled = False
+        try:
+            await self._resume.wait()
+        finally:
+            self._resume = None
+            self.step_button.disabled = self.continue_button.disabled = True
+            message(self.paused, "")
+            self.on_node(name, None)
+
+    def resume(self, *, step: bool = False) -> None:
+        """Go on from a breakpoint: ``step`` pauses again before the next node."""
+        self._stepping = step
+        if self._resume is not None:
+            self._resume.set()
 
     def cancel(self) -> None:
         """Cancel the running run (its spans end as cancelled)."""
@@ -167,8 +215,10 @@ class RunView(pn.viewable.Viewer):
         message(self.status, "running...", "info")
         message(self.outputs, "")
         message(self.verdicts, "")
+        self._stepping = False
+        hook = self._before_node if self.breakpoints.value else None
         try:
-            executor = Executor(self.doc.flow.copy(), tracer=tracer)
+            executor = Executor(self.doc.flow.copy(), tracer=tracer, before_node=hook)
             self._task = asyncio.ensure_future(executor.arun(values))
             result = await self._task
         except asyncio.CancelledError:
@@ -207,7 +257,9 @@ class RunView(pn.viewable.Viewer):
         return pn.Column(
             pn.pane.HTML("<b>Run</b>"),
             self.form,
-            pn.Row(self.run_button, self.cancel_button),
+            self.breakpoints,
+            pn.Row(self.run_button, self.cancel_button, self.step_button, self.continue_button),
+            self.paused,
             self.status,
             self.outputs,
             self.verdicts,

@@ -13,7 +13,7 @@ from typing import Any
 
 import panel as pn
 
-__all__ = ["message", "text_pane"]
+__all__ = ["message", "text_html", "text_pane"]
 
 _STYLES = {
     "info": "color:#1f2937;background:#eef2ff;border:1px solid #c7d2fe",
@@ -27,7 +27,8 @@ _STYLES = {
 _STYLE_OF: weakref.WeakKeyDictionary[pn.pane.HTML, tuple[str, bool]] = weakref.WeakKeyDictionary()
 
 
-def _html(text: str, style: str, pre: bool) -> str:
+def text_html(text: str, style: str = "plain", pre: bool = False) -> str:
+    """``text`` escaped in a styled block (for panes that show several blocks at once)."""
     tag = "pre" if pre else "div"
     css = _STYLES.get(style, _STYLES["plain"])
     extra = "white-space:pre-wrap;font-family:monospace;margin:0;" if pre else ""
@@ -39,7 +40,7 @@ def _html(text: str, style: str, pre: bool) -> str:
 
 def text_pane(text: str = "", *, style: str = "plain", pre: bool = False, **params: Any) -> pn.pane.HTML:
     """An HTML pane showing ``text`` escaped (``pre`` keeps line breaks and columns)."""
-    pane = pn.pane.HTML(_html(text, style, pre) if text else "", **params)
+    pane = pn.pane.HTML(text_html(text, style, pre) if text else "", **params)
     _STYLE_OF[pane] = (style, pre)
     return pane
 
@@ -47,4 +48,4 @@ def text_pane(text: str = "", *, style: str = "plain", pre: bool = False, **para
 def message(pane: pn.pane.HTML, text: str, style: str | None = None) -> None:
     """Replace the text of a pane made by ``text_pane`` (empty text clears it)."""
     old_style, pre = _STYLE_OF.get(pane, ("plain", False))
-    pane.object = _html(text, style or old_style, pre) if text else ""
+    pane.object = text_html(text, style or old_style, pre) if text else ""

@@ -1,4 +1,9 @@
-"""The traces view: recent runs (Tabulator), a span timeline of one run (Bokeh), span details."""
+"""The traces view: recent runs, one run's span timeline, node latency, compare, SQL.
+
+Recent runs are a Tabulator; picking one draws its span timeline (Bokeh; click a bar for
+the span's attributes) and the p50/p95 latency of each node over every run of its flow.
+*Compare* shows two runs side by side and *SQL* queries the store (reads only).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,16 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool
+from bokeh.models import ColumnDataSource, DataRange1d, FactorRange, HoverTool
 from bokeh.plotting import figure
 
 from workbench.errors import WorkbenchError
 
+from .run_compare import RunCompare
+from .sql_console import SqlConsole
 from .text import message, text_pane
 
-__all__ = ["TracesView", "span_rows"]
+__all__ = ["TracesView", "latency_by_node", "span_rows"]
 
 RUN_COLUMNS = ["run_id", "flow_name", "status", "started", "duration_ms", "spans"]
 STATUS_COLOURS = {"OK": "#16a34a", "ERROR": "#dc2626", "UNSET": "#64748b"}
@@ -42,6 +49,51 @@ def span_rows(spans: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def latency_by_node(store: Any, flow_name: str) -> pd.DataFrame:
+    """``node, calls, p50_ms, p95_ms`` of node spans over every run of ``flow_name`` (slowest first)."""
+    return store.query(
+        "SELECT node, count(*) AS calls, quantile_cont(s.duration_ns, 0.5) / 1e6 AS p50_ms, "
+        "quantile_cont(s.duration_ns, 0.95) / 1e6 AS p95_ms "
+        "FROM spans s JOIN runs r ON s.trace_id = r.trace_id "
+        "WHERE r.flow_name = ? AND s.node IS NOT NULL GROUP BY node ORDER BY p95_ms DESC, node",
+        [flow_name],
+    )
+
+
+def latency_figure(flow_name: str, latency: pd.DataFrame) -> Any:
+    """A bar per node to its p50 with a whisker on to its p95 (milliseconds)."""
+    nodes = [str(n) for n in latency["node"]] if len(latency) else []
+    source = ColumnDataSource(
+        {
+            "node": nodes,
+            "p50": list(latency["p50_ms"]) if nodes else [],
+            "p95": list(latency["p95_ms"]) if nodes else [],
+            "calls": list(latency["calls"]) if nodes else [],
+        }
+    )
+    calls = f"up to {int(latency['calls'].max())} calls a node" if nodes else "no node spans yet"
+    fig = figure(
+        title=f"node latency of {flow_name} (p50 bar, p95 whisker; {calls})",
+        height=max(160, 30 * len(nodes) + 90),
+        sizing_mode="stretch_width",
+        y_range=FactorRange(factors=list(reversed(nodes)) or [""]),
+        x_range=DataRange1d(start=0),
+        x_axis_label="ms",
+        tools="hover",
+        tooltips=[
+            ("node", "@node"),
+            ("p50 ms", "@p50{0.000}"),
+            ("p95 ms", "@p95{0.000}"),
+            ("calls", "@calls"),
+        ],
+        toolbar_location=None,
+    )
+    fig.hbar(y="node", left=0, right="p50", height=0.6, color="#60a5fa", source=source)
+    fig.segment(x0="p50", x1="p95", y0="node", y1="node", line_width=2, color="#1e3a8a", source=source)
+    fig.scatter(x="p95", y="node", marker="dash", size=14, line_width=2, color="#1e3a8a", source=source)
+    return fig
+
+
 class TracesView(pn.viewable.Viewer):
     """Runs of a trace store; ``store`` is a zero-argument callable giving a ``TraceStore``."""
 
@@ -64,6 +116,13 @@ class TracesView(pn.viewable.Viewer):
         self.plot = pn.pane.Bokeh(self._figure("no run selected", []), sizing_mode="stretch_width")
         self.details = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-span-details"])
         self.info = text_pane(css_classes=["wb-traces-info"])
+        self.latency = pn.pane.Bokeh(
+            latency_figure("(pick a run)", pd.DataFrame()),
+            sizing_mode="stretch_width",
+            css_classes=["wb-latency"],
+        )
+        self.compare = RunCompare(store)
+        self.sql = SqlConsole(store)
         self.refresh()
 
     def refresh(self) -> None:
@@ -80,6 +139,7 @@ class TracesView(pn.viewable.Viewer):
         df = df.assign(started=pd.to_datetime(df["start_ns"], unit="ns").dt.strftime("%Y-%m-%d %H:%M:%S"))
         df["duration_ms"] = df["duration_ms"].round(2)
         self.runs.value = df[RUN_COLUMNS].reset_index(drop=True)
+        self.compare.set_runs(df)
         message(self.info, f"{len(df)} runs")
 
     def _select(self, event: Any) -> None:
@@ -102,6 +162,19 @@ class TracesView(pn.viewable.Viewer):
         message(self.info, f"run {run_id}")
         if len(spans):
             self.show_span(0)
+        flows = self.runs.value.loc[self.runs.value["run_id"] == run_id, "flow_name"]
+        if len(flows):
+            self.show_latency(str(flows.iloc[0]))
+
+    def show_latency(self, flow_name: str) -> pd.DataFrame | None:
+        """Chart p50/p95 latency per node over the runs of ``flow_name``; returns the numbers."""
+        try:
+            latency = latency_by_node(self._store(), flow_name)
+        except WorkbenchError as exc:
+            message(self.info, f"cannot read latency of {flow_name}: {exc}", "error")
+            return None
+        self.latency.object = latency_figure(flow_name, latency)
+        return latency
 
     def _figure(self, title: str, lanes: list[str]) -> Any:
         spans = self.spans_df
@@ -154,10 +227,17 @@ class TracesView(pn.viewable.Viewer):
         message(self.details, json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
     def __panel__(self) -> Any:
+        tabs = pn.Tabs(
+            ("Timeline", pn.Column(self.plot, self.details, sizing_mode="stretch_width")),
+            ("Latency", self.latency),
+            ("Compare", self.compare),
+            ("SQL", self.sql),
+            dynamic=True,
+            sizing_mode="stretch_width",
+        )
         return pn.Column(
             pn.Row(pn.pane.HTML("<b>Traces</b>"), self.refresh_button, self.info),
             self.runs,
-            self.plot,
-            self.details,
+            tabs,
             sizing_mode="stretch_width",
         )

@@ -7,6 +7,7 @@ rails panel of one flow inline in a notebook (``pn.extension(inline=True)``: off
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ class FlowSession:
             on_start=self.canvas.clear_run_marks,
             on_done=on_run,
         )
-        self.canvas.listeners += [lambda _d: self.rails.refresh(), lambda _d: self.run.rebuild_form()]
+        self.canvas.listeners += [lambda _d: self.rails.refresh_soon(), lambda _d: self.run.rebuild_form()]
         # A rail edit changes the document too: the undo button must know.
         self.rails.editor.param.watch(lambda _e: self.canvas._update_buttons(), "value")
 
@@ -73,14 +74,21 @@ class Workbench(pn.viewable.Viewer):
         self.flows = flows
         self.save_to = save_to or {}
         self._tracer = tracer
-        self.traces = TracesView(store) if store is not None else None
+        self._store = store
+        # The traces view is built when its tab is first opened: its queries and its
+        # Tabulator and Bokeh models would otherwise delay every first page.
+        self.traces: TracesView | None = None
+        self.traces_holder = pn.Column(sizing_mode="stretch_width")
         self.picker = pn.widgets.Select(
             label="flow", options=list(flows), width=220, css_classes=["wb-picker"]
         )
         self.status = text_pane(css_classes=["wb-open-status"])
         self.description = text_pane(css_classes=["wb-description"], sizing_mode="stretch_width")
         self.main = pn.Row(sizing_mode="stretch_width")
+        self.crumbs = pn.Row(css_classes=["wb-breadcrumb"])
         self.session: FlowSession | None = None
+        # The open flow and the sub-flows opened inside it: (session, node name in the parent).
+        self.stack: list[tuple[FlowSession, str | None]] = []
         self.picker.param.watch(lambda e: self.open(e.new), "value")
         if flows:
             self.open(next(iter(flows)))
@@ -92,19 +100,84 @@ class Workbench(pn.viewable.Viewer):
         except WorkbenchError as exc:
             message(self.status, f"cannot open {name}: {exc}", "error")
             return
-        traces = self.traces
-        on_run = (lambda _r: traces.refresh()) if traces is not None else None
-        self.session = session = FlowSession(doc, tracer=self._tracer, on_run=on_run)
-        message(self.description, doc.flow.description or "")
         message(self.status, f"{doc.path}")
+        self.stack = [(self._session(doc), None)]
+        self._show()
+
+    def _session(self, doc: FlowDocument) -> FlowSession:
+        session = FlowSession(doc, tracer=self._tracer, on_run=self._run_done)
+        session.canvas.on_open_subflow = self.open_subflow
+        return session
+
+    def open_subflow(self, node: str) -> FlowSession:
+        """Open the sub-flow of ``node`` (kind ``flow``) of the flow on show as its own canvas."""
+        parent = self.stack[-1][0]
+        inner = parent.doc.flow.nodes[node].config["flow"]
+        session = self._session(FlowDocument(inner.copy()))
+        session.canvas.save_button.disabled = True  # saved with the parent, after going back
+        self.stack.append((session, node))
+        self._show()
+        return session
+
+    def back(self, depth: int = 0) -> None:
+        """Close sub-flows down to level ``depth`` (0: the flow itself); their edits go to the parent.
+
+        An edited sub-flow is written into its parent node inline (a sub-flow from a file
+        is then saved with the parent, no longer as a reference to that file).
+        """
+        while len(self.stack) > depth + 1:
+            child, node = self.stack.pop()
+            parent = self.stack[-1][0]
+            if child.doc.can_undo and node is not None:
+                edited = child.doc.flow.copy()
+                edited.origin = None
+                parent.doc.set_config(node, "flow", edited)
+                parent.canvas.say(f"sub-flow {node} updated", "ok")
+                parent.canvas._changed()
+        self._show()
+
+    def _show(self) -> None:
+        """Put the session on top of the stack on show, with its breadcrumb."""
+        self.session = session = self.stack[-1][0]
+        doc = session.doc
+        message(self.description, doc.flow.description or "")
+        crumbs: list[Any] = []
+        for depth, (level, node) in enumerate(self.stack):
+            label = level.doc.flow.name if node is None else f"{node} ({level.doc.flow.name})"
+            if depth:
+                crumbs.append(pn.pane.HTML("›", margin=(12, 2)))
+            button = pn.widgets.Button(
+                label=label,
+                width=180,
+                disabled=depth == len(self.stack) - 1,
+                css_classes=[f"wb-crumb-{depth}"],
+            )
+            button.on_click(functools.partial(self._crumb, depth))
+            crumbs.append(button)
+        self.crumbs[:] = crumbs if len(self.stack) > 1 else []
         side = pn.Tabs(
             ("Inspector", session.canvas.inspector),
             ("Rails", session.rails),
             ("Run", session.run),
             width=430,
+            dynamic=True,  # only the tab on show is sent to the browser
             css_classes=["wb-side"],
         )
         self.main[:] = [pn.Column(session.canvas, sizing_mode="stretch_width"), side]
+
+    def _crumb(self, depth: int, _event: object) -> None:
+        self.back(depth)
+
+    def _run_done(self, _result: Any) -> None:
+        if self.traces is not None:
+            self.traces.refresh()
+
+    def show_traces(self) -> TracesView | None:
+        """Build the traces view (once) and put it in its tab; None when there is no store."""
+        if self.traces is None and self._store is not None:
+            self.traces = TracesView(self._store)
+            self.traces_holder[:] = [self.traces]
+        return self.traces
 
     def __panel__(self) -> Any:
         header = pn.Row(
@@ -114,11 +187,13 @@ class Workbench(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         tabs: list[tuple[str, Any]] = [
-            ("Flow", pn.Column(self.description, self.main, sizing_mode="stretch_width"))
+            ("Flow", pn.Column(self.description, self.crumbs, self.main, sizing_mode="stretch_width"))
         ]
-        if self.traces is not None:
-            tabs.append(("Traces", self.traces))
-        return pn.Column(header, pn.Tabs(*tabs, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+        if self._store is not None:
+            tabs.append(("Traces", self.traces_holder))
+        main = pn.Tabs(*tabs, sizing_mode="stretch_width", dynamic=True)
+        main.param.watch(lambda e: self.show_traces() if e.new == 1 else None, "active")
+        return pn.Column(header, main, sizing_mode="stretch_width")
 
 
 def show(flow: Flow | str | Path, *, height: int = 480) -> pn.viewable.Viewable:

@@ -25,7 +25,7 @@ import json
 import time
 import uuid
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -134,6 +134,9 @@ class Executor:
     ``approve`` decides agents' tool calls marked ``approve: true``: a callable ``(node, tool,
     call_id, arguments) -> Approve | Edit | Deny``, sync or async (``workbench.runtime.agent``);
     without one, such calls are denied.
+    ``before_node``: awaited as ``before_node(node_name, inputs)`` before each node of this
+    flow runs (after its inputs are gathered, before its span starts), e.g. to pause at a
+    breakpoint; with it, every node runs as a task so the wait never blocks the loop.
     """
 
     def __init__(
@@ -148,12 +151,14 @@ class Executor:
         retry_backoff: float = 0.5,
         retry_max_wait: float = 30.0,
         approve: Any = None,
+        before_node: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         validate(flow)
         for name, value in (("retry_backoff", retry_backoff), ("retry_max_wait", retry_max_wait)):
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
                 raise UsageError(f"{name} must be a number of seconds >= 0, got {value!r}")
         self.flow = flow
+        self.before_node = before_node
         self.tracer: Tracer = tracer or NoopTracer()
         self.retry_backoff, self.retry_max_wait = float(retry_backoff), float(retry_max_wait)
         self.options = {
@@ -213,7 +218,7 @@ class Executor:
             for port in node.outputs:
                 output_rails += enforcer.by_port.get(PortRef(node.name, port), [])
             output_rails += enforcer.guarantees.get(node.name, [])
-        inline = runner is not None and runner.inline and node.retries == 0
+        inline = runner is not None and runner.inline and node.retries == 0 and self.before_node is None
         return _Plan(node, runner, sources, checks, input_rails, output_rails, until, next_source, inline)
 
     def _region(self, loop: str | None) -> _Region:
@@ -490,6 +495,8 @@ class Executor:
         inputs = self._gather(plan, values)
         if inputs is None:
             return self._skip(plan, values)
+        if self.before_node is not None:
+            await self.before_node(plan.node.name, dict(inputs))
         span = self._start(plan, parent)
         try:
             if plan.input_rails:
