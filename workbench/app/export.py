@@ -68,8 +68,14 @@ def _agent_tools(specs: dict[str, Any], named: set[str]) -> str:
 
 
 def _config_value(
-    name: str, key: str, node_spec: dict[str, Any], node: Any, subs: dict, named: set[str]
+    name: str,
+    key: str,
+    node_spec: dict[str, Any],
+    node: Node,
+    subs: dict[tuple[str, str], str],
+    named: set[str],
 ) -> str:
+    """One config value of node ``name`` as code."""
     if (name, key) in subs:
         return subs[(name, key)]
     if node.kind == "agent" and key == "tools":
