@@ -61,12 +61,11 @@ def _env(tree: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tree)}
 
 
-def check_tree(tree: Path) -> None:
+def check_tree(tree: Path, workdir: Path) -> None:
     """Make sure ``PYTHONPATH=tree`` imports that tree's ``workbench`` (not an installed one)."""
     code = "import workbench; print(workbench.__file__)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=_env(tree), capture_output=True, text=True, check=True
-    )
+    cmd = [sys.executable, "-c", code]
+    out = subprocess.run(cmd, cwd=workdir, env=_env(tree), capture_output=True, text=True, check=True)
     found = Path(out.stdout.strip()).resolve()
     if not found.is_relative_to(tree.resolve()):
         raise SystemExit(f"PYTHONPATH={tree} imports workbench from {found}, not from the tree")
@@ -111,10 +110,10 @@ def read_spans(db: Path, run_id: str) -> dict[str, float | None]:
     }
 
 
-def import_once(tree: Path) -> float:
+def import_once(tree: Path, workdir: Path) -> float:
     """Wall ms of ``python -c "import workbench.cli"``."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import workbench.cli"], env=_env(tree), check=True)
+    subprocess.run([sys.executable, "-c", "import workbench.cli"], cwd=workdir, env=_env(tree), check=True)
     return (time.perf_counter() - start) * 1000
 
 
@@ -146,14 +145,14 @@ def measure(trees: dict[str, Path], repeat: int, warmup: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wb-startup-") as scratch:
         workdirs = {name: Path(scratch) / name for name in trees}
         for name, tree in trees.items():
-            check_tree(tree)
-            workdirs[name].mkdir()
+            workdirs[name].mkdir()  # also the working directory: a tree there would shadow PYTHONPATH
+            check_tree(tree, workdirs[name])
             for _ in range(warmup):
                 run_once(tree, workdirs[name])
         for _ in range(repeat):
             for name, tree in trees.items():
                 samples[name].append(run_once(tree, workdirs[name]))
-                imports[name].append(import_once(tree))
+                imports[name].append(import_once(tree, workdirs[name]))
     return {
         name: {
             "tree": str(trees[name]),
