@@ -92,7 +92,7 @@ def load_weights(
 
 
 def _check_no_extra(directory: Path, config: ModelConfig, extra: set[str]) -> None:
-    """Refuse tensors the config has no place for (a tied head saved anyway is a harmless copy)."""
+    """Refuse tensors the config has no place for (a tied head saved anyway: ignored, as in transformers)."""
     unused = sorted(
         name
         for name in extra
