@@ -13,7 +13,9 @@ so load on a shared machine hits them alike, after one untimed warm-up run each 
 ``.pyc`` files and creates the trace file, as the first ``make run`` would).
 
 Per sample, ``wall`` is ``perf_counter`` around the whole subprocess (interpreter start to
-exit); the rest is read back from the run's spans in the trace file:
+exit) and ``cpu`` the subprocess's user + system CPU time (all its threads; on a loaded
+machine it moves much less than wall); the rest is read back from the run's spans in the
+trace file:
 
 - ``run``: the run's root span (``invoke_flow trader``);
 - ``load``: the ``workbench.model.load`` span (imports of the model runtime, reading the
@@ -38,6 +40,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,7 +57,7 @@ COMMAND = ["-m", "workbench", "run", "trader", "-i", f"news={NEWS}", "-i", "cash
 GOAL_WALL_S = 2.5
 GOAL_CHAT_MS = 300.0
 RUN_LINE = re.compile(r"^run ([0-9a-f]{32}): ok", re.M)  # what the CLI prints last, on stderr
-COLUMNS = ("wall", "run", "load", "chat", "1st token", "chat->1st")
+COLUMNS = ("wall", "cpu", "run", "load", "chat", "1st token", "chat->1st")
 
 
 def _env(tree: Path) -> dict[str, str]:
@@ -73,17 +76,24 @@ def check_tree(tree: Path, workdir: Path) -> None:
 
 def run_once(tree: Path, workdir: Path) -> dict[str, float | None]:
     """One CLI run of the example: its wall seconds and its spans' figures in ms."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, *COMMAND], cwd=workdir, env=_env(tree), capture_output=True, text=True
     )
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"the example failed in {tree} (exit {done.returncode}):\n{done.stderr}")
     found = RUN_LINE.search(done.stderr)
     if found is None:
         raise SystemExit(f"no 'run ID: ok' line in the example's output:\n{done.stderr}")
-    return {"wall": wall * 1000, **read_spans(workdir / ".workbench" / "traces.duckdb", found.group(1))}
+    return {
+        "wall": wall * 1000,
+        "cpu": cpu * 1000,
+        **read_spans(workdir / ".workbench" / "traces.duckdb", found.group(1)),
+    }
 
 
 def read_spans(db: Path, run_id: str) -> dict[str, float | None]:
@@ -184,7 +194,7 @@ def report(results: dict[str, Any], load_before: float, load_after: float, repea
     ours = results["ours"]["summary"]
     if "peer" in results:
         peer = results["peer"]["summary"]
-        for col in ("wall", "chat", "1st token"):
+        for col in ("wall", "cpu", "chat", "1st token"):
             lines.append(f"ratio peer/ours, median {col}: {peer[col]['median'] / ours[col]['median']:.2f}x")
     wall_s, chat_ms = ours["wall"]["median"] / 1000, ours["chat"]["median"]
     met = wall_s <= GOAL_WALL_S and chat_ms <= GOAL_CHAT_MS
