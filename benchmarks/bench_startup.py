@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_startup.py                       # this tree alone
     git worktree add --detach /tmp/wb-base 05235c5                     # the code as it was
     .venv/bin/python benchmarks/bench_startup.py --peer /tmp/wb-base --repeat 9 --json out.json
+    .venv/bin/python benchmarks/bench_startup.py --what-if     # what the costs outside the models are
 
 What runs: the ``make run`` example, ``python -m workbench run trader -i "news=BOLT shares jump
 after a record quarter; the stock trades at 12.50" -i cash=1000``, in a subprocess with
@@ -25,8 +26,13 @@ trace file:
   the first decode step, wherever the tree does its loading: comparable across trees);
 - ``chat->1st``: the chat span's start to that first token.
 
-A second table times ``python -c "import workbench.cli"`` (the floor of every command) the
-same way. Figures are the min and median over ``--repeat`` samples; the ratio is peer
+The last column times ``python -c "import workbench.cli"`` (the floor of every command) the
+same way. ``--what-if`` adds rows for this tree run through a launcher that takes one cost
+away: pandas (which pyarrow imports on the trace writer's first ``pa.array``, in its thread),
+Triton (which ``workbench.kernels`` imports although a CPU run never launches a kernel), the
+interpreter's teardown (``os._exit`` once the CLI has flushed its output), and all three. A
+module is taken away as if it were not installed (``sys.modules[name] = None``), which both
+pyarrow and the kernels handle. Figures are the min and median over ``--repeat`` samples; the ratio is peer
 median / ours median. Goal (issue "Sound verdicts and a sturdy runtime", item 11): ours at
 most 2.5 s wall and a chat span of at most 300 ms (medians). The exit status is 0 whether or
 not it holds; read the verdict. The machine and its load average are printed with the table:
@@ -74,12 +80,30 @@ def check_tree(tree: Path, workdir: Path) -> None:
         raise SystemExit(f"PYTHONPATH={tree} imports workbench from {found}, not from the tree")
 
 
-def run_once(tree: Path, workdir: Path) -> dict[str, float | None]:
-    """One CLI run of the example: its wall seconds and its spans' figures in ms."""
+def launcher(block: tuple[str, ...] = (), fast_exit: bool = False) -> str:
+    """``python -c`` code running the CLI as if ``block`` were not installed, or skipping teardown."""
+    lines = ["import os, sys", *(f"sys.modules[{name!r}] = None" for name in block)]
+    lines += ["from workbench.cli import main", "rc = main(sys.argv[1:])"]
+    lines += ["sys.stdout.flush(); sys.stderr.flush(); os._exit(rc)"] if fast_exit else ["sys.exit(rc)"]
+    return "\n".join(lines)
+
+
+# --what-if: the tree under test with a cost taken away, to size what is left outside the model code
+WHAT_IF = {
+    "ours, no pandas": launcher(("pandas",)),  # pyarrow imports it on the trace writer's first pa.array
+    "ours, no triton": launcher(("triton",)),  # workbench.kernels imports it; CPU runs never launch it
+    "ours, os._exit": launcher(fast_exit=True),  # no interpreter teardown
+    "ours, all three": launcher(("pandas", "triton"), fast_exit=True),
+}
+
+
+def run_once(tree: Path, workdir: Path, code: str | None = None) -> dict[str, float | None]:
+    """One CLI run of the example (through ``code`` when given): wall, CPU and its spans' figures in ms."""
+    argv = ["-c", code, *COMMAND[2:]] if code else COMMAND
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, *COMMAND], cwd=workdir, env=_env(tree), capture_output=True, text=True
+        [sys.executable, *argv], cwd=workdir, env=_env(tree), capture_output=True, text=True
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -148,29 +172,31 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
-def measure(trees: dict[str, Path], repeat: int, warmup: int) -> dict[str, Any]:
-    """Interleaved samples of every tree; per tree and column, the samples and their summary."""
-    samples: dict[str, list[dict[str, float | None]]] = {name: [] for name in trees}
-    imports: dict[str, list[float]] = {name: [] for name in trees}
+def measure(cases: dict[str, tuple[Path, str | None]], repeat: int, warmup: int) -> dict[str, Any]:
+    """Interleaved samples of every case (a tree, and the launcher code of a what-if or None)."""
+    samples: dict[str, list[dict[str, float | None]]] = {name: [] for name in cases}
+    imports: dict[str, list[float]] = {name: [] for name, (_, code) in cases.items() if code is None}
     with tempfile.TemporaryDirectory(prefix="wb-startup-") as scratch:
-        workdirs = {name: Path(scratch) / name for name in trees}
-        for name, tree in trees.items():
+        workdirs = {name: Path(scratch) / str(i) for i, name in enumerate(cases)}
+        for name, (tree, code) in cases.items():
             workdirs[name].mkdir()  # also the working directory: a tree there would shadow PYTHONPATH
             check_tree(tree, workdirs[name])
             for _ in range(warmup):
-                run_once(tree, workdirs[name])
+                run_once(tree, workdirs[name], code)
         for _ in range(repeat):
-            for name, tree in trees.items():
-                samples[name].append(run_once(tree, workdirs[name]))
-                imports[name].append(import_once(tree, workdirs[name]))
+            for name, (tree, code) in cases.items():
+                samples[name].append(run_once(tree, workdirs[name], code))
+                if name in imports:
+                    imports[name].append(import_once(tree, workdirs[name]))
     return {
         name: {
-            "tree": str(trees[name]),
+            "tree": str(tree),
+            "launcher": code,
             "samples": samples[name],
             "summary": {col: summarize([s[col] for s in samples[name]]) for col in COLUMNS},
-            "import_cli_ms": summarize(imports[name]),
+            "import_cli_ms": summarize(imports[name]) if name in imports else None,
         }
-        for name in trees
+        for name, (tree, code) in cases.items()
     }
 
 
@@ -183,7 +209,7 @@ def _cell(stat: dict[str, float] | None) -> str:
 def report(results: dict[str, Any], load_before: float, load_after: float, repeat: int) -> list[str]:
     """The table (min / median ms per column) and the verdict lines."""
     lines = [
-        f"# startup of the trader example: {repeat} samples per tree, min / median in ms",
+        f"# startup of the trader example: {repeat} samples per row, min / median in ms",
         f"# {machine()}; load average {load_before:.2f} before, {load_after:.2f} after",
         "| tree | " + " | ".join(COLUMNS) + " | import workbench.cli |",
         "|---|" + "---:|" * (len(COLUMNS) + 1),
@@ -215,11 +241,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tree", type=Path, default=HERE, help="the tree under test (default: this one)")
     parser.add_argument("--repeat", type=int, default=7, help="timed samples per tree")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per tree first")
+    parser.add_argument(
+        "--what-if", action="store_true", help="also run ours without pandas, triton, teardown"
+    )
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
-    trees = {"peer": args.peer, "ours": args.tree} if args.peer else {"ours": args.tree}
+    cases: dict[str, tuple[Path, str | None]] = {"peer": (args.peer, None)} if args.peer else {}
+    cases["ours"] = (args.tree, None)
+    if args.what_if:
+        cases |= {name: (args.tree, code) for name, code in WHAT_IF.items()}
     load_before = os.getloadavg()[0]
-    results = measure(trees, args.repeat, args.warmup)
+    results = measure(cases, args.repeat, args.warmup)
     load_after = os.getloadavg()[0]
     lines = report(results, load_before, load_after, args.repeat)
     print("\n".join(lines))

@@ -24,3 +24,10 @@ def test_one_sample_reads_the_spans_back(tmp_path, capsys):
     # with a peer the table gains the ratios (the same tree twice here: about 1x)
     lines = bench.report({"peer": report["trees"]["ours"], **report["trees"]}, 0.0, 0.0, 1)
     assert any(line.startswith("ratio peer/ours, median wall: 1.00x") for line in lines)
+
+
+def test_the_what_if_launcher_runs_the_example_without_pandas_triton_or_teardown():
+    bench = load_benchmark("bench_startup")
+    case = {"all three": (bench.HERE, bench.WHAT_IF["ours, all three"])}
+    (sample,) = bench.measure(case, repeat=1, warmup=0)["all three"]["samples"]
+    assert sample["wall"] > sample["run"] > sample["load"] > 0 and sample["chat"] > 0
