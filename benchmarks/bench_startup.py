@@ -30,7 +30,9 @@ The last column times ``python -c "import workbench.cli"`` (the floor of every c
 same way. ``--what-if`` adds rows for this tree run through a launcher that takes one cost
 away: pandas (which pyarrow imports on the trace writer's first ``pa.array``, in its thread),
 Triton (which ``workbench.kernels`` imports although a CPU run never launches a kernel), the
-interpreter's teardown (``os._exit`` once the CLI has flushed its output), and all three. A
+interpreter's teardown (``os._exit`` once the CLI has flushed its output), the teardown's
+garbage collections over torch's objects (``gc.freeze()`` before a normal exit), and the first
+three together. A
 module is taken away as if it were not installed (``sys.modules[name] = None``), which both
 pyarrow and the kernels handle. Figures are the min and median over ``--repeat`` samples; the ratio is peer
 median / ours median. Goal (issue "Sound verdicts and a sturdy runtime", item 11): ours at
@@ -80,10 +82,15 @@ def check_tree(tree: Path, workdir: Path) -> None:
         raise SystemExit(f"PYTHONPATH={tree} imports workbench from {found}, not from the tree")
 
 
-def launcher(block: tuple[str, ...] = (), fast_exit: bool = False) -> str:
-    """``python -c`` code running the CLI as if ``block`` were not installed, or skipping teardown."""
-    lines = ["import os, sys", *(f"sys.modules[{name!r}] = None" for name in block)]
+def launcher(block: tuple[str, ...] = (), fast_exit: bool = False, freeze: bool = False) -> str:
+    """``python -c`` code running the CLI as if ``block`` were not installed, or with a cheaper exit.
+
+    ``fast_exit``: ``os._exit`` once the output is flushed (no teardown at all); ``freeze``:
+    ``gc.freeze()`` before a normal exit, so the teardown's collections skip every live object.
+    """
+    lines = ["import gc, os, sys", *(f"sys.modules[{name!r}] = None" for name in block)]
     lines += ["from workbench.cli import main", "rc = main(sys.argv[1:])"]
+    lines += ["gc.freeze()"] if freeze else []
     lines += ["sys.stdout.flush(); sys.stderr.flush(); os._exit(rc)"] if fast_exit else ["sys.exit(rc)"]
     return "\n".join(lines)
 
@@ -93,6 +100,7 @@ WHAT_IF = {
     "ours, no pandas": launcher(("pandas",)),  # pyarrow imports it on the trace writer's first pa.array
     "ours, no triton": launcher(("triton",)),  # workbench.kernels imports it; CPU runs never launch it
     "ours, os._exit": launcher(fast_exit=True),  # no interpreter teardown
+    "ours, gc.freeze": launcher(freeze=True),  # a teardown without collections over torch's objects
     "ours, all three": launcher(("pandas", "triton"), fast_exit=True),
 }
 
