@@ -30,10 +30,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.kernels import decode_attention
-from workbench.models.config import ModelConfig
+from workbench.models.config import ModelConfig, ModelLoadError
 from workbench.models.ops import apply_rotary, rms_norm, rotary_cos_sin, silu_and_mul
 
-__all__ = ["Transformer", "decode_one_token", "expected_weight_shapes", "fuse_checkpoint", "prefill"]
+__all__ = [
+    "Transformer",
+    "decode_one_token",
+    "expected_weight_shapes",
+    "from_checkpoint",
+    "fuse_checkpoint",
+    "prefill",
+]
 
 
 def linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -179,7 +186,11 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """The decoder stack plus embedding and (possibly tied) output head."""
+    """The decoder stack plus embedding and (possibly tied) output head.
+
+    Its parameters are placeholders, never meant to be used as they are: ``from_checkpoint``
+    builds it on the meta device (no memory, no initialisation) and adopts loaded tensors.
+    """
 
     rope_cos: torch.Tensor  # buffers, typed here: nn.Module's __getattr__ says Tensor | Module
     rope_sin: torch.Tensor
@@ -187,7 +198,10 @@ class Transformer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        # An explicit weight skips nn.Embedding's normal_ init: on the meta device that init
+        # goes through torch._refs, whose first use imports torch._dynamo (~2 s on a small CPU).
+        shape = (config.vocab_size, config.hidden_size)
+        self.embed_tokens = nn.Embedding(*shape, _weight=torch.empty(shape))
         self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -333,3 +347,29 @@ def fuse_checkpoint(config: ModelConfig, weights: dict[str, torch.Tensor]) -> di
             for name in ("self_attn.q_norm.weight", "self_attn.k_norm.weight"):
                 out[dst + name] = weights[src + name]
     return out
+
+
+def from_checkpoint(config: ModelConfig, weights: dict[str, torch.Tensor]) -> Transformer:
+    """A ``Transformer`` (eval mode) whose parameters are ``weights`` themselves (Hugging Face names).
+
+    The module is built on the meta device, so nothing is allocated or randomly initialised,
+    then ``load_state_dict(assign=True)`` adopts the tensors (on their device, in their dtype)
+    instead of copying them into placeholders. Any parameter left on the meta device after
+    that is a ``ModelLoadError``, never a silent empty weight.
+    """
+    with torch.device("meta"):
+        model = Transformer(config)
+    model.load_state_dict(fuse_checkpoint(config, weights), strict=True, assign=True)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    device = model.embed_tokens.weight.device
+    for module in model.modules():  # the KV cache and rotary tables: empty until setup_cache
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer.is_meta:
+                setattr(module, name, torch.empty(0, device=device))
+    left = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:
+        raise ModelLoadError(
+            f"the checkpoint did not fill {', '.join(left)}: they would be left without values"
+        )
+    return model.eval()

@@ -13,9 +13,11 @@ touched by one thread. By default requests that arrive while a batch runs wait f
 one (static batching); with ``continuous_batching=True`` they join the running batch as rows
 free up (or while it has fewer than ``max_batch`` rows), prefilled on arrival.
 
-Importing this module registers two backends for ``model:`` specs (docs/architecture.md): ``local``
-(value: a checkpoint directory, or ``{path, dtype, device}``) and ``default`` (the built-in
-tiny checkpoint in ``workbench/models/tiny/``).
+Importing this module registers two backends for ``model:`` specs: ``local`` (value: a
+checkpoint directory, or ``{path, dtype, device, ...}``) and ``default`` (the built-in tiny
+checkpoint in ``workbench/models/tiny/``). Both name their model by the resolved directory,
+dtype and device, so the registry loads each checkpoint once per process whichever spec
+names it. ``from_pretrained`` itself always loads a new model.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import contextlib
 import dataclasses
 import queue
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,12 +41,12 @@ from workbench.models.base import Constraint, Generation, GenerationRequest, Tok
 from workbench.models.config import ModelConfig, ModelLoadError, load_config
 from workbench.models.engine import Engine, Job
 from workbench.models.json_schema import JsonSchemaConstraint, json_constraint_available
-from workbench.models.llama import Transformer, fuse_checkpoint
+from workbench.models.llama import Transformer, from_checkpoint
 from workbench.models.registry import register_backend
 from workbench.models.tokenizer import Tokenizer
 from workbench.models.weights import load_weights, weight_files
 
-__all__ = ["DEFAULT_MODEL_DIR", "LocalModel", "resolve_dtype"]
+__all__ = ["DEFAULT_MODEL_DIR", "LocalModel", "resolve_device", "resolve_dtype"]
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "tiny"
 
@@ -120,8 +123,11 @@ class LocalModel:
     supports_decode_rails = True  # GenerationRequest.decode_rails become token masks
 
     def __init__(self, transformer: Transformer, tokenizer: Tokenizer, *, name: str, max_batch: int = 16,
-                 compile: bool = False, continuous_batching: bool = False) -> None:  # fmt: skip
+                 compile: bool = False, continuous_batching: bool = False,
+                 checkpoint: Path | None = None) -> None:  # fmt: skip
         self.name = name
+        self.checkpoint = checkpoint  # the directory the weights came from, when known
+        self.load_seconds = 0.0  # set by from_pretrained
         self.continuous_batching = continuous_batching
         self.tokenizer = tokenizer
         self.transformer = transformer
@@ -153,31 +159,31 @@ class LocalModel:
         CUDA graphs (default on CUDA only; it costs a compile per batch size and helps small models).
         ``continuous_batching``: let requests join a running batch (see the module docstring).
         """
-        directory = Path(path).expanduser()
-        if not directory.is_dir():
-            raise ModelLoadError(f"{directory} is not a directory: {{local: PATH}} names a checkpoint folder")
+        start = time.perf_counter()
+        directory = _checkpoint_dir(path)
         config = load_config(directory)
-        dev = (
-            torch.device(device)
-            if device is not None
-            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ModelUnavailable(f"device {dev} was asked for but CUDA is not available here")
+        dev = resolve_device(device)
         compute = resolve_dtype(dtype, config, dev)
         tokenizer = Tokenizer.from_directory(directory, eos_token_ids=config.eos_token_ids)
-        weights = load_weights(directory, config, compute, dev)
-        with torch.device("meta"):
-            transformer = Transformer(config)
-        # assign=True adopts the loaded tensors instead of copying into meta placeholders
-        transformer.load_state_dict(fuse_checkpoint(config, weights), strict=True, assign=True)
-        if config.tie_word_embeddings:
-            transformer.lm_head.weight = transformer.embed_tokens.weight
-        transformer.eval()
+        transformer = from_checkpoint(config, load_weights(directory, config, compute, dev))
         use_compile = dev.type == "cuda" if compile is None else compile
         name = name or directory.name
-        return cls(transformer, tokenizer, name=name, max_batch=max_batch, compile=use_compile,
-                   continuous_batching=continuous_batching)  # fmt: skip
+        model = cls(transformer, tokenizer, name=name, max_batch=max_batch, compile=use_compile,
+                    continuous_batching=continuous_batching, checkpoint=directory)  # fmt: skip
+        model.load_seconds = time.perf_counter() - start
+        return model
+
+    def describe(self) -> dict[str, Any]:
+        """Which weights these are, as ``workbench.model.*`` span attributes (the load span's)."""
+        weight = self.transformer.embed_tokens.weight
+        return {
+            "workbench.model.name": self.name,
+            "workbench.model.path": str(self.checkpoint) if self.checkpoint else None,
+            "workbench.model.params": sum(p.numel() for p in self.transformer.parameters()),
+            "workbench.model.dtype": str(weight.dtype).removeprefix("torch."),
+            "workbench.model.device": str(weight.device),
+            "workbench.model.load_seconds": self.load_seconds,
+        }
 
     # ---- the Model protocol -------------------------------------------------------------
     def _job(self, request: GenerationRequest) -> Job:
@@ -297,20 +303,81 @@ class LocalModel:
                         p.fail(exc)
 
 
-def _load_local(value: Any) -> LocalModel:
-    """Loader for ``{local: PATH}`` or ``{local: {path: PATH, dtype: ..., device: ...}}``."""
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to load on: as given (CUDA checked to be there), else CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailable(f"device {dev} was asked for but CUDA is not available here")
+    return dev
+
+
+def _checkpoint_dir(path: str | Path) -> Path:
+    directory = Path(path).expanduser()
+    if not directory.is_dir():
+        raise ModelLoadError(f"{directory} is not a directory: {{local: PATH}} names a checkpoint folder")
+    return directory
+
+
+_LOCAL_OPTIONS = ("dtype", "device", "name", "compile", "max_batch", "continuous_batching")
+
+
+def _local_options(value: Any) -> tuple[Path, dict[str, Any]]:
+    """``{local: PATH}`` or ``{local: {path: PATH, dtype: ..., device: ...}}`` as (directory, options)."""
     if isinstance(value, Mapping):
         options = dict(value)
         if "path" not in options:
             raise UsageError(f"{{local: ...}} needs a path, got {value!r}")
-        return LocalModel.from_pretrained(options.pop("path"), **options)
+        unknown = sorted(set(options) - {"path", *_LOCAL_OPTIONS})
+        if unknown:
+            raise UsageError(
+                f"{{local: ...}} does not take {', '.join(unknown)}; "
+                f"it takes path, {', '.join(_LOCAL_OPTIONS)}"
+            )
+        return _checkpoint_dir(options.pop("path")), options
     if not isinstance(value, (str, Path)):
         raise UsageError(f"{{local: PATH}} needs a checkpoint directory path, got {value!r}")
-    return LocalModel.from_pretrained(value)
+    return _checkpoint_dir(value), {}
 
 
-def _load_default(_value: Any = None) -> LocalModel:
-    """Loader for ``model: default``: the tiny checkpoint shipped in the package."""
+def _cache_key(directory: Path, options: Mapping[str, Any]) -> Hashable:
+    """What names the model ``directory`` and ``options`` load: path, dtype, device, engine options."""
+    device = resolve_device(options.get("device"))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    dtype = resolve_dtype(options.get("dtype"), load_config(directory), device)
+    compile = options.get("compile")
+    return (
+        "local",
+        str(directory.resolve()),
+        str(dtype),
+        str(device),
+        options.get("name") or _default_name(directory),
+        device.type == "cuda" if compile is None else bool(compile),
+        options.get("max_batch", 16),
+        bool(options.get("continuous_batching", False)),
+    )
+
+
+def _default_name(directory: Path) -> str:
+    """``default`` for the built-in checkpoint however it is named, else the directory's name."""
+    return "default" if directory.resolve() == DEFAULT_MODEL_DIR.resolve() else directory.name
+
+
+def _load_local(value: Any) -> LocalModel:
+    """Loader for ``{local: PATH}`` or ``{local: {path: PATH, dtype: ..., device: ...}}``."""
+    directory, options = _local_options(value)
+    options.setdefault("name", _default_name(directory))
+    return LocalModel.from_pretrained(directory, **options)
+
+
+def _local_key(value: Any) -> Hashable:
+    return _cache_key(*_local_options(value))
+
+
+def _default_dir() -> Path:
+    """The tiny checkpoint shipped in the package, or a clear error when it is not there."""
     try:
         weight_files(DEFAULT_MODEL_DIR)
     except ModelLoadError:
@@ -318,8 +385,17 @@ def _load_default(_value: Any = None) -> LocalModel:
             f"the built-in tiny model is not in this installation ({DEFAULT_MODEL_DIR} has no weights); "
             "train it with the repository's tiny-model training script, or use {local: PATH} / {openai: ...}"
         ) from None
-    return LocalModel.from_pretrained(DEFAULT_MODEL_DIR, name="default")
+    return DEFAULT_MODEL_DIR
 
 
-register_backend("local", _load_local)
-register_backend("default", _load_default)
+def _load_default(_value: Any = None) -> LocalModel:
+    """Loader for ``model: default``: the tiny checkpoint shipped in the package."""
+    return LocalModel.from_pretrained(_default_dir(), name="default")
+
+
+def _default_key(_value: Any = None) -> Hashable:
+    return _cache_key(_default_dir(), {})
+
+
+register_backend("local", _load_local, _local_key)
+register_backend("default", _load_default, _default_key)

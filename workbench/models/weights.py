@@ -3,7 +3,10 @@
 Sharded checkpoints name their files in ``model.safetensors.index.json`` (``weight_map``:
 tensor name -> file); a single-file checkpoint is ``model.safetensors``. Only the tensors the
 model needs are read, each converted to the requested dtype on the requested device.
-Anything wrong with the files is a ``ModelLoadError`` naming the file or tensor.
+Anything wrong with the files is a ``ModelLoadError`` naming the file or tensor: a missing
+tensor, a tensor of the wrong shape, or a tensor the config does not account for (a bias the
+config does not declare, a layer past ``num_hidden_layers``), which would otherwise be
+dropped without a word and leave a model that computes something else.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ __all__ = ["load_weights", "weight_files"]
 
 _INDEX = "model.safetensors.index.json"
 _SINGLE = "model.safetensors"
+# Saved by older transformers versions (rotary tables we compute ourselves): safe to leave out.
+_IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 
 
 def weight_files(directory: Path) -> dict[str, Path]:
@@ -62,10 +67,12 @@ def load_weights(
             raise ModelLoadError(f"{directory}: tensor {name!r} is not in {_INDEX}")
         by_file.setdefault(file, []).append(name)
     tensors: dict[str, torch.Tensor] = {}
+    stored = {name for name in files if name != "*"}  # every tensor the checkpoint holds
     for file, names in by_file.items():
         try:
             with safe_open(str(file), framework="pt", device="cpu") as handle:
                 present = set(handle.keys())
+                stored |= present
                 for name in names:
                     if name not in present:
                         raise ModelLoadError(f"{file}: tensor {name!r} is missing")
@@ -74,6 +81,7 @@ def load_weights(
             raise
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
             raise ModelLoadError(f"{file} is not a readable safetensors file: {exc}") from None
+    _check_no_extra(directory, config, stored - expected.keys())
     for name, shape in expected.items():
         got = tuple(tensors[name].shape)
         if got != shape:
@@ -81,3 +89,22 @@ def load_weights(
                 f"{directory}: tensor {name!r} has shape {list(got)}, but config.json implies {list(shape)}"
             )
     return {name: t.to(device=device, dtype=dtype) for name, t in tensors.items()}
+
+
+def _check_no_extra(directory: Path, config: ModelConfig, extra: set[str]) -> None:
+    """Refuse tensors the config has no place for (a tied head saved anyway: ignored, as in transformers)."""
+    unused = sorted(
+        name
+        for name in extra
+        if not name.endswith(_IGNORED_SUFFIXES)
+        and not (config.tie_word_embeddings and name == "lm_head.weight")
+    )
+    if unused:
+        shown = ", ".join(repr(n) for n in unused[:5]) + (
+            f" and {len(unused) - 5} more" if len(unused) > 5 else ""
+        )
+        raise ModelLoadError(
+            f"{directory}: the checkpoint holds {len(unused)} tensor(s) that config.json has no place "
+            f"for: {shown}; the config does not describe these weights (wrong num_hidden_layers, "
+            "a bias the config does not declare?)"
+        )

@@ -495,8 +495,10 @@ class Executor:
         inputs = self._gather(plan, values)
         if inputs is None:
             return self._skip(plan, values)
-        if self.before_node is not None:
+        if self.before_node is not None:  # a breakpoint pauses before anything the node does
             await self.before_node(plan.node.name, dict(inputs))
+        if plan.runner is not None and not plan.runner.ready:
+            await plan.runner.prepare(parent)  # e.g. load a model: its own span, not the node's
         span = self._start(plan, parent)
         try:
             if plan.input_rails:

@@ -70,6 +70,18 @@ class Runner:
         """Span attributes set when the node starts."""
         return {"openinference.span.kind": "CHAIN"}
 
+    @property
+    def ready(self) -> bool:
+        """False while ``prepare`` has work to do before the node's span opens."""
+        return True
+
+    async def prepare(self, parent: Span) -> None:
+        """One-time setup (loading a model), awaited before the node's span opens while not ``ready``.
+
+        Its spans go under ``parent`` (the run's or the loop's span), beside the node's span, so
+        the node's span times the call alone, and a node timeout does not count the setup.
+        """
+
     def run_sync(self, inputs: dict[str, Any], span: Span, flow_inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Run inline on the event loop (only when ``inline``); ``flow_inputs`` are the run's inputs."""
         raise NotImplementedError
@@ -243,10 +255,57 @@ class LlmRunner(Runner):
         self._model: Any = None
         self.decode = DecodeEnforcer.for_node(node, options.get("enforcer"))
 
+    @property
+    def ready(self) -> bool:
+        """Whether the model is at hand (``prepare`` has loaded it, or it was passed in)."""
+        return self._model is not None
+
+    async def prepare(self, parent: Span) -> None:
+        """Load the model before the node's span opens, traced as a ``workbench.model.load`` span.
+
+        The span (under ``parent``) carries ``workbench.model.cached`` (another node or run of
+        this process had loaded it), ``workbench.model.seconds`` (this wait) and what the model
+        says of itself (checkpoint path, parameter count, dtype, device). The load runs in a
+        worker thread, so other branches of the run go on meanwhile.
+        """
+        import asyncio
+
+        from workbench.models.base import Model
+        from workbench.models.registry import load_model
+
+        if self._model is not None:
+            return
+        if isinstance(self.model_spec, Model):  # a backend object passed as model=
+            self._model = self.model_spec
+            return
+        tracer = self.options.get("tracer") or NoopTracer()
+        span = tracer.start_span(
+            "workbench.model.load",
+            parent=parent,
+            attributes={
+                "workbench.model.spec": _spec_text(self.model_spec),
+                "workbench.model.node": self.node.name,
+            },
+        )
+        try:
+            loaded = await asyncio.to_thread(load_model, self.model_spec, self.flow.models)
+        except BaseException as exc:
+            tracer.end_span(span, status="ERROR", message=str(exc) or type(exc).__name__)
+            if isinstance(exc, ModelUnavailable):
+                raise ModelUnavailable(f"node '{self.node.name}': {exc}") from None
+            raise
+        describe = getattr(loaded.model, "describe", None)
+        span.attributes.update(describe() if callable(describe) else {})
+        span.attributes["workbench.model.cached"] = loaded.cached
+        span.attributes["workbench.model.seconds"] = loaded.seconds
+        tracer.end_span(span)
+        self._model = loaded.model
+
     def model(self) -> Any:
         """The model backend, resolved on first use (so planning needs no weights).
 
-        ``model=`` (executor option) may be a spec or an object implementing ``Model``.
+        ``model=`` (executor option) may be a spec or an object implementing ``Model``. The
+        executor loads it in ``prepare``; this is the untraced path for callers that do not.
         """
         if self._model is None:
             from workbench.models.base import Model
@@ -400,6 +459,11 @@ class LlmRunner(Runner):
                 "content": f"That answer breaks a rule: {problem}. Answer again with JSON that satisfies it.",
             },
         ]
+
+
+def _spec_text(spec: Any) -> str:
+    """A model spec as span text: JSON for a mapping, the name for a string."""
+    return spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True, default=str)
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
