@@ -80,6 +80,30 @@ def test_rails_that_contradict_each_other_are_refused_with_their_names():
     assert set(info.value.rails) == {"low", "high"} and "cash" in str(info.value)
 
 
+def test_a_product_of_open_fields_is_left_to_its_type_without_asking_the_optimiser(monkeypatch):
+    """qty * price <= cash before qty or price is written: Z3's optimiser would only give up at
+    its timeout (about a second per side), so the field is left unnarrowed at once; once qty is
+    written the rail is linear and bounds price exactly."""
+    import workbench.decoding.solver as solver
+
+    plan = _plan({"budget": "order.qty * order.price <= cash"})
+    known, _ = plan.known({"cash": 700.0})
+    asked = []
+    real = solver.feasible_range
+
+    def spy(ctx, term, formulas, timeout_ms):
+        asked.append(str(term))
+        return real(ctx, term, formulas, timeout_ms)
+
+    monkeypatch.setattr(solver, "feasible_range", spy)
+    assert plan.interval(known, "qty") == Interval()
+    assert asked == []
+    with_qty = tuple(sorted((*known, ("order.qty", 10))))
+    price = plan.interval(with_qty, "price")
+    assert asked == ["order.price"]
+    assert price is not None and price.hi == 70
+
+
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
     return Tokenizer.from_directory(DEFAULT_MODEL_DIR)

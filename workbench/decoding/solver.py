@@ -192,7 +192,15 @@ class DecodeRails:
             if ck not in self._cache:
                 f = self.fields[key]
                 term = z3.Const(f.path, leaf_sort(sort_of_type(f.typ), self.ctx))
-                found = feasible_range(self.ctx, term, self._formulas(dict(fixed), skip), self.timeout_ms)
+                formulas = self._formulas(dict(fixed), skip)
+                if any(_nonlinear(g) for g in formulas):
+                    # A product of two open fields (qty * price before either is written): Z3's
+                    # optimiser gives up only at its timeout (~1 s a side), and a bound found there
+                    # would rarely narrow anything. Leave the field to its type; once the other
+                    # factor is written the formula is linear and narrows exactly.
+                    self._cache[ck] = Interval()
+                    return Interval()
+                found = feasible_range(self.ctx, term, formulas, self.timeout_ms)
                 if found.status == "infeasible":
                     self._cache[ck] = None
                 elif found.status == "feasible":
@@ -242,3 +250,21 @@ class DecodeRails:
                     )
                     out.append(getattr(term, op)(lit))
         return out
+
+
+_PRODUCTS = (z3.Z3_OP_MUL, z3.Z3_OP_DIV, z3.Z3_OP_IDIV, z3.Z3_OP_MOD, z3.Z3_OP_POWER)
+
+
+def _open_consts(t: z3.ExprRef) -> bool:
+    """Whether ``t`` mentions an unknown (an uninterpreted constant)."""
+    if z3.is_const(t):
+        return t.decl().kind() == z3.Z3_OP_UNINTERPRETED
+    return any(_open_consts(c) for c in t.children())
+
+
+def _nonlinear(t: z3.ExprRef) -> bool:
+    """Whether ``t`` multiplies or divides two terms that both hold unknowns."""
+    products = z3.is_app(t) and t.decl().kind() in _PRODUCTS
+    if products and sum(1 for c in t.children() if _open_consts(c)) >= 2:
+        return True
+    return any(_nonlinear(c) for c in t.children())
