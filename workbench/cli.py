@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -28,7 +29,7 @@ from workbench import __version__
 from workbench.errors import UsageError, WorkbenchError
 from workbench.types import Str
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]
 
 # Modules that add subcommands of their own through ``register(subparsers)``.
 PLUGIN_COMMANDS = ("workbench.traces.cli", "workbench.models.server")
@@ -358,9 +359,40 @@ def _add_debug(parser: argparse.ArgumentParser, default: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``workbench`` command; returns the exit code."""
+    """Run the ``workbench`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return _dispatch(parser, parser.parse_args(argv))
+
+
+def entry() -> NoReturn:
+    """The process entry point (the ``workbench`` console script, ``python -m workbench``).
+
+    After ``workbench run`` the process ends with ``os._exit`` once its output is flushed: the
+    run has closed its trace writer, and the interpreter's teardown, which garbage-collects
+    every object torch created, would only add ~0.4 s of CPU to the command.
+    """
+    parser = build_parser()
+    args = parser.parse_args()
+    code = _dispatch(parser, args)
+    if args.command == "run":
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Flush what a normal exit would flush, then end the process without the teardown."""
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            code = code or 120  # what Python exits with when stdout cannot be flushed at exit
+    os._exit(code)
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -388,4 +420,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
