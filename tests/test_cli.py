@@ -314,3 +314,23 @@ def test_other_commands_and_main_as_a_function_exit_normally(capsys):
     news = "news=BOLT shares jump after a record quarter; the stock trades at 12.50"
     assert main(["run", "trader", "-i", news, "-i", "cash=1000", "--no-trace"]) == 0
     assert '"ticker": "BOLT"' in capsys.readouterr().out
+
+
+def test_a_cpu_run_imports_neither_triton_nor_anything_it_does_not_need():
+    code = (
+        "import sys\n"
+        "from workbench.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "unneeded = ('triton', 'workbench.traces.cli', 'workbench.models.server', 'starlette')\n"
+        "print(sorted(m for m in unneeded if m in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
+    news = "news=BOLT shares jump after a record quarter; the stock trades at 12.50"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", "trader", "-i", news, "-i", "cash=1000", "--no-trace", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith("[]"), proc.stdout  # the model ran on the torch references

@@ -33,6 +33,8 @@ __all__ = ["entry", "main"]
 
 # Modules that add subcommands of their own through ``register(subparsers)``.
 PLUGIN_COMMANDS = ("workbench.traces.cli", "workbench.models.server")
+# The commands defined here: parsing one of them needs no plugin imported (the HTTP stacks).
+OWN_COMMANDS = ("run", "check", "serve")
 
 
 def _flow_path(text: str) -> Path:
@@ -258,8 +260,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.flows, port=args.port, address=args.address, db=args.db, basic_auth=args.basic_auth)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``workbench`` command."""
+def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of the ``workbench`` command (``plugins=False``: without the plugins' commands)."""
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Agent Workbench: typed agent flows, Z3-checked rails, local models, DuckDB traces.",
@@ -338,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=cmd_serve)
 
-    for module in PLUGIN_COMMANDS:
+    for module in PLUGIN_COMMANDS if plugins else ():
         try:
             importlib.import_module(module).register(sub)
         except ImportError:
@@ -360,7 +362,7 @@ def _add_debug(parser: argparse.ArgumentParser, default: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``workbench`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    parser = build_parser()
+    parser = _parser_for(sys.argv[1:] if argv is None else argv)
     return _dispatch(parser, parser.parse_args(argv))
 
 
@@ -371,12 +373,18 @@ def entry() -> NoReturn:
     run has closed its trace writer, and the interpreter's teardown, which garbage-collects
     every object torch created, would only add ~0.4 s of CPU to the command.
     """
-    parser = build_parser()
+    parser = _parser_for(sys.argv[1:])
     args = parser.parse_args()
     code = _dispatch(parser, args)
     if args.command == "run":
         _exit_now(code)
     sys.exit(code)
+
+
+def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser for ``argv``: the plugins' commands (and their imports) only where they may be meant."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    return build_parser(plugins=command not in OWN_COMMANDS)
 
 
 def _exit_now(code: int) -> NoReturn:
