@@ -131,7 +131,7 @@ def load_triton() -> None:
             deferred.jitted = triton_module.jit(deferred.fn, **deferred.kwargs)
         package = __name__.rpartition(".")[0] + "."
         for name, module in list(sys.modules.items()):
-            if module is None or not (name.startswith(package) or name == __name__):
+            if module is None or not name.startswith(package):
                 continue
             for attr, value in list(vars(module).items()):
                 if isinstance(value, Deferred):
