@@ -28,11 +28,13 @@ trace file:
 
 The last column times ``python -c "import workbench.cli"`` (the floor of every command) the
 same way. ``--what-if`` adds rows for this tree run through a launcher that takes one cost
-away: pandas (which pyarrow imports on the trace writer's first ``pa.array``, in its thread),
-Triton (which ``workbench.kernels`` imports although a CPU run never launches a kernel), the
-interpreter's teardown (``os._exit`` once the CLI has flushed its output), the teardown's
-garbage collections over torch's objects (``gc.freeze()`` before a normal exit), and the first
-three together. A
+away: pandas (which DuckDB imports when it binds a Python parameter and pyarrow on the trace
+writer's first ``pa.array``, in its thread), Triton (which ``workbench.kernels`` imported
+before it was made lazy), the interpreter's teardown (``os._exit`` once the CLI has flushed its
+output; ``workbench run`` itself ends so since ``workbench.cli.entry``), the teardown's garbage
+collections over torch's objects (``gc.freeze()`` before a normal exit), and the first three
+together. The launcher calls ``workbench.cli.main``, which returns, so a row other than
+``os._exit`` and ``all three`` includes the teardown that the plain ``ours`` row skips. A
 module is taken away as if it were not installed (``sys.modules[name] = None``), which both
 pyarrow and the kernels handle. Figures are the min and median over ``--repeat`` samples; the ratio is peer
 median / ours median. Goal (issue "Sound verdicts and a sturdy runtime", item 11): ours at

@@ -1,8 +1,13 @@
-"""Optional Triton: import it if present, and launch kernels compiled or interpreted.
+"""Optional Triton, imported on first use: launch kernels compiled or interpreted.
 
-Kernels are ordinary module-level ``@jit`` functions (``triton.jit`` when Triton is installed,
-a no-op otherwise, so ``import workbench.kernels`` works without Triton and the public
-functions fall back to their torch references).
+Kernels are ordinary module-level ``@jit`` functions. Importing ``workbench.kernels`` does not
+import Triton (0.1-0.3 s that a CPU run, which only calls the torch references, never needs):
+until a Triton kernel is launched or asked for, ``@jit`` leaves a :class:`Deferred` in place of
+the ``triton.jit`` function, and ``triton``/``tl`` are stand-ins. :func:`load_triton` (every
+launcher gets there through :func:`wants_interpreter` and :func:`launch`) imports Triton,
+jits every deferred kernel and swaps the real objects into the kernel modules' globals, where
+Triton's compiler looks kernel bodies' names up. Without Triton the public functions fall back
+to their torch references.
 
 Why :func:`launch` takes an ``interpret`` flag: ``@triton.jit`` decides at *decoration* time
 whether a function is compiled or interpreted (``TRITON_INTERPRET`` /
@@ -19,6 +24,8 @@ one process, whatever the environment said at import.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import sys
 import threading
 from collections.abc import Iterator
@@ -29,22 +36,22 @@ import torch
 
 from workbench.errors import UsageError
 
-try:  # Triton is optional: CPU users run the torch references only.
-    import triton
-    import triton.language as tl
-    from triton.runtime.interpreter import InterpretedFunction
-    from triton.runtime.jit import JITFunction
 
-    HAS_TRITON = True
-except ImportError:  # pragma: no cover - exercised on machines without triton
-    triton = None
-    tl = None
-    HAS_TRITON = False
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: a module in sys.modules without a spec
+        return False
+
+
+HAS_TRITON = _installed("triton")  # Triton is optional: CPU users run the torch references only.
 
 __all__ = [
     "HAS_TRITON",
+    "Deferred",
     "jit",
     "launch",
+    "load_triton",
     "next_power_of_2",
     "require_triton",
     "tl",
@@ -52,16 +59,100 @@ __all__ = [
     "wants_interpreter",
 ]
 
+
+class _StandIn:
+    """``triton`` or ``tl`` before Triton is imported: any attribute imports it first."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        load_triton()
+        return getattr(importlib.import_module(self._name), attr)
+
+    def __repr__(self) -> str:
+        return f"<{self._name}, imported on first use>"
+
+
+class Deferred:
+    """A ``@jit`` kernel before Triton is imported; :func:`load_triton` turns it into ``triton.jit(fn)``."""
+
+    def __init__(self, fn: Any, kwargs: dict[str, Any]) -> None:
+        self.fn = fn
+        self.kwargs = kwargs
+        self.jitted: Any = None
+        _DEFERRED.append(self)
+
+    def resolve(self) -> Any:
+        """The ``JITFunction`` (Triton imported now if it was not)."""
+        load_triton()
+        return self.jitted
+
+    def __getitem__(self, grid: Any) -> Any:
+        return self.resolve()[grid]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:  # arg_names, src...: the JITFunction's
+        if attr == "jitted":  # an instance made without __init__ (copy, pickle): no recursion
+            raise AttributeError(attr)
+        return getattr(self.resolve(), attr)
+
+
+triton: Any = _StandIn("triton")
+tl: Any = _StandIn("triton.language")
+JITFunction: Any = None
+InterpretedFunction: Any = None
+_DEFERRED: list[Deferred] = []
+_LOAD_LOCK = threading.RLock()
+_LOADED = False
+
+
+def load_triton() -> None:
+    """Import Triton, jit every deferred kernel and put the real objects in the kernel modules."""
+    global JITFunction, InterpretedFunction, _LOADED  # triton and tl: swapped below with the rest
+    if _LOADED:
+        return
+    require_triton()
+    with _LOAD_LOCK:
+        if _LOADED:
+            return
+        try:
+            import triton as triton_module
+            import triton.language as language
+            from triton.runtime.interpreter import InterpretedFunction as interpreted
+            from triton.runtime.jit import JITFunction as jit_function
+        except ImportError as exc:
+            raise UsageError(f"Triton is installed but cannot be imported: {exc}") from exc
+        stand_ins = {id(triton): triton_module, id(tl): language}
+        JITFunction, InterpretedFunction = jit_function, interpreted
+        for deferred in _DEFERRED:
+            deferred.jitted = triton_module.jit(deferred.fn, **deferred.kwargs)
+        package = __name__.rpartition(".")[0] + "."
+        for name, module in list(sys.modules.items()):
+            if module is None or not name.startswith(package):
+                continue
+            for attr, value in list(vars(module).items()):
+                if isinstance(value, Deferred):
+                    setattr(module, attr, value.jitted)
+                elif id(value) in stand_ins:
+                    setattr(module, attr, stand_ins[id(value)])
+        _LOADED = True
+
+
 # The swap below is process-global; serialise interpreted launches.
 _LOCK = threading.RLock()
 _INTERPRETED: dict[Any, Any] = {}
 
 
 def jit(fn: Any = None, **kwargs: Any) -> Any:
-    """``triton.jit`` when Triton is installed; otherwise leave the function undecorated."""
+    """``triton.jit``, deferred until Triton is first used; without Triton, the function undecorated."""
     if not HAS_TRITON:
         return fn if fn is not None else (lambda f: f)
-    return triton.jit(fn, **kwargs) if fn is not None else triton.jit(**kwargs)
+    if _LOADED:
+        return triton.jit(fn, **kwargs) if fn is not None else triton.jit(**kwargs)
+    return Deferred(fn, kwargs) if fn is not None else (lambda f: Deferred(f, kwargs))
 
 
 def require_triton() -> None:
@@ -138,7 +229,9 @@ _MISSING = object()
 
 def launch(kernel: Any, grid: tuple[int, ...], interpret: bool, *args: Any, **kwargs: Any) -> None:
     """``kernel[grid](*args, **kwargs)``: compiled, or under the Triton interpreter."""
-    require_triton()
+    load_triton()
+    if isinstance(kernel, Deferred):
+        kernel = kernel.jitted
     if not interpret:
         kernel[grid](*args, **kwargs)
         return
@@ -150,9 +243,9 @@ def wants_interpreter(*tensors: torch.Tensor) -> bool:
     """True when the tensors live on the CPU (run under the interpreter), False on CUDA.
 
     Mixed devices are a caller bug: Triton would read host memory from the GPU or vice versa.
-    Every launcher calls this first, so it also reports a missing Triton.
+    Every launcher calls this first, so it also reports a missing Triton and imports Triton.
     """
-    require_triton()
+    load_triton()
     devices = {t.device.type for t in tensors}
     if len(devices) != 1:
         raise UsageError(f"kernel inputs live on different devices: {sorted(devices)}")

@@ -264,3 +264,73 @@ def test_debug_before_or_after_the_command_shows_the_traceback(capsys, tmp_path,
 def test_without_debug_there_is_no_traceback(capsys):
     code, _, err = run_cli(capsys, "run", "no-such-flow")
     assert code == 2 and "Traceback" not in err
+
+
+# The process entry point with an atexit hook: it shows whether the interpreter's teardown ran.
+ENTRY_WITH_TEARDOWN_PROBE = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('teardown ran', file=sys.stderr))\n"
+    "from workbench.cli import entry\n"
+    "entry()\n"
+)
+
+
+def test_run_exits_without_teardown_after_flushing_output_and_trace(tmp_path):
+    db = tmp_path / "traces.duckdb"
+    news = "news=BOLT shares jump after a record quarter; the stock trades at 12.50"
+    argv = ["run", "trader", "-i", news, "-i", "cash=1000", "--db", str(db)]
+    proc = subprocess.run(
+        [sys.executable, "-c", ENTRY_WITH_TEARDOWN_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    # stdout is a pipe here, so block-buffered: all of it arrives only if the exit flushed it
+    approved = {"side": "buy", "ticker": "BOLT", "qty": 10, "price": 12.5}
+    assert json.loads(proc.stdout) == {"approved": approved}
+    run_id = proc.stderr.split("run ", 1)[1].split(":", 1)[0]
+    assert "teardown ran" not in proc.stderr  # os._exit: no interpreter teardown
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        (status,) = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        names = {n.split()[0] for (n,) in con.execute("SELECT name FROM spans").fetchall()}
+    assert status == "OK"
+    assert {"invoke_flow", "chat", "workbench.model.load"} <= names
+
+
+def test_other_commands_and_main_as_a_function_exit_normally(capsys):
+    proc = subprocess.run(
+        [sys.executable, "-c", ENTRY_WITH_TEARDOWN_PROBE, "check", "triage"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "flow 'triage'" in proc.stdout and "teardown ran" in proc.stderr
+    # main() called as a function returns its code: the caller's process goes on
+    news = "news=BOLT shares jump after a record quarter; the stock trades at 12.50"
+    assert main(["run", "trader", "-i", news, "-i", "cash=1000", "--no-trace"]) == 0
+    assert '"ticker": "BOLT"' in capsys.readouterr().out
+
+
+def test_a_cpu_run_imports_neither_triton_nor_anything_it_does_not_need():
+    code = (
+        "import sys\n"
+        "from workbench.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "unneeded = ('triton', 'workbench.traces.cli', 'workbench.models.server', 'starlette')\n"
+        "print(sorted(m for m in unneeded if m in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
+    news = "news=BOLT shares jump after a record quarter; the stock trades at 12.50"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", "trader", "-i", news, "-i", "cash=1000", "--no-trace", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith("[]"), proc.stdout  # the model ran on the torch references

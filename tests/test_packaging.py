@@ -67,7 +67,7 @@ def test_wheel_ships_example_flows_and_entry_point(wheel):
     for data in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
         assert f"workbench/models/tiny/{data}" in names, f"the tiny model's {data} is not in the wheel"
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "workbench = workbench.cli:main" in wheel.read(entry).decode()
+    assert "workbench = workbench.cli:entry" in wheel.read(entry).decode()
 
 
 def test_wheel_carries_the_license(wheel):

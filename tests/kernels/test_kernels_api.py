@@ -112,3 +112,28 @@ def test_works_without_triton() -> None:
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+LAZY_SCRIPT = """
+import sys
+import torch
+import workbench.kernels as K
+x = torch.randn(2, 8)
+K.rms_norm(x, torch.ones(8), 1e-6)  # CPU tensors: the torch reference
+K.silu_and_mul(x, x)
+assert K.HAS_TRITON and "triton" not in sys.modules, "a CPU call imported Triton"
+got = K.rms_norm(x, torch.ones(8), 1e-6, backend="triton")  # the interpreter: now it is imported
+assert "triton" in sys.modules and torch.allclose(got, K.reference.rms_norm(x, torch.ones(8), 1e-6))
+from workbench.kernels import activation
+assert type(activation.silu_and_mul_kernel).__name__ == "JITFunction"  # swapped in for the Deferred
+print("ok")
+"""
+
+
+def test_triton_is_imported_only_when_a_kernel_runs() -> None:
+    pytest.importorskip("triton")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY_SCRIPT], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
