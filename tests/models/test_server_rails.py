@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from workbench.decoding import type_of_schema
+from workbench.decoding import request_rails, type_of_schema
 from workbench.errors import UsageError
 from workbench.models.local import DEFAULT_MODEL_DIR, LocalModel
 from workbench.models.server import running_server
@@ -75,3 +75,9 @@ def test_json_schemas_become_types():
         typ.validate({"n": 0})
     with pytest.raises(UsageError, match="all required"):
         type_of_schema({"type": "object", "properties": {"n": {"type": "integer"}}})
+
+
+def test_requests_with_the_same_rails_share_one_plan():
+    first = request_rails(ORDER.to_json_schema(), RAILS)
+    again = request_rails(ORDER.to_json_schema(), list(RAILS))
+    assert first.plan is again.plan and first is not again  # shared Z3 answers, own state

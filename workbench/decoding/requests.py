@@ -11,6 +11,8 @@ is refused rather than silently unenforced.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -89,7 +91,13 @@ def request_rails(schema: Mapping[str, Any], rails: Sequence[str]) -> RailsConst
 
     Raises ``UsageError`` for a rail that does not parse (the message has its column), one
     that cannot be a mask, or rails that contradict each other (``DecodeConflict``)."""
-    typ = type_of_schema(schema, "response_format.json_schema.schema")
+    return RailsConstraint(_plan(json.dumps(schema, sort_keys=True), tuple(rails)), ())
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(schema_json: str, rails: tuple[str, ...]) -> DecodeRails:
+    # one plan per (schema, rails): requests that repeat them share its cached Z3 answers
+    typ = type_of_schema(json.loads(schema_json), "response_format.json_schema.schema")
     scope = Scope({ROOT: typ}, {})
     parsed = [(f"rails[{i}]", parse_rail(text, scope, name=f"rails[{i}]")) for i, text in enumerate(rails)]
     plan = DecodeRails(parsed, answer_fields({ROOT: typ}))
@@ -106,4 +114,4 @@ def request_rails(schema: Mapping[str, Any], rails: Sequence[str]) -> RailsConst
         raise DecodeConflict(
             exc.rails, f"the rails {named} contradict each other: no answer satisfies them all"
         ) from None
-    return RailsConstraint(plan, ())
+    return plan
