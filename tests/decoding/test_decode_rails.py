@@ -223,3 +223,16 @@ def test_the_shipped_trader_masks_its_budget_rail():
     assert json.loads(chat.attributes["workbench.decode.rails"]) == {"budget": "mask"}
     order = json.loads(chat.attributes["gen_ai.completion"])
     assert order["qty"] * order["price"] <= 0.5, result
+
+
+def test_fields_no_rail_reads_do_not_cost_new_solver_queries():
+    plan = _plan({"budget": "order.qty * order.price <= cash"})
+    known, _ = plan.known({"cash": 7.0})
+    constraint = RailsConstraint(plan, known)
+    assert constraint.viable(scan('{"side": "buy", "ticker": "BOLT", "qty": 3, "price": 1.'))
+    queries = len(plan._cache)
+    for ticker, side in (("ZED", "sell"), ("KITE", "hold")):  # same budget, other unread fields
+        partial = scan(f'{{"side": "{side}", "ticker": "{ticker}", "qty": 3, "price": 1.')
+        assert RailsConstraint(plan, known).viable(partial)
+    assert len(plan._cache) == queries
+    assert not constraint.viable(scan('{"side": "buy", "ticker": "BOLT", "qty": 3, "price": 3.'))

@@ -8,6 +8,7 @@ grammar's token mask step by step. Docs: docs/rails.md, "Rails while decoding".
 
 from .constraint import RailsConstraint, Step
 from .prefix import Interval, Partial, number_prefix_ok, scan
+from .requests import request_rails, type_of_schema
 from .solver import DecodeConflict, DecodeRails, Field, answer_fields
 
 __all__ = [
@@ -20,5 +21,7 @@ __all__ = [
     "Step",
     "answer_fields",
     "number_prefix_ok",
+    "request_rails",
     "scan",
+    "type_of_schema",
 ]

@@ -79,7 +79,7 @@ class RailsConstraint:
 
     def _check(self, partial: Partial) -> bool:
         plan = self.plan
-        done = [(plan.fields[k].path, v) for k, v in partial.done if k in plan.fields]
+        done = [(f.path, v) for k, v in partial.done if (f := plan.fields.get(k)) and f.path in plan.read]
         fixed = tuple(sorted((*self.known, *done)))
         if not plan.feasible(fixed, self.skip):
             return False

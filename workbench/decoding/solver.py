@@ -103,6 +103,9 @@ class DecodeRails:
             if reason:
                 self.why[name] = reason
         self.masked = [(n, r) for n, r in self.rails if self.how[n] == "mask"]
+        # paths the masked rails read: other fields cannot change an answer, so they are left
+        # out of the cache keys (a new ticker must not cost a new Z3 query on the budget)
+        self.read = frozenset(v.path for _, r in self.masked for v in r.vars())
         # which rails can narrow each field: those that read it
         self.narrowing = {
             f.key: tuple(n for n, r in self.masked if any(v.path == f.path for v in r.vars())) for f in fields

@@ -7,7 +7,9 @@ Routes: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completion
 with ``"stream": true`` as server-sent events), ``GET /health``. ``response_format`` of
 type ``json_schema`` (or ``json_object``) becomes a token-mask ``Constraint`` built with
 llguidance, so the text is valid for the schema by construction (unless ``max_tokens``
-cuts it: ``finish_reason`` is then ``length``).
+cuts it: ``finish_reason`` is then ``length``). A request's ``rails`` (an extension, rail
+expressions over the answer called ``output``) narrow that mask to answers that keep them
+(``workbench.decoding.request_rails``; docs/serving.md).
 
 Access: with an API key (``--api-key`` or ``WORKBENCH_API_KEY``) every route, ``/health``
 included, wants ``Authorization: Bearer KEY`` and answers 401 otherwise. Binds 127.0.0.1
@@ -49,7 +51,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from workbench.errors import ModelUnavailable, UsageError, WorkbenchError
-from workbench.models.base import Generation, GenerationRequest, Model, TokenEvent
+from workbench.models.base import Constraint, Generation, GenerationRequest, Model, TokenEvent
 from workbench.models.json_schema import JsonSchemaConstraint
 from workbench.netsafety import bearer_matches, read_body, refuse_open_bind
 
@@ -163,6 +165,22 @@ def _schema(body: dict[str, Any]) -> dict[str, Any] | None:
     return spec.get("schema", {"type": "object"})
 
 
+def _rails(body: dict[str, Any]) -> list[str]:
+    """The ``rails`` the answer must keep (an extension: OpenAI clients send it in ``extra_body``)."""
+    rails = body.get("rails")
+    if rails is None:
+        return []
+    if not isinstance(rails, list) or not all(isinstance(r, str) and r.strip() for r in rails):
+        raise RequestError("rails must be a list of rail expressions (strings)", param="rails")
+    fmt = body.get("response_format")
+    if rails and not (isinstance(fmt, dict) and fmt.get("type") == "json_schema"):
+        raise RequestError(
+            "rails need a response_format of type json_schema: they read the answer as `output`",
+            param="rails",
+        )
+    return rails
+
+
 def _max_tokens(body: dict[str, Any], limit: int) -> int:
     """The token budget asked for (``max_tokens`` wins over ``max_completion_tokens``), within ``limit``."""
     given = {key: _integer(body, key, None, 0) for key in ("max_completion_tokens", "max_tokens")}
@@ -206,6 +224,7 @@ def _sampling(body: dict[str, Any], max_tokens_limit: int) -> dict[str, Any]:
         "seed": seed,
         "stop": _stop(body),
         "response_schema": _schema(body),
+        "rails": _rails(body),
         "stream": stream,
         "include_usage": bool(stream_options.get("include_usage")),
     }
@@ -344,7 +363,7 @@ class _Handlers:
                 code="prompt_too_long",
             )
         schema = fields["response_schema"]
-        constraint = None
+        constraint: Constraint | None = None
         if schema is not None:
             tokenizer = getattr(self.model, "tokenizer", None)
             if tokenizer is None:
@@ -353,6 +372,14 @@ class _Handlers:
                 constraint = JsonSchemaConstraint(schema, tokenizer)
             except UsageError as exc:
                 raise RequestError(str(exc), param="response_format") from None
+            if fields["rails"]:
+                # imported here: z3 is not loaded at every `workbench` start (the CLI imports this module)
+                from workbench.decoding import request_rails
+
+                try:  # the rails narrow the schema's mask
+                    constraint = request_rails(schema, fields["rails"]).constrain(constraint)
+                except WorkbenchError as exc:
+                    raise RequestError(str(exc), param="rails") from None
         sampling = {k: fields[k] for k in ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")}
         return GenerationRequest(**what, **sampling, response_schema=schema, constraint=constraint)
 
