@@ -4,17 +4,21 @@ driven by the scripted OpenAI-compatible server."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 
 import pytest
 
 from tests.runtime.scripted_openai import answer, calls, scripted
+from workbench.cli import main
 from workbench.errors import FlowError, NodeError, TrustError
+from workbench.flow.agent_tools import McpServer
+from workbench.flow.io import dumps
 from workbench.flow.io import loads as load_text
 from workbench.flow.validate import validate
 from workbench.runtime import Executor
-from workbench.runtime.mcp import schema_type
+from workbench.runtime.mcp import expand_mcp, schema_type
 
 SERVER = [sys.executable, "-m", "tests.runtime.mcp_server"]
 
@@ -91,8 +95,9 @@ def test_check_says_a_rail_on_an_mcp_tool_needs_the_server():
 
 def test_a_server_that_exits_at_once_is_a_clear_error_fast():
     start = time.perf_counter()
-    with pytest.raises(FlowError, match="did not start and list its tools"):
-        _run([sys.executable, "-c", "pass"], [answer("0")])
+    with pytest.raises(FlowError, match="did not start and list its tools") as caught:
+        _run([sys.executable, "-c", "import sys; sys.exit('no config file')"], [answer("0")])
+    assert "its stderr ends with: no config file" in str(caught.value)
     assert time.perf_counter() - start < 15
 
 
@@ -125,3 +130,43 @@ def test_json_schemas_map_to_workbench_types_or_say_what_is_not_supported():
     assert schema_type({"type": "array", "items": {"enum": ["x", "y"]}}, "p").validate(["x"], "p") == ["x"]
     with pytest.raises(FlowError, match=r"tool 'q' .*has no type workbench maps"):
         schema_type({"type": "object"}, "tool 'q' property 'x'")
+
+
+def test_an_mcp_entry_round_trips_through_the_flow_file():
+    flow = load_text(_flow(SERVER))
+    assert flow.nodes["worker"].config["tools"] == {"calc": McpServer(SERVER, 20)}
+    again = load_text(dumps(flow))
+    assert again.nodes["worker"].config["tools"] == {"calc": McpServer(SERVER, 20)}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{mcp: {command: [python], cwd: /}}", "unknown mcp key 'cwd'"),
+        ("{mcp: {command: [python]}, approve: true}", "must be exactly {mcp:"),
+        ("{mcp: {command: python}}", "mcp command must be a non-empty list of strings"),
+        ("{mcp: {command: [python], timeout: 0}}", "mcp timeout must be a positive number"),
+    ],
+)
+def test_bad_mcp_entries_are_refused_clearly(entry, message):
+    text = _flow(SERVER).replace(f"{{mcp: {{command: {json.dumps(SERVER)}, timeout: 20}}}}", entry)
+    with pytest.raises(FlowError, match=re.escape(message)):
+        validate(load_text(text))
+
+
+def test_check_with_trust_lists_the_tools_and_checks_the_rail(tmp_path, capsys):
+    path = tmp_path / "mcp.flow.yaml"
+    path.write_text(_flow(SERVER))
+    assert main(["check", str(path), "--json"]) == 1
+    assert "known only once the server runs" in capsys.readouterr().out
+    assert main(["check", str(path), "--json", "--trust"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (rail,) = report["rails"]
+    assert (rail["name"], rail["port"], rail["status"]) == ("small", "worker.add", "enforced")
+
+
+def test_an_expanded_flow_still_needs_trust_to_run():
+    expanded = expand_mcp(load_text(_flow(SERVER)), trust=True)
+    assert set(expanded.nodes["worker"].config["tools"]) == {"add", "fail"}
+    with pytest.raises(TrustError, match="tool 'add' is served by the MCP server"):
+        Executor(expanded, model="default")

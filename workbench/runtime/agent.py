@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import NodeError, ValueValidationError
+from workbench.errors import NodeError, TrustError, ValueValidationError
 from workbench.flow.agent_tools import AgentTool, arguments_type
 from workbench.flow.model import Flow, Node, PortRef
 from workbench.flow.port_rails import FlowRail
@@ -127,7 +127,14 @@ class AgentRunner(LlmRunner):
 
     def _plan_tool(self, name: str, spec: AgentTool) -> _Tool:
         # The same trust rule as tool nodes: a stand-in node names the tool in errors.
-        if spec.mcp is not None:  # called through its server (the flow was trusted to expand it)
+        if spec.mcp is not None:  # called through its server, which only a trusted run may start
+            if not self.options.get("trust"):
+                raise TrustError(
+                    f"flow '{self.flow.name}' node '{self.node.name}': tool '{name}' is served by the MCP "
+                    f"server {spec.mcp.server.command!r}, a program that could do anything, so an "
+                    "untrusted flow may not start it. If you trust this flow, pass --trust on the "
+                    "command line or trust=True in Python"
+                )
             fn: Callable[..., Any] = _unused
         else:
             stand_in = Node(f"{self.node.name}.{name}", "tool", config={"tool": spec.tool}, fn=spec.fn)

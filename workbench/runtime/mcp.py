@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import tempfile
 import threading
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TextIO
 
 from workbench.errors import FlowError, NodeError, TrustError, UsageError
 from workbench.flow.agent_tools import AgentTool, McpServer, McpSource, mcp_servers
@@ -78,38 +79,54 @@ def _parameters(server: McpServer) -> Any:
     return StdioServerParameters(command=program, args=args)
 
 
-def _client(server: McpServer) -> Any:
+def _client(server: McpServer, errlog: TextIO) -> Any:
+    """A client of ``server``; the server's stderr goes to ``errlog`` (sys.stderr may be no file)."""
     from mcp import Client
+    from mcp.client.stdio import stdio_client
 
-    return Client(_parameters(server), read_timeout_seconds=START_TIMEOUT)
+    return Client(stdio_client(_parameters(server), errlog=errlog), read_timeout_seconds=START_TIMEOUT)
 
 
-async def _list_tools(server: McpServer) -> list[Any]:
-    async with _client(server) as client:
+def _errlog() -> TextIO:
+    """A temporary file for a server's stderr."""
+    return tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+
+
+def _tail(errlog: TextIO) -> str:
+    """The end of what a server wrote to stderr, for an error message."""
+    errlog.flush()
+    errlog.seek(0)
+    text = errlog.read()[-600:].strip()
+    return f"; its stderr ends with: {text}" if text else ""
+
+
+async def _list_tools(server: McpServer, errlog: TextIO) -> list[Any]:
+    async with _client(server, errlog) as client:
         return list((await client.list_tools()).tools)
 
 
 def _in_thread(server: McpServer, where: str) -> list[Any]:
     """The server's tools, listed on a fresh event loop (plan time may be inside a running one)."""
     box: dict[str, Any] = {}
+    with _errlog() as errlog:
 
-    def work() -> None:
-        try:
-            box["tools"] = asyncio.run(asyncio.wait_for(_list_tools(server), START_TIMEOUT))
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
+        def work() -> None:
+            try:
+                box["tools"] = asyncio.run(asyncio.wait_for(_list_tools(server, errlog), START_TIMEOUT))
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
 
-    thread = threading.Thread(target=work, name="workbench-mcp-list", daemon=True)
-    thread.start()
-    thread.join(START_TIMEOUT + 5)
-    if "tools" in box:
-        return box["tools"]
-    cause = box.get("error")
-    reason = f"{type(cause).__name__}: {cause}" if cause is not None else "no answer"
-    raise FlowError(
-        f"{where}: the MCP server {server.command!r} did not start and list its tools within "
-        f"{START_TIMEOUT:g} s ({reason})"
-    )
+        thread = threading.Thread(target=work, name="workbench-mcp-list", daemon=True)
+        thread.start()
+        thread.join(START_TIMEOUT + 5)
+        if "tools" in box:
+            return list(box["tools"])
+        cause = box.get("error")
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else "no answer"
+        raise FlowError(
+            f"{where}: the MCP server {server.command!r} did not start and list its tools within "
+            f"{START_TIMEOUT:g} s ({reason}{_tail(errlog)})"
+        )
 
 
 def _expand_node(node: Node, servers: Mapping[str, McpServer], flow_name: str) -> Node:
@@ -174,18 +191,21 @@ class McpSessions:
         self.node = node
         self.servers = {t.mcp.entry: t.mcp.server for t in tools if t.mcp is not None}
         self.clients: dict[str, Any] = {}
+        self.errlogs: dict[str, TextIO] = {}
         self.stack = AsyncExitStack()
 
     async def __aenter__(self) -> McpSessions:
         try:
             for entry, server in self.servers.items():
+                errlog = self.stack.enter_context(_errlog())
+                self.errlogs[entry] = errlog
                 try:
-                    self.clients[entry] = await self.stack.enter_async_context(_client(server))
+                    self.clients[entry] = await self.stack.enter_async_context(_client(server, errlog))
                 except Exception as exc:
                     raise NodeError(
                         self.node,
                         f"the MCP server of tool entry '{entry}' ({server.command!r}) did not start: "
-                        f"{type(exc).__name__}: {exc}",
+                        f"{type(exc).__name__}: {exc}{_tail(errlog)}",
                     ) from exc
         except BaseException:
             await self.stack.aclose()
@@ -206,7 +226,8 @@ class McpSessions:
             raise NodeError(
                 self.node,
                 f"the MCP server of tool entry '{source.entry}' ({source.server.command!r}) failed "
-                f"on a call of '{source.tool}': {type(exc).__name__}: {exc}",
+                f"on a call of '{source.tool}': {type(exc).__name__}: {exc}"
+                + _tail(self.errlogs[source.entry]),
             ) from exc
         texts = [block.text for block in result.content if getattr(block, "type", None) == "text"]
         if result.is_error:
