@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.runtime.scripted_openai import answer, calls, scripted
+from workbench.app.export import flow_python
 from workbench.cli import main
 from workbench.errors import FlowError, NodeError, TrustError
 from workbench.flow.agent_tools import McpServer
@@ -137,6 +138,9 @@ def test_an_mcp_entry_round_trips_through_the_flow_file():
     assert flow.nodes["worker"].config["tools"] == {"calc": McpServer(SERVER, 20)}
     again = load_text(dumps(flow))
     assert again.nodes["worker"].config["tools"] == {"calc": McpServer(SERVER, 20)}
+    scope: dict[str, object] = {}
+    exec(flow_python(flow), scope)  # the app's Python export rebuilds the entry too
+    assert scope["flow"].nodes["worker"].config["tools"] == {"calc": McpServer(SERVER, 20)}
 
 
 @pytest.mark.parametrize(
