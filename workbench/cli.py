@@ -211,6 +211,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.trust:  # start the flow's MCP servers to learn their tools' types
+        from workbench.runtime.mcp import expand_mcp
+
+        flow = expand_mcp(flow, trust=True)
     report = check_report(flow, explain=args.explain)
     errors, rails, notes = report["errors"], report["rails"], report["notes"]
     ok = not errors and not any(r["status"] == "conflict" for r in rails)
@@ -319,6 +323,11 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     check.add_argument("flow", help="a *.flow.yaml file or the name of an example flow")
     check.add_argument("--json", action="store_true", help='print {"ok", "errors", "rails"}')
     check.add_argument("--explain", metavar="RAIL", help="print a rail's SMT-LIB, hypotheses and verdict")
+    check.add_argument(
+        "--trust",
+        action="store_true",
+        help="trust the flow: start its agents' MCP servers to list their tools and check rails on them",
+    )
     check.set_defaults(handler=cmd_check)
 
     serve = sub.add_parser(

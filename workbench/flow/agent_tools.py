@@ -6,6 +6,10 @@ In a flow file an agent's ``tools:`` maps a tool name to its function and typed 
       quote: {tool: "pkg.mod:fn", description: "...", inputs: {ticker: str}, outputs: {price: float}}
       buy:   {tool: "pkg.mod:fn", inputs: {qty: {int: {ge: 1}}}, outputs: {filled: int}, approve: true}
 
+An entry ``{mcp: {command: [...], timeout: 30}}`` (an ``McpServer``) stands for every tool
+of an MCP server; a trusted run expands it (``workbench.runtime.mcp``) into one
+``AgentTool`` per server tool, named as the server names it.
+
 A rail ``on: NODE.TOOL`` sees the call's arguments as a record named after the tool.
 """
 
@@ -20,9 +24,47 @@ from workbench.types import Record, Type, as_type
 if TYPE_CHECKING:
     from workbench.flow.model import Node
 
-__all__ = ["TOOL_KEYS", "AgentTool", "agent_tool", "arguments_type", "tool_problems"]
+__all__ = [
+    "MCP_KEYS",
+    "TOOL_KEYS",
+    "AgentTool",
+    "McpServer",
+    "McpSource",
+    "agent_tool",
+    "arguments_type",
+    "mcp_servers",
+    "tool_problems",
+]
 
 TOOL_KEYS = ("tool", "description", "inputs", "outputs", "approve", "timeout")
+MCP_KEYS = ("command", "timeout")
+
+
+@dataclass(eq=True)
+class McpServer:
+    """An ``mcp:`` entry of an agent's tools: a stdio MCP server whose tools the agent gets.
+
+    ``command`` is the argument list that starts the server; ``timeout`` bounds each call.
+    """
+
+    command: Any
+    timeout: Any = None
+
+    def to_data(self) -> dict[str, Any]:
+        """The flow-file mapping of this entry."""
+        spec: dict[str, Any] = {"command": self.command}
+        if self.timeout is not None:
+            spec["timeout"] = self.timeout
+        return {"mcp": spec}
+
+
+@dataclass(frozen=True)
+class McpSource:
+    """Where an expanded tool came from: the ``mcp:`` entry, its server and the server's tool name."""
+
+    entry: str
+    server: McpServer
+    tool: str
 
 
 @dataclass(eq=True)
@@ -36,6 +78,7 @@ class AgentTool:
     approve: Any = False
     timeout: Any = None
     fn: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    mcp: McpSource | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.inputs = {str(k): as_type(v) for k, v in self.inputs.items()}
@@ -79,6 +122,14 @@ def agent_tool(node: Node, name: str) -> AgentTool | None:
     return tool if isinstance(tool, AgentTool) else None
 
 
+def mcp_servers(node: Node) -> dict[str, McpServer]:
+    """The ``mcp:`` entries of an agent node not expanded yet, by entry name."""
+    tools = node.config.get("tools") if node.kind == "agent" else None
+    if not isinstance(tools, Mapping):
+        return {}
+    return {name: spec for name, spec in tools.items() if isinstance(spec, McpServer)}
+
+
 def arguments_type(tool: AgentTool) -> Record | None:
     """The record a call's arguments must fit (``None`` for a tool without inputs)."""
     return Record(None, tool.inputs) if tool.inputs else None
@@ -104,11 +155,17 @@ def tool_problems(node: Node) -> list[str]:
             continue
         if name in node.inputs or name in node.outputs:
             found.append(f"{at} has the name of one of the node's ports; rename one of them")
+        if isinstance(tool, McpServer):
+            found += _server_problems(tool, at)
+            continue
         if not isinstance(tool, AgentTool):
-            found.append(f"{at} must be a mapping with 'tool: module:function' (an AgentTool in Python)")
+            found.append(
+                f"{at} must be a mapping with 'tool: module:function' or 'mcp: {{command: [...]}}' "
+                "(an AgentTool or McpServer in Python)"
+            )
             continue
         ref = tool.tool
-        if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
+        if tool.mcp is None and (not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":"))):
             found.append(f"{at}: tool must be 'module:function', got {ref!r}")
         if tool.description is not None and not isinstance(tool.description, str):
             found.append(f"{at}: description must be a string")
@@ -116,6 +173,16 @@ def tool_problems(node: Node) -> list[str]:
             found.append(f"{at}: approve must be true or false")
         if tool.timeout is not None and not _positive(tool.timeout):
             found.append(f"{at}: timeout must be a positive number of seconds")
-        if not tool.outputs:
+        if not tool.outputs and tool.mcp is None:
             found.append(f"{at} needs at least one output port (the tool returns a mapping of them)")
+    return found
+
+
+def _server_problems(server: McpServer, at: str) -> list[str]:
+    command = server.command
+    found = []
+    if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
+        found.append(f"{at}: mcp command must be a non-empty list of strings (the program and its arguments)")
+    if server.timeout is not None and not _positive(server.timeout):
+        found.append(f"{at}: mcp timeout must be a positive number of seconds")
     return found

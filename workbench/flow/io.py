@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from workbench.errors import FlowError, FlowSyntaxError, TypeSpecError
-from workbench.flow.agent_tools import TOOL_KEYS, AgentTool
+from workbench.flow.agent_tools import MCP_KEYS, TOOL_KEYS, AgentTool, McpServer
 from workbench.flow.kinds import KINDS
 from workbench.flow.model import ENFORCE_MODES, Flow, Node, PortRef, RailSpec, Wire
 from workbench.types import List, Record, Type, parse_named_types, parse_type
@@ -355,13 +355,20 @@ class _Reader:
 
     def agent_tools(
         self, tools: Mapping[str, Any], node: str, named: Mapping[str, Type]
-    ) -> dict[Any, AgentTool]:
+    ) -> dict[Any, AgentTool | McpServer]:
         """An agent's ``tools:`` entries, their port types parsed; values are checked by validation."""
-        out = {}
+        out: dict[Any, AgentTool | McpServer] = {}
         for name, entry in tools.items():
             what = f"node '{node}' tool '{name}'"
+            if isinstance(entry, Mapping) and "mcp" in entry:
+                out[name] = self.mcp_server(tools, entry, what)
+                continue
             if not isinstance(entry, Mapping) or "tool" not in entry:
-                raise self.fail(tools, name, f"{what} must be a mapping with 'tool: module:function'")
+                raise self.fail(
+                    tools,
+                    name,
+                    f"{what} must be a mapping with 'tool: module:function' or 'mcp: {{command: [...]}}'",
+                )
             for key in entry:
                 if key not in TOOL_KEYS:
                     raise self.fail(
@@ -376,6 +383,22 @@ class _Reader:
                 entry.get("timeout"),
             )
         return out
+
+    def mcp_server(self, tools: Mapping[str, Any], entry: Mapping[str, Any], what: str) -> McpServer:
+        """An ``mcp:`` entry; its values are checked by validation."""
+        spec = entry["mcp"]
+        if len(entry) != 1 or not isinstance(spec, Mapping) or "command" not in spec:
+            raise self.fail(
+                entry,
+                "mcp",
+                f"{what} must be exactly {{mcp: {{command: [program, arg, ...], timeout: ...}}}}",
+            )
+        for key in spec:
+            if key not in MCP_KEYS:
+                raise self.fail(
+                    spec, key, f"{what}: unknown mcp key {key!r} (allowed: {', '.join(MCP_KEYS)})"
+                )
+        return McpServer(spec["command"], spec.get("timeout"))
 
     def subflow(self, spec: Mapping[str, Any], name: str, value: Any) -> Flow:
         """The flow a ``flow`` node names: inline, or a file relative to this file's directory."""
@@ -605,6 +628,8 @@ def _dump_node(node: Node, known: Mapping[str, Type]) -> dict[str, Any]:
                 value = {
                     name: tool.to_data(lambda t: _type_spec(t, known))
                     if isinstance(tool, AgentTool)
+                    else tool.to_data()
+                    if isinstance(tool, McpServer)
                     else tool
                     for name, tool in value.items()
                 }

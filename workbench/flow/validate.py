@@ -8,7 +8,7 @@ of them. Rails' *expressions* are checked by the rails layer, not here.
 from __future__ import annotations
 
 from workbench.errors import FlowValidationError
-from workbench.flow.agent_tools import agent_tool, arguments_type
+from workbench.flow.agent_tools import agent_tool, arguments_type, mcp_servers
 from workbench.flow.graph import analyse
 from workbench.flow.kinds import KINDS
 from workbench.flow.model import Flow, PortRef, Wire
@@ -152,6 +152,14 @@ def _rail_problems(flow: Flow) -> list[str]:
         elif (tool := agent_tool(flow.nodes[ref.node], ref.port)) is not None:
             if arguments_type(tool) is None:
                 found.append(f"rail '{rail.name}': on '{ref}': tool '{ref.port}' takes no arguments to check")
+        elif flow.nodes[ref.node].port_type(ref.port) is None and mcp_servers(flow.nodes[ref.node]):
+            servers = ", ".join(mcp_servers(flow.nodes[ref.node]))
+            found.append(
+                f"rail '{rail.name}': on '{ref}': node '{ref.node}' has no port or declared tool "
+                f"'{ref.port}'; it may be a tool of its MCP server entry ({servers}), which is "
+                "known only once the server runs: run the flow with --trust (trust=True) to start the "
+                "server, list its tools and check this rail"
+            )
         elif flow.nodes[ref.node].port_type(ref.port) is None:
             found.append(
                 f"rail '{rail.name}': on '{ref}': node '{ref.node}' has no port "

@@ -122,7 +122,8 @@ class _Obligations:
             for port, typ in {**node.inputs, **node.outputs}.items():
                 self.prover.declare(f"{node.name}.{port}", typ)
             for tool in node.config.get("tools") or {} if node.kind == "agent" else ():
-                arguments = arguments_type(node.config["tools"][tool])
+                spec = agent_tool(node, tool)  # None for an mcp: entry not expanded
+                arguments = arguments_type(spec) if spec is not None else None
                 if arguments is not None:  # a call's arguments, known by the tool's input types
                     self.prover.declare(f"{node.name}.{tool}", arguments)
 

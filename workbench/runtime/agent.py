@@ -31,11 +31,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import NodeError, ValueValidationError
+from workbench.errors import NodeError, TrustError, ValueValidationError
 from workbench.flow.agent_tools import AgentTool, arguments_type
 from workbench.flow.model import Flow, Node, PortRef
 from workbench.flow.port_rails import FlowRail
 from workbench.runtime.enforce import RUN_RECORDS, RailEnforcer, RailRecord, violation_message
+from workbench.runtime.mcp import McpSessions
 from workbench.runtime.nodes import LlmRunner, register_runner
 from workbench.runtime.threads import run_in_pool
 from workbench.runtime.tools import resolve_tool
@@ -93,7 +94,7 @@ class _Tool:
     fn: Callable[..., Any]
     is_async: bool
     arguments: Record | None
-    outputs: Record
+    outputs: Record | None  # None for an MCP tool: its server gives the result
     rails: list[FlowRail]
     offer: dict[str, Any]  # the OpenAI ``tools`` entry
 
@@ -105,6 +106,7 @@ class _AgentRun:
     span: Span
     env: dict[str, Any]
     records: list[RailRecord] | None
+    mcp: McpSessions | None = None
     seen: set[str] = field(default_factory=set)
     approvals: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -125,8 +127,18 @@ class AgentRunner(LlmRunner):
 
     def _plan_tool(self, name: str, spec: AgentTool) -> _Tool:
         # The same trust rule as tool nodes: a stand-in node names the tool in errors.
-        stand_in = Node(f"{self.node.name}.{name}", "tool", config={"tool": spec.tool}, fn=spec.fn)
-        fn = resolve_tool(stand_in, trust=bool(self.options.get("trust")), flow_name=self.flow.name)
+        if spec.mcp is not None:  # called through its server, which only a trusted run may start
+            if not self.options.get("trust"):
+                raise TrustError(
+                    f"flow '{self.flow.name}' node '{self.node.name}': tool '{name}' is served by the MCP "
+                    f"server {spec.mcp.server.command!r}, a program that could do anything, so an "
+                    "untrusted flow may not start it. If you trust this flow, pass --trust on the "
+                    "command line or trust=True in Python"
+                )
+            fn: Callable[..., Any] = _unused
+        else:
+            stand_in = Node(f"{self.node.name}.{name}", "tool", config={"tool": spec.tool}, fn=spec.fn)
+            fn = resolve_tool(stand_in, trust=bool(self.options.get("trust")), flow_name=self.flow.name)
         arguments = arguments_type(spec)
         parameters = (
             arguments.to_json_schema()
@@ -143,7 +155,7 @@ class AgentRunner(LlmRunner):
             fn,
             inspect.iscoroutinefunction(fn),
             arguments,
-            Record(None, spec.outputs),
+            Record(None, spec.outputs) if spec.outputs else None,
             list(rails),
             {"type": "function", "function": function},
         )
@@ -196,7 +208,16 @@ class AgentRunner(LlmRunner):
                 "(model: {openai: {base_url: ...}})",
             )
         messages = self.agent_messages(inputs, flow_inputs)
-        run = _AgentRun(span, {**flow_inputs, **inputs}, RUN_RECORDS.get())
+        env = {**flow_inputs, **inputs}
+        served = [tool.spec for tool in self.tools.values() if tool.spec.mcp is not None]
+        if not served:
+            return await self._loop(model, messages, _AgentRun(span, env, RUN_RECORDS.get()))
+        async with McpSessions(self.node.name, served) as sessions:  # started once per node run
+            return await self._loop(model, messages, _AgentRun(span, env, RUN_RECORDS.get(), sessions))
+
+    async def _loop(self, model: Any, messages: list[dict[str, Any]], run: _AgentRun) -> dict[str, Any]:
+        """Model turns and their tool calls until a valid answer or ``max_steps``."""
+        span = run.span
         steps = 0
         try:
             for steps in range(1, self.max_steps + 1):
@@ -301,6 +322,9 @@ class AgentRunner(LlmRunner):
         except asyncio.CancelledError:
             self.tracer.end_span(span, status="ERROR", message="cancelled")
             raise
+        except NodeError as exc:  # an MCP server that died: the node fails
+            self.tracer.end_span(span, status="ERROR", message=exc.cause)
+            raise
         except Exception as exc:  # a bug of ours must not end the node: the model hears of it
             status, answer = "error", f"error: {type(exc).__name__}: {exc}"
         span.attributes["gen_ai.tool.call.result"] = answer
@@ -339,7 +363,7 @@ class AgentRunner(LlmRunner):
                 refused, arguments = self._admit(tool, decision.arguments, run, span)
                 if refused is not None:
                     return refused
-        return await self._invoke(tool, arguments)
+        return await self._invoke(tool, arguments, run)
 
     def _admit(
         self, tool: _Tool, raw: Any, run: _AgentRun, span: Span
@@ -428,9 +452,12 @@ class AgentRunner(LlmRunner):
         self.tracer.add_event(span, "workbench.agent.approval", {"decision": type(decision).__name__.lower()})
         return decision
 
-    async def _invoke(self, tool: _Tool, arguments: dict[str, Any]) -> tuple[str, str]:
+    async def _invoke(self, tool: _Tool, arguments: dict[str, Any], run: _AgentRun) -> tuple[str, str]:
         """Run the tool under its timeout; its outputs, checked against their types, as JSON."""
         timeout = float(tool.spec.timeout or DEFAULT_TOOL_TIMEOUT)
+        if tool.spec.mcp is not None:
+            assert run.mcp is not None  # run() starts the servers of a node with MCP tools
+            return await run.mcp.call(tool.spec.mcp, arguments, timeout)
         try:
             call = tool.fn(**arguments) if tool.is_async else run_in_pool(tool.fn, arguments)
             raw = await asyncio.wait_for(call, timeout)
@@ -438,6 +465,7 @@ class AgentRunner(LlmRunner):
             return "timeout", f"error: tool '{tool.name}' did not finish within {timeout:g} s"
         except Exception as exc:
             return "error", f"error: tool '{tool.name}' raised {type(exc).__name__}: {exc}"
+        assert tool.outputs is not None  # tool_problems requires outputs of a declared tool
         try:
             outputs = tool.outputs.validate(raw, f"{tool.name} result")
         except ValueValidationError as exc:
@@ -458,6 +486,10 @@ def _assistant_calls(generation: Generation) -> dict[str, Any]:
             for c in generation.tool_calls
         ],
     }
+
+
+def _unused(**arguments: Any) -> Any:
+    raise AssertionError("an MCP tool is called through its server")
 
 
 def _json(value: Any) -> str:

@@ -44,6 +44,7 @@ from workbench.flow.port_rails import FlowRail
 from workbench.flow.validate import validate
 from workbench.runtime.conditions import compile_condition
 from workbench.runtime.enforce import RUN_RECORDS, RailEnforcer, RailRecord, violation_message
+from workbench.runtime.mcp import expand_mcp
 from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner, register_runner
 from workbench.spans import NoopTracer, Span, Tracer
 from workbench.types import Type
@@ -153,6 +154,7 @@ class Executor:
         approve: Any = None,
         before_node: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
+        flow = expand_mcp(flow, trust=trust)  # an agent's mcp: entries become the servers' tools
         validate(flow)
         for name, value in (("retry_backoff", retry_backoff), ("retry_max_wait", retry_max_wait)):
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
