@@ -296,3 +296,50 @@ def test_a_blocking_rail_is_not_repaired_even_next_to_a_repair_rail():
     result = execute(loads(flow), {"news": "n", "cash": 100.0}, model=model)
     assert result.status == "failed" and "rail 'budget' blocked" in str(result.error)
     assert len(model.calls) == 1
+
+
+# -- rails on a router's or a loop's outputs are checked like any other ------------------------
+# (the verifier uses them as hypotheses downstream, so the runtime must hold them)
+
+ROUTED = """
+flow: routed
+inputs: {n: int}
+outputs: {big: int, small: int}
+nodes:
+  route:
+    kind: router
+    routes: {large: "n > 100", tiny: "n <= 100"}
+    inputs: {n: int}
+    outputs: {large: int, tiny: int}
+wires: [n -> route.n, route.large -> big, route.tiny -> small]
+rails:
+  odd: {on: route.tiny, check: "tiny > 1000"}
+"""
+
+
+def test_a_rail_on_the_taken_branch_of_a_router_is_checked():
+    flow = loads(ROUTED)
+    small = execute(flow, {"n": 5})
+    assert small.status == "failed" and "odd" in str(small.error)
+    big = execute(flow, {"n": 500})  # the rail's branch is not taken: not reached, not checked
+    assert big.status == "ok" and big.outputs == {"big": 500}
+    assert [r.name for r in big.rails] == []
+
+
+def test_a_rail_on_a_loop_result_is_checked():
+    from workbench.flow import Flow, Node
+
+    flow = Flow("looped", inputs={"start": int}, outputs={"final": int})
+    loop_ports = ({"init": int, "next": int}, {"item": int, "result": int})
+    flow.add(Node("loop", "loop", *loop_ports, config={"max_iterations": 3}))
+    flow.add(Node.tool("step", lambda x: {"y": x * 2}, inputs={"x": int}, outputs={"y": int}))
+    flow.connect("start", "loop.init").connect("loop.item", "step.x").connect("step.y", "loop.next")
+    flow.connect("loop.result", "final")
+    flow.add_rail("never", "loop.result", "result >= 1000000")
+    result = execute(flow, {"start": 3})
+    assert result.status == "failed" and "never" in str(result.error)
+    assert [(r.name, r.verdict) for r in result.rails] == [("never", "fail")]
+    del flow.rails["never"]
+    flow.add_rail("reached", "loop.result", "result >= 24")
+    ok = execute(flow, {"start": 3})
+    assert ok.status == "ok" and ok.outputs == {"final": 24}

@@ -449,18 +449,16 @@ class Executor:
                 node.name, f"returned '{extra[0]}', which is not one of its outputs {list(node.outputs)}"
             )
         failures: list[tuple[FlowRail, RailRecord]] = []
-        if plan.output_rails and not any(v is SKIPPED for v in outputs.values()):
+        # A router's untaken branches and a loop's item are SKIPPED: a rail on such a port, or
+        # reading one, is not reached this run; every other rail is checked (the verifier counts
+        # on them as hypotheses downstream).
+        skipped = {p for p, v in outputs.items() if v is SKIPPED}
+        rails = [r for r in plan.output_rails if r.port.port not in skipped and not r.names & skipped]
+        if rails:
             env = self._env(plan, inputs, outputs, state)
             port = f"{node.name}.{next(iter(node.outputs))}" if len(node.outputs) == 1 else node.name
             assert self.enforcer is not None  # a plan has rails only when the flow has an enforcer
-            failures = self.enforcer.check(
-                plan.output_rails,
-                env,
-                port,
-                self.tracer,
-                span,
-                state.records,
-            )
+            failures = self.enforcer.check(rails, env, port, self.tracer, span, state.records)
         return outputs, failures
 
     def _store(self, plan: _Plan, outputs: dict[str, Any], values: dict[Key, Any]) -> None:
@@ -506,7 +504,9 @@ class Executor:
             if plan.input_rails:
                 self._check_inputs(plan, inputs, state, span)
             if plan.runner is None:
-                outputs = await self._run_loop(plan, inputs, values, state, span)
+                raw = await self._run_loop(plan, inputs, values, state, span)
+                outputs, failures = self._check_outputs(plan, raw, inputs, state, span)
+                RailEnforcer.raise_blocking(failures, ("block", "repair", "decode"))
             else:
                 outputs = await self._run_with_repair(plan, inputs, state, span)
         except asyncio.CancelledError:
