@@ -33,7 +33,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS_COPY = Path("/work/wt/app-shots")
+# Set WORKBENCH_SCREENSHOTS to a folder to keep a copy of every screenshot there.
+SHOTS_COPY = os.environ.get("WORKBENCH_SCREENSHOTS")
 
 # A flow whose texts try to run script in the page: every one must show as text.
 EVIL_FLOW = """\
@@ -122,9 +123,10 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def save_shot(page: object, shots: Path, name: str) -> Path:
-    """Screenshot the page into ``shots`` and copy it to /work/wt/app-shots when that exists."""
+    """Screenshot the page into ``shots`` (and into ``$WORKBENCH_SCREENSHOTS`` when set)."""
     path = shots / f"{name}.png"
     page.screenshot(path=str(path))  # type: ignore[attr-defined]
-    if SHOTS_COPY.is_dir():
-        shutil.copy(path, SHOTS_COPY / path.name)
+    if SHOTS_COPY:
+        Path(SHOTS_COPY).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(SHOTS_COPY) / path.name)
     return path

@@ -2,7 +2,7 @@
 
 One page is driven through canvas and rail edits, a fresh one runs the triage flow and
 reads its trace, a third opens a flow whose texts carry script. Screenshots are written
-to the pytest temp folder (and copied to /work/wt/app-shots when it exists).
+to the pytest temp folder (and copied to $WORKBENCH_SCREENSHOTS when that is set).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from workbench.models.base import Generation, GenerationRequest, Model, TokenEve
 from workbench.runtime import Executor, execute
 from workbench.spans import MemoryTracer
 
+from .test_executor import ROUTER_FLOW
+
 HERE = "tests.runtime.test_rails_runtime"
 TRADER = flow_path("trader").read_text()
 
@@ -301,20 +303,13 @@ def test_a_blocking_rail_is_not_repaired_even_next_to_a_repair_rail():
 # -- rails on a router's or a loop's outputs are checked like any other ------------------------
 # (the verifier uses them as hypotheses downstream, so the runtime must hold them)
 
-ROUTED = """
-flow: routed
-inputs: {n: int}
-outputs: {big: int, small: int}
-nodes:
-  route:
-    kind: router
-    routes: {large: "n > 100", tiny: "n <= 100"}
-    inputs: {n: int}
-    outputs: {large: int, tiny: int}
-wires: [n -> route.n, route.large -> big, route.tiny -> small]
-rails:
+# test_executor's router flow with a rail on its ``tiny`` branch
+ROUTED = (
+    ROUTER_FLOW
+    + """rails:
   odd: {on: route.tiny, check: "tiny > 1000"}
 """
+)
 
 
 def test_a_rail_on_the_taken_branch_of_a_router_is_checked():
