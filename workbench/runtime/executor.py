@@ -452,8 +452,10 @@ class Executor:
         # A router's untaken branches and a loop's item are SKIPPED: a rail on such a port, or
         # reading one, is not reached this run; every other rail is checked (the verifier counts
         # on them as hypotheses downstream).
-        skipped = {p for p, v in outputs.items() if v is SKIPPED}
-        rails = [r for r in plan.output_rails if r.port.port not in skipped and not r.names & skipped]
+        rails = plan.output_rails
+        skipped = {p for p, v in outputs.items() if v is SKIPPED} if rails else set()
+        if skipped:
+            rails = [r for r in rails if r.port.port not in skipped and not r.names & skipped]
         if rails:
             env = self._env(plan, inputs, outputs, state)
             port = f"{node.name}.{next(iter(node.outputs))}" if len(node.outputs) == 1 else node.name
