@@ -37,7 +37,9 @@ from workbench.flow.model import Flow, Node, PortRef
 from workbench.flow.port_rails import FlowRail
 from workbench.runtime.enforce import RUN_RECORDS, RailEnforcer, RailRecord, violation_message
 from workbench.runtime.mcp import McpSessions
+from workbench.runtime.memory import THREAD_MEMORY
 from workbench.runtime.nodes import LlmRunner, register_runner
+from workbench.runtime.replay import node_key
 from workbench.runtime.threads import run_in_pool
 from workbench.runtime.tools import resolve_tool
 from workbench.spans import NoopTracer, Span, Tracer
@@ -208,12 +210,22 @@ class AgentRunner(LlmRunner):
                 "(model: {openai: {base_url: ...}})",
             )
         messages = self.agent_messages(inputs, flow_inputs)
+        memory = THREAD_MEMORY.get()
+        if memory is not None:  # a thread: earlier turns go between the system prompt and the new one
+            earlier = memory.history(node_key(self.node.name))
+            messages[1:1] = earlier
+            span.attributes["workbench.thread.id"] = memory.thread
+            span.attributes["workbench.thread.earlier_messages"] = len(earlier)
         env = {**flow_inputs, **inputs}
         served = [tool.spec for tool in self.tools.values() if tool.spec.mcp is not None]
         if not served:
-            return await self._loop(model, messages, _AgentRun(span, env, RUN_RECORDS.get()))
-        async with McpSessions(self.node.name, served) as sessions:  # started once per node run
-            return await self._loop(model, messages, _AgentRun(span, env, RUN_RECORDS.get(), sessions))
+            outputs = await self._loop(model, messages, _AgentRun(span, env, RUN_RECORDS.get()))
+        else:
+            async with McpSessions(self.node.name, served) as sessions:  # started once per node run
+                outputs = await self._loop(model, messages, _AgentRun(span, env, RUN_RECORDS.get(), sessions))
+        if memory is not None:  # saved with the thread only if the whole run succeeds
+            memory.remember(node_key(self.node.name), messages[1:])
+        return outputs
 
     async def _loop(self, model: Any, messages: list[dict[str, Any]], run: _AgentRun) -> dict[str, Any]:
         """Model turns and their tool calls until a valid answer or ``max_steps``."""
@@ -281,7 +293,7 @@ class AgentRunner(LlmRunner):
             tool_choice="auto",
         )
         try:
-            (generation,) = await model.generate([request])
+            generation = await self.generate(model, request, span)
         except BaseException as exc:
             self.tracer.end_span(span, status="ERROR", message=str(exc) or type(exc).__name__)
             raise

@@ -27,6 +27,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from workbench.errors import (
@@ -45,7 +46,9 @@ from workbench.flow.validate import validate
 from workbench.runtime.conditions import compile_condition
 from workbench.runtime.enforce import RUN_RECORDS, RailEnforcer, RailRecord, violation_message
 from workbench.runtime.mcp import expand_mcp
+from workbench.runtime.memory import THREAD_MEMORY, ThreadMemory, ThreadStore, check_thread_id, warn_unused
 from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner, register_runner
+from workbench.runtime.replay import NODE_SCOPE, REPLAY_RUN, ModelAnswers, ReplayRun, node_key
 from workbench.spans import NoopTracer, Span, Tracer
 from workbench.types import Type
 
@@ -57,7 +60,11 @@ Key = tuple[str | None, str]  # (node or None for the flow, port)
 
 @dataclass
 class RunResult:
-    """What one run produced. ``status`` is ``ok``, ``failed`` or ``cancelled``."""
+    """What one run produced. ``status`` is ``ok``, ``failed`` or ``cancelled``.
+
+    ``thread``: the thread the run continued; ``replay``: for a replay, ``{"of": RUN_ID,
+    "recorded": n, "live": [...], "diverged": [...]}`` (``workbench.runtime.replay``).
+    """
 
     run_id: str
     flow: str
@@ -67,6 +74,8 @@ class RunResult:
     error: WorkbenchError | None = None
     skipped_outputs: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    thread: str | None = None
+    replay: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` shape of ``workbench run`` (docs/architecture.md, "Command line")."""
@@ -80,6 +89,10 @@ class RunResult:
             out["error"] = str(self.error)
         if self.skipped_outputs:
             out["skipped_outputs"] = self.skipped_outputs
+        if self.thread is not None:
+            out["thread"] = self.thread
+        if self.replay is not None:
+            out["replay"] = self.replay
         return out
 
     def raise_for_status(self) -> RunResult:
@@ -138,6 +151,11 @@ class Executor:
     ``before_node``: awaited as ``before_node(node_name, inputs)`` before each node of this
     flow runs (after its inputs are gathered, before its span starts), e.g. to pause at a
     breakpoint; with it, every node runs as a task so the wait never blocks the loop.
+    ``thread``: continue each agent node's conversation of this thread (an id) in every run
+    (``arun(thread=...)`` for one run), kept in the state file ``state`` (a path or a
+    ``ThreadStore``; default ``.workbench/state.duckdb``; ``workbench.runtime.memory``).
+    ``replay``: a ``ModelAnswers`` (``workbench.runtime.replay``): llm nodes and agent turns
+    take the recorded answers instead of calling the model.
     """
 
     def __init__(
@@ -153,7 +171,17 @@ class Executor:
         retry_max_wait: float = 30.0,
         approve: Any = None,
         before_node: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+        thread: str | None = None,
+        state: str | Path | ThreadStore | None = None,
+        replay: ModelAnswers | None = None,
     ) -> None:
+        self.thread = check_thread_id(thread) if thread is not None else None
+        if replay is not None and not isinstance(replay, ModelAnswers):
+            raise UsageError(
+                f"replay= takes a ModelAnswers (workbench.runtime.replay), got {type(replay).__name__}"
+            )
+        self.replay = replay
+        self._state = state
         flow = expand_mcp(flow, trust=trust)  # an agent's mcp: entries become the servers' tools
         validate(flow)
         for name, value in (("retry_backoff", retry_backoff), ("retry_max_wait", retry_max_wait)):
@@ -171,6 +199,7 @@ class Executor:
             "retry_backoff": self.retry_backoff,
             "retry_max_wait": self.retry_max_wait,
             "approve": approve,
+            "replay": replay,
         }
         self.graph = analyse(flow)
         self.enforcer = (
@@ -252,25 +281,70 @@ class Executor:
 
     # -- running --------------------------------------------------------------------------
 
-    async def arun(self, inputs: Mapping[str, Any], *, parent: Span | None = None) -> RunResult:
-        """Run the flow once. Bad inputs raise ``ValueValidationError``; failures are in the result."""
+    @property
+    def threads(self) -> ThreadStore:
+        """The state file of threads (opened only for short transactions)."""
+        if not isinstance(self._state, ThreadStore):
+            self._state = ThreadStore(self._state)
+        return self._state
+
+    async def arun(
+        self, inputs: Mapping[str, Any], *, parent: Span | None = None, thread: str | None = None
+    ) -> RunResult:
+        """Run the flow once. Bad inputs raise ``ValueValidationError``; failures are in the result.
+
+        ``thread`` (default: the executor's) continues that thread's agent conversations; a
+        thread another run holds raises ``ThreadError``, a bad id or another flow's thread
+        ``UsageError``.
+        """
         flow_inputs = self._validate_inputs(inputs)
         run_id = uuid.uuid4().hex
-        root = self.tracer.start_span(
-            f"invoke_flow {self.flow.name}",
-            parent=parent,
-            attributes={
-                "openinference.span.kind": "CHAIN",
-                "workbench.run.id": run_id,
-                "workbench.flow.name": self.flow.name,
-                "workbench.flow.hash": self.hash,
-                "workbench.run.inputs": _json(flow_inputs),
-            },
-        )
+        thread = check_thread_id(thread) if thread is not None else self.thread
+        attributes = {
+            "openinference.span.kind": "CHAIN",
+            "workbench.run.id": run_id,
+            "workbench.flow.name": self.flow.name,
+            "workbench.flow.hash": self.hash,
+            "workbench.run.inputs": _json(flow_inputs),
+        }
+        memory: ThreadMemory | None = None
+        if thread is not None:
+            memory = self.threads.claim(thread, self.flow.name, run_id)
+            attributes["workbench.thread.id"] = thread
+            unused = warn_unused(memory, self.flow)
+            if unused:
+                attributes["workbench.thread.unused"] = _json(unused)
+        replaying: ReplayRun | None = None
+        if self.replay is not None:
+            attributes["workbench.replay.of"] = self.replay.run_id
+            if REPLAY_RUN.get() is None:  # a sub-flow's run goes on with its parent's replay
+                replaying = ReplayRun()
+        result: RunResult | None = None
+        try:
+            name = f"invoke_flow {self.flow.name}"
+            root = self.tracer.start_span(name, parent=parent, attributes=attributes)
+            result = await self._arun(flow_inputs, run_id, root, memory, replaying)
+        finally:  # cancelled or failed: the thread is let go, as it was
+            if memory is not None:
+                self.threads.release(memory, save=result is not None and result.status == "ok")
+        return result
+
+    async def _arun(
+        self,
+        flow_inputs: dict[str, Any],
+        run_id: str,
+        root: Span,
+        memory: ThreadMemory | None,
+        replaying: ReplayRun | None,
+    ) -> RunResult:
         state = _Run({(None, k): v for k, v in flow_inputs.items()}, flow_inputs, [], root)
         start = time.perf_counter()
-        result = RunResult(run_id, self.flow.name, "ok", rails=state.records)
+        result = RunResult(
+            run_id, self.flow.name, "ok", rails=state.records, thread=memory.thread if memory else None
+        )
         records_token = RUN_RECORDS.set(state.records)
+        memory_token = THREAD_MEMORY.set(memory) if memory is not None else None
+        replay_token = REPLAY_RUN.set(replaying) if replaying is not None else None
         try:
             # A rail on an input is a rule of the run (exit 1, recorded), not a type error (exit 2).
             self._check_input_rails(flow_inputs, state)
@@ -281,7 +355,7 @@ class Executor:
                 "cancelled",
                 RunError(f"run of flow '{self.flow.name}' was cancelled"),
             )
-            self._end_root(root, result, start)
+            self._end_root(root, result, start, replaying)
             raise
         except WorkbenchError as exc:
             result.status, result.error = "failed", exc
@@ -291,11 +365,21 @@ class Executor:
             result.error.__cause__ = exc
         finally:
             RUN_RECORDS.reset(records_token)
-        self._end_root(root, result, start)
+            if memory_token is not None:
+                THREAD_MEMORY.reset(memory_token)
+            if replay_token is not None:
+                REPLAY_RUN.reset(replay_token)
+        self._end_root(root, result, start, replaying)
         return result
 
-    def _end_root(self, root: Span, result: RunResult, start: float) -> None:
+    def _end_root(self, root: Span, result: RunResult, start: float, replaying: ReplayRun | None) -> None:
         result.seconds = time.perf_counter() - start
+        if replaying is not None:
+            assert self.replay is not None  # a replay run exists only for an executor that replays
+            result.replay = replaying.summary(self.replay.run_id)
+            root.attributes["workbench.replay.recorded"] = replaying.recorded
+            root.attributes["workbench.replay.live"] = len(replaying.live)
+            root.attributes["workbench.replay.diverged"] = _json(replaying.diverged)
         root.attributes["workbench.run.status"] = result.status
         root.attributes["workbench.run.outputs"] = _json(result.outputs)
         status = "OK" if result.status == "ok" else "ERROR"
@@ -634,7 +718,8 @@ class FlowRunner(Runner):
 
     def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
         super().__init__(node, flow, options)
-        passed = ("tracer", "trust", "model", "retry_backoff", "retry_max_wait", "approve")
+        # The thread and the replay's progress reach the sub-flow's nodes through the run's context.
+        passed = ("tracer", "trust", "model", "retry_backoff", "retry_max_wait", "approve", "replay")
         self.inner = Executor(node.config["flow"], **{k: v for k, v in options.items() if k in passed})
 
     async def run(
@@ -644,7 +729,11 @@ class FlowRunner(Runner):
         flow_inputs: Mapping[str, Any],
         feedback: list[dict[str, str]] | None = None,
     ) -> dict[str, Any]:
-        result = await self.inner.arun(inputs, parent=span)
+        scope = NODE_SCOPE.set(node_key(self.node.name) + "/")  # its nodes' keys: outer/inner
+        try:
+            result = await self.inner.arun(inputs, parent=span)
+        finally:
+            NODE_SCOPE.reset(scope)
         if result.status != "ok":
             assert result.error is not None
             raise NodeError(self.node.name, f"sub-flow '{self.inner.flow.name}' failed: {result.error}")

@@ -22,6 +22,7 @@ from workbench.errors import ModelUnavailable, NodeError
 from workbench.flow.model import Flow, Node
 from workbench.runtime.conditions import Condition, compile_condition
 from workbench.runtime.decode import DecodeEnforcer
+from workbench.runtime.replay import ANSWER_EVENT, REPLAYED, ModelAnswers, answer_event, node_key
 from workbench.runtime.threads import run_in_pool
 from workbench.runtime.tools import resolve_tool
 from workbench.runtime.trust import check_model_spec
@@ -29,6 +30,7 @@ from workbench.spans import NoopTracer
 from workbench.types import Record
 
 if TYPE_CHECKING:
+    from workbench.models.base import Generation, GenerationRequest
     from workbench.spans import Span
 
 __all__ = ["RUNNERS", "SKIPPED", "Runner", "register_runner"]
@@ -254,11 +256,13 @@ class LlmRunner(Runner):
         self.schema = out_type.to_json_schema()
         self._model: Any = None
         self.decode = DecodeEnforcer.for_node(node, options.get("enforcer"))
+        # Replaying a recorded run: answers come from it, and no model is loaded unless asked.
+        self.replay: ModelAnswers | None = options.get("replay")
 
     @property
     def ready(self) -> bool:
-        """Whether the model is at hand (``prepare`` has loaded it, or it was passed in)."""
-        return self._model is not None
+        """Whether the model is at hand (``prepare`` loaded it, it was passed in, or a replay needs none)."""
+        return self._model is not None or self.replay is not None
 
     async def prepare(self, parent: Span) -> None:
         """Load the model before the node's span opens, traced as a ``workbench.model.load`` span.
@@ -306,7 +310,14 @@ class LlmRunner(Runner):
 
         ``model=`` (executor option) may be a spec or an object implementing ``Model``. The
         executor loads it in ``prepare``; this is the untraced path for callers that do not.
+        Replaying, a stand-in: ``generate`` takes the recorded answers.
         """
+        if self.replay is not None:
+            return REPLAYED
+        return self._resolved()
+
+    def _resolved(self) -> Any:
+        """The real model backend (for a replay, the live model ``replay_live`` asks)."""
         if self._model is None:
             from workbench.models.base import Model
             from workbench.models.registry import resolve_model
@@ -371,7 +382,7 @@ class LlmRunner(Runner):
                 decode_rails=hook,
             )
             with self._profiled(span):
-                (generation,) = await model.generate([request])
+                generation = await self.generate(model, request, span)
             if self.decode is None or attempt + 1 >= self.decode.attempts:
                 break
             try:
@@ -398,6 +409,20 @@ class LlmRunner(Runner):
         # The answer travels on the span: runs of one executor may overlap, so no runner state.
         span.attributes["gen_ai.completion"] = generation.text
         return self.parse_outputs(generation.text)
+
+    async def generate(self, model: Any, request: GenerationRequest, span: Span) -> Generation:
+        """One model call, or the recorded answer when replaying; kept as a ``workbench.model.answer``
+        event on ``span`` (what a later replay of this run reads)."""
+        if self.replay is not None:
+            generation, info = await self.replay.answer(self.node.name, request, self._resolved)
+            span.attributes.update(info)
+        else:
+            (generation,) = await model.generate([request])
+        if self._traced():
+            self.options["tracer"].add_event(
+                span, ANSWER_EVENT, answer_event(node_key(self.node.name), request, generation)
+            )
+        return generation
 
     def _event(self, span: Span, name: str, attributes: dict[str, Any]) -> None:
         if self._traced():
