@@ -1,6 +1,7 @@
 """The ``workbench`` command (docs/architecture.md, "Command line").
 
     workbench run FLOW [-i k=v]... [--inputs FILE] [--model SPEC] [--db PATH] [--approve all|none] [--json]
+                  [--thread ID] [--state PATH] [--replay RUN_ID [--replay-live]]
     workbench check FLOW [--json] [--explain RAIL]
     workbench serve [FLOW...] [--port] [--address] [--db]   (the app, from workbench.app)
     workbench traces list|show|query|export|serve ...       (from workbench.traces)
@@ -19,6 +20,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -120,9 +122,18 @@ def _open_tracer(args: argparse.Namespace) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     """``workbench run``: run a flow once and print its outputs."""
     from workbench.runtime import Executor
+    from workbench.runtime.memory import ThreadWarning, default_state_path
 
     flow = _load(args.flow)
     inputs = _parse_inputs(flow, args.input, args.inputs)
+    replay = None
+    if args.replay is not None:  # read from the trace store before this run's writer opens it
+        from workbench.api import replay_answers
+
+        replay = replay_answers(flow, args.replay, db=args.db, live=args.replay_live)
+        inputs = {**replay.inputs, **inputs}
+    elif args.replay_live:
+        raise UsageError("--replay-live goes with --replay RUN_ID")
     tracer = _open_tracer(args)
     try:
         executor = Executor(
@@ -132,8 +143,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             model=_model_spec(args.model),
             profile_kernels=args.profile_kernels,
             approve=_approver(args.approve),
+            thread=args.thread,
+            state=args.state or default_state_path(args.db),
+            replay=replay,
         )
-        result = executor.run(inputs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ThreadWarning)
+            result = executor.run(inputs)
+        for warning in caught:  # one line each, not the source line a warning points at
+            if issubclass(warning.category, ThreadWarning):
+                print(f"warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     finally:
         if tracer is not None:
             tracer.close()
@@ -194,6 +215,21 @@ def _print_run(result: Any, args: argparse.Namespace) -> None:
             + "".join(f"\n  - {r.name} on {r.port} ({r.enforce})" for r in failed),
             file=sys.stderr,
         )
+    if result.replay is not None:
+        replayed = result.replay
+        line = f"replay of run {replayed['of']}: {replayed['recorded']} model answers from its trace"
+        if replayed["live"]:
+            line += f", {len(replayed['live'])} from the model"
+        if replayed["diverged"]:
+            steps = ", ".join(f"{d['node']} step {d['step']}" for d in replayed["diverged"])
+            line += f"; {len(replayed['diverged'])} to a request unlike the recorded one ({steps})"
+        print(line, file=sys.stderr)
+    if result.thread is not None:
+        from workbench.runtime.memory import default_state_path
+
+        kept = "kept" if result.status == "ok" else "left as it was"
+        state = args.state or default_state_path(args.db)
+        print(f"thread {result.thread}: conversation {kept} (state: {state})", file=sys.stderr)
     where = "" if args.no_trace else f" (traces: {args.db or '.workbench/traces.duckdb'})"
     print(f"run {result.run_id}: {result.status} in {result.seconds * 1000:.1f} ms{where}", file=sys.stderr)
 
@@ -311,6 +347,26 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
         choices=("all", "none"),
         help="approve (all) or deny (none) every agent tool call marked approve: true; "
         "without it, ask at the terminal (deny when stdin is not a terminal)",
+    )
+    run.add_argument(
+        "--thread",
+        metavar="ID",
+        help="continue each agent node's conversation of this thread (letters, digits, ._:@-), "
+        "kept in the state file",
+    )
+    run.add_argument(
+        "--state", metavar="PATH", help="thread state file (default state.duckdb beside the trace database)"
+    )
+    run.add_argument(
+        "--replay",
+        metavar="RUN_ID",
+        help="take every model answer from this run's trace (an id, a unique prefix, or latest) instead "
+        "of calling the model; inputs not given are that run's",
+    )
+    run.add_argument(
+        "--replay-live",
+        action="store_true",
+        help="with --replay: ask the model where the trace has no answer, or one to a different request",
     )
     run.add_argument("--json", action="store_true", help='print {"run_id", "status", "outputs", "rails"}')
     run.set_defaults(handler=cmd_run)

@@ -151,15 +151,25 @@ REPLAY_RUN: ContextVar[ReplayRun | None] = ContextVar("workbench_replay_run", de
 class ModelAnswers:
     """The model answers of a recorded run, per node key in call order: the executor's ``replay=``.
 
-    ``run_id`` names the recording in errors and in the new run's trace; ``live=True`` asks
-    the real model where the recording has no answer, or one to a different request.
+    ``run_id`` names the recording in errors and in the new run's trace; ``flow`` and
+    ``inputs`` are the recorded run's (a replay runs with those inputs unless given others);
+    ``live=True`` asks the real model where the recording has no answer, or one to a
+    different request.
     """
 
     def __init__(
-        self, answers: Mapping[str, Sequence[RecordedAnswer]], *, run_id: str, live: bool = False
+        self,
+        answers: Mapping[str, Sequence[RecordedAnswer]],
+        *,
+        run_id: str,
+        flow: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        live: bool = False,
     ) -> None:
         self.answers = {key: list(values) for key, values in answers.items()}
         self.run_id = run_id
+        self.flow = flow
+        self.inputs = dict(inputs or {})
         self.live = live
 
     def __repr__(self) -> str:

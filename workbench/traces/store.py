@@ -30,6 +30,8 @@ from .schema import SCHEMA_VERSION, TABLES, current_version
 if TYPE_CHECKING:  # pandas is needed only by whoever asks for a DataFrame
     import pandas as pd
 
+    from workbench.runtime.replay import ModelAnswers
+
 __all__ = ["TraceStore"]
 
 _RUN_FILTER = " WHERE trace_id IN (SELECT trace_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[])))"
@@ -153,6 +155,29 @@ class TraceStore:
             "FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id",
             [trace_id],
         )
+
+    def model_answers(self, run_id: str, *, live: bool = False) -> ModelAnswers:
+        """Every model answer run ``run_id`` recorded (its ``workbench.model.answer`` events), per
+        node in call order, with the run's flow name and inputs: what ``replay=`` takes.
+
+        ``live``: the replay asks the real model where the recording has no answer.
+        """
+        # imported here: reading traces needs no runtime (`workbench traces` starts faster)
+        from workbench.runtime.replay import ANSWER_EVENT, ModelAnswers, RecordedAnswer
+
+        rid = self.resolve_run(run_id)
+        sql = "SELECT trace_id, flow_name, inputs FROM runs WHERE run_id = ?"
+        (run,) = self.arrow(sql, [rid]).to_pylist()
+        answers: dict[str, list[RecordedAnswer]] = {}
+        for row in self.arrow(
+            "SELECT attributes FROM span_events WHERE trace_id = ? AND name = ? ORDER BY time_ns, seq",
+            [run["trace_id"], ANSWER_EVENT],
+        ).to_pylist():
+            attributes = json.loads(row["attributes"] or "{}")
+            key = str(attributes.get("workbench.node.key"))
+            answers.setdefault(key, []).append(RecordedAnswer.from_event(attributes))
+        inputs = json.loads(run["inputs"]) if run["inputs"] else {}
+        return ModelAnswers(answers, run_id=rid, flow=run["flow_name"], inputs=inputs, live=live)
 
     def _per_run(self, table: str, run_id: str | None, order: str) -> pd.DataFrame:
         if run_id is None:
