@@ -20,6 +20,7 @@ from workbench.errors import NodeError, UsageError
 from workbench.examples import desk, flow_path
 from workbench.flow import Flow, load, loads
 from workbench.runtime import Approve, Executor
+from workbench.runtime.memory import ThreadStore
 from workbench.traces import TraceStore, tracer_for
 
 NEWS = "BOLT shares jump after a record quarter"
@@ -241,3 +242,35 @@ def test_workbench_run_replay_and_its_exit_codes(recorded, capsys, tmp_path):
     assert code == 2 and "ran flow 'desk', not 'triage'" in err
     code, _, err = _cli(capsys, *base, "--replay-live")
     assert code == 2 and "--replay-live goes with --replay RUN_ID" in err
+
+
+OFFICE = """
+flow: office
+version: 1
+types:
+  Ticker: {{str: {{pattern: '[A-Z]{{1,5}}'}}}}
+  Result: {{ticker: Ticker, qty: {{int: {{ge: 0}}}}, note: str}}
+inputs: {{news: str, cash: float}}
+outputs: {{result: Result}}
+nodes:
+  desk: {{kind: flow, flow: '{desk}', inputs: {{news: str, cash: float}}, outputs: {{result: Result}}}}
+wires: [news -> desk.news, cash -> desk.cash, desk.result -> result]
+"""
+
+
+def test_an_agent_inside_a_sub_flow_keeps_its_thread_and_replays_under_its_path(tmp_path):
+    office = loads(OFFICE.format(desk=flow_path("desk")))
+    db, state = tmp_path / "traces.duckdb", tmp_path / "state.duckdb"
+    inputs = {"news": NEWS, "cash": 1000.0}
+    with scripted([answer(FINAL), answer(FINAL)]) as server:
+        first = _record(db, office, server.model, inputs, thread="t", state=state)
+        second = _record(db, office, server.model, inputs, thread="t", state=state)
+    assert first.status == second.status == "ok", (first.error, second.error)
+    assert [m["role"] for m in server.requests[1]["messages"]] == ["system", "user", "assistant", "user"]
+    answers = replay_answers(office, second.run_id, db=db)
+    assert list(answers.answers) == ["desk/desk"]  # the sub-flow node's name, then the agent's
+    assert ThreadStore(state).conversation("t", "desk/desk")[-1]["role"] == "assistant"
+    replayed = _record(db, office, DEAD_MODEL, inputs, replay=answers)
+    assert replayed.status == "ok", replayed.error
+    assert replayed.outputs == {"result": FINAL}
+    assert replayed.replay["recorded"] == 1
