@@ -307,20 +307,19 @@ class Executor:
             "workbench.flow.hash": self.hash,
             "workbench.run.inputs": _json(flow_inputs),
         }
-        memory: ThreadMemory | None = None
-        if thread is not None:
-            memory = self.threads.claim(thread, self.flow.name, run_id)
-            attributes["workbench.thread.id"] = thread
-            unused = warn_unused(memory, self.flow)
-            if unused:
-                attributes["workbench.thread.unused"] = _json(unused)
         replaying: ReplayRun | None = None
         if self.replay is not None:
             attributes["workbench.replay.of"] = self.replay.run_id
             if REPLAY_RUN.get() is None:  # a sub-flow's run goes on with its parent's replay
                 replaying = ReplayRun()
+        memory = self.threads.claim(thread, self.flow.name, run_id) if thread is not None else None
         result: RunResult | None = None
         try:
+            if memory is not None:
+                attributes["workbench.thread.id"] = memory.thread
+                unused = warn_unused(memory, self.flow)
+                if unused:
+                    attributes["workbench.thread.unused"] = _json(unused)
             name = f"invoke_flow {self.flow.name}"
             root = self.tracer.start_span(name, parent=parent, attributes=attributes)
             result = await self._arun(flow_inputs, run_id, root, memory, replaying)

@@ -273,7 +273,7 @@ def warn_unused(memory: ThreadMemory, flow: Flow) -> list[str]:
                 f"does not have ({', '.join(unused)}): renamed or removed nodes start afresh, and the "
                 "old conversations stay in the state file unused"
             ),
-            stacklevel=3,
+            stacklevel=2,
         )
     return unused
 

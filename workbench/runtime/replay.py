@@ -28,6 +28,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from workbench.errors import NodeError
 
 if TYPE_CHECKING:
@@ -65,8 +67,11 @@ def request_digest(request: GenerationRequest) -> str:
         "tool_choice": request.tool_choice,
         "schema": request.response_schema,
     }
-    text = json.dumps(asked, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    try:  # orjson: a turn's digest costs microseconds, not the ~100 us of json.dumps
+        data = orjson.dumps(asked, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # what orjson refuses (an int beyond 64 bits)
+        data = json.dumps(asked, sort_keys=True, default=str).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def answer_event(key: str, request: GenerationRequest, generation: Generation) -> dict[str, Any]:
@@ -78,10 +83,9 @@ def answer_event(key: str, request: GenerationRequest, generation: Generation) -
         "workbench.request.sha256": request_digest(request),
     }
     if generation.tool_calls:
-        attributes["workbench.answer.tool_calls"] = json.dumps(
-            [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in generation.tool_calls],
-            ensure_ascii=False,
-        )
+        attributes["workbench.answer.tool_calls"] = orjson.dumps(
+            [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in generation.tool_calls]
+        ).decode()
     return attributes
 
 
