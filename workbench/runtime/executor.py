@@ -312,6 +312,8 @@ class Executor:
             attributes["workbench.replay.of"] = self.replay.run_id
             if REPLAY_RUN.get() is None:  # a sub-flow's run goes on with its parent's replay
                 replaying = ReplayRun()
+        # Claimed in line (a few ms): a claim made on a worker thread could land after this task
+        # was cancelled, and nobody would let it go.
         memory = self.threads.claim(thread, self.flow.name, run_id) if thread is not None else None
         result: RunResult | None = None
         try:

@@ -171,9 +171,10 @@ class ThreadStore:
                 break
             except duckdb.Error as exc:
                 text = str(exc)
-                if "lock" not in text.lower() or time.monotonic() >= deadline:
+                locked = "lock" in text.lower()
+                if not locked or time.monotonic() >= deadline:
                     first = text.splitlines()[0] if text else type(exc).__name__
-                    held = f" (another process held it over {self.wait:g} s)" if "lock" in text else ""
+                    held = f" (another process held it over {self.wait:g} s)" if locked else ""
                     raise ThreadError(f"cannot open thread state file {self.path}{held}: {first}") from None
                 time.sleep(delay)  # another process is in one of its short transactions
                 delay = min(delay * 2, 0.1)
