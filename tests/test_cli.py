@@ -334,3 +334,24 @@ def test_a_cpu_run_imports_neither_triton_nor_anything_it_does_not_need():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.rstrip().endswith("[]"), proc.stdout  # the model ran on the torch references
+
+
+def test_json_output_survives_a_lone_surrogate(tmp_path):
+    # A tool (or a Z3 string counterexample) may hand back a lone surrogate, which UTF-8 cannot
+    # encode: the JSON output escapes it instead of dying with UnicodeEncodeError.
+    (tmp_path / "surrogate_tool.py").write_text("def odd(x):\n    return {'y': x + '\\ud800'}\n")
+    flow = tmp_path / "s.flow.yaml"
+    flow.write_text(
+        "flow: s\ninputs: {x: str}\noutputs: {y: str}\nnodes:\n  n: {kind: tool, tool: 'surrogate_tool:odd', "
+        "inputs: {x: str}, outputs: {y: str}}\nwires: [x -> n.x, n.y -> y]\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONIOENCODING": "utf-8"}
+    argv = [sys.executable, "-m", "workbench", "run", str(flow), "-i", "x=é", "--trust", "--no-trace"]
+    for extra in (["--json"], []):
+        proc = subprocess.run(
+            [*argv, *extra], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        outputs = data["outputs"] if extra else data
+        assert outputs["y"] == "é\ud800"

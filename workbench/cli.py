@@ -53,6 +53,21 @@ def _flow_path(text: str) -> Path:
     )
 
 
+def _json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as JSON text that any UTF-8 stream can print.
+
+    Non-ASCII stays readable, except where a string holds a lone surrogate (Z3 may pick one for
+    a string counterexample, and a tool may return one): UTF-8 cannot encode it, so the whole
+    text falls back to ``\\uXXXX`` escapes, which JSON readers turn back into the same string.
+    """
+    text = json.dumps(value, indent=indent, ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, indent=indent, ensure_ascii=True, default=str)
+    return text
+
+
 def _load(text: str) -> Any:
     from workbench.flow import load
 
@@ -159,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if tracer is not None:
             tracer.close()
     if args.json:
-        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str))
+        print(_json_text(result.to_json(), indent=2))
     else:
         _print_run(result, args)
     if result.error is not None and args.debug and result.error.__cause__ is not None:
@@ -172,7 +187,7 @@ def _approver(mode: str | None) -> Any:
     from workbench.runtime.agent import Approve, Deny, Edit
 
     def decide(node: str, tool: str, call_id: str, arguments: dict[str, Any]) -> Any:
-        call = f"{node}.{tool} {json.dumps(arguments, ensure_ascii=False, default=str)}"
+        call = f"{node}.{tool} {_json_text(arguments)}"
         if mode == "all":
             return Approve()
         if mode == "none":
@@ -205,7 +220,7 @@ def _approver(mode: str | None) -> Any:
 
 def _print_run(result: Any, args: argparse.Namespace) -> None:
     if result.status == "ok":
-        print(json.dumps(result.outputs, indent=2, ensure_ascii=False, default=str))
+        print(_json_text(result.outputs, indent=2))
     else:
         print(f"error: {result.error}", file=sys.stderr)
     failed = [r for r in result.rails if r.verdict == "fail"]
@@ -258,7 +273,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         data = {"ok": ok, "errors": errors, "rails": rails, "notes": notes}
         if report.get("explain"):
             data["explain"] = report["explain"]
-        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        print(_json_text(data, indent=2))
     else:
         _print_check(flow, errors, rails, report.get("explain"), notes)
     return 0 if ok else 1
@@ -272,7 +287,7 @@ def _print_check(
     for rail in rails:
         line = f"{rail['status']:>11}  {rail['name']} on {rail['port']}"
         if rail.get("counterexample"):
-            line += f"\n             counterexample: {json.dumps(rail['counterexample'], default=str)}"
+            line += f"\n             counterexample: {_json_text(rail['counterexample'])}"
         if rail.get("conflict_with"):
             line += f"\n             conflicts with: {', '.join(rail['conflict_with'])}"
         if rail.get("reason"):
