@@ -1,6 +1,6 @@
 """Agent loop overhead per step, side by side with LangChain, the OpenAI Agents SDK and PydanticAI.
 
-    .venv/bin/python benchmarks/bench_agent.py            # full run (a few minutes)
+    .venv/bin/python benchmarks/bench_agent.py            # full run (about two minutes)
     .venv/bin/python benchmarks/bench_agent.py --quick    # fewer rounds
     .venv/bin/python benchmarks/bench_agent.py --json out.json
 
@@ -56,7 +56,13 @@ Tracing: each case runs twice, with tracing off and with the framework's own tra
   ``TracerProvider`` with a ``BatchSpanProcessor`` into an ``InMemorySpanExporter``.
 
 Each background exporter (ours included) is flushed after each round, off the clock, so its
-thread does not run into the next case's timing; the flush time is reported per run.
+thread does not run into the next case's timing; the flush time is reported per run, and
+"+flush us/step" counts it in: (median run + flush per run) / turns. For ours a flush is a
+DuckDB commit, a fixed cost per commit that a steady stream of runs shares (the writer
+commits every ``interval``, not after every few runs as here). "recorded/run" is what the
+trace sink got: spans in the DuckDB file, bytes of request bodies LangSmith sent (zstd-
+compressed multipart, as a current LangSmith server asks for), the Agents SDK's exported
+traces and spans, PydanticAI's OpenTelemetry spans.
 
 Timing: ``time.perf_counter_ns`` around each run, warm-up rounds first, then the cases
 interleaved round by round (so load on a shared machine hits them alike), each round's timed
@@ -65,8 +71,12 @@ the median and p90 over all timed runs are reported, with the process CPU time p
 beside them (all threads). **baseline** is the script and the tool called in a plain loop:
 the work itself, which every framework pays too.
 
-Goal (issue 12): per-step overhead at least 5x lower than the fastest peer's, tracing off.
-The exit status is 0 whether or not it holds; read the verdict.
+Goal (issue 12): per-step overhead at least 5x lower than the fastest peer's, tracing off,
+by the wall-clock medians and by the CPU-time medians (on a loaded machine a long run is
+descheduled more often than a short one, which flatters the faster side's wall-clock ratio;
+CPU time is not fooled by that). Ratios against the fastest peer are computed per group
+(tool kind, tracing), the fastest peer picked per measure. The exit status is 0 whether or not
+it holds; read the verdict.
 """
 
 from __future__ import annotations
@@ -311,7 +321,7 @@ _AGENTS_EXPORTED: list[Any] = []
 
 def openai_agents_agent(steps: int, tool: str, traced: bool) -> Built:
     """An ``agents.Agent`` on a scripted ``agents.Model``, with the SDK's tracing on if asked."""
-    from agents import Agent, ModelSettings, RunConfig, Runner, Usage, function_tool
+    from agents import Agent, RunConfig, Runner, Usage, function_tool
     from agents.items import ModelResponse
     from agents.models.interface import Model
     from agents.tracing import get_trace_provider
@@ -343,7 +353,6 @@ def openai_agents_agent(steps: int, tool: str, traced: bool) -> Built:
         model=Scripted(),
         tools=[function_tool(ainc if tool == "async" else inc, name_override="inc")],
         output_type=Answer,
-        model_settings=ModelSettings(),
     )
     run_config = RunConfig(tracing_disabled=not traced)
 
@@ -577,10 +586,12 @@ def comparisons(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def verdict(comps: list[dict[str, Any]]) -> tuple[bool, list[str]]:
-    """The goal is judged on the tracing-off groups; the traced ones are reported beside them."""
+    """The goal is judged on the tracing-off groups, by wall time and by CPU time alike (on a loaded
+    machine a long run is descheduled more often than a short one, which flatters the faster
+    side's wall-clock ratio); the traced groups are reported beside them."""
     lines, ok, judged = [], True, False
     for c in comps:
-        met = c["ratio"] >= GOAL_RATIO
+        met = c["ratio"] >= GOAL_RATIO and c["cpu_ratio"] >= GOAL_RATIO
         if c["traced"]:
             extra = f"; reported only; with each exporter's flush counted in {c['ratio_with_flush']:.1f}x"
         else:
@@ -590,8 +601,8 @@ def verdict(comps: list[dict[str, Any]]) -> tuple[bool, list[str]]:
         mode = f"{c['tool']} tool, tracing {'on' if c['traced'] else 'off'}"
         lines.append(
             f"{mode}: workbench {c['ours_us']:.1f} us/step, fastest peer {c['fastest_peer']} "
-            f"{c['fastest_peer_us']:.1f} us/step: {c['ratio']:.1f}x lower (goal >= {GOAL_RATIO:.0f}x): "
-            f"{'MET' if met else 'MISSED'} (by CPU time {c['cpu_ratio']:.1f}x{extra})"
+            f"{c['fastest_peer_us']:.1f} us/step: {c['ratio']:.1f}x lower, by CPU time {c['cpu_ratio']:.1f}x "
+            f"(goal >= {GOAL_RATIO:.0f}x by both): {'MET' if met else 'MISSED'}{extra}"
         )
     ok &= judged
     lines.append(f"goal {'met' if ok else 'missed'}")
@@ -621,7 +632,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"{'+flush us/step':>14} {'recorded/run':>18}"
     )
     for r in report["rows"]:
-        unit = "bytes" if r["engine"] == "langchain" else "spans"
+        unit = {"langchain": "bytes", "openai-agents": "items"}.get(r["engine"], "spans")
         flush, with_flush, recorded = (
             (
                 f"{r['flush_per_run_us']:,.1f}",
