@@ -35,6 +35,7 @@ from workbench.errors import NodeError, TrustError, ValueValidationError
 from workbench.flow.agent_tools import AgentTool, arguments_type
 from workbench.flow.model import Flow, Node, PortRef
 from workbench.flow.port_rails import FlowRail
+from workbench.otel import use_span
 from workbench.runtime.enforce import RUN_RECORDS, RailEnforcer, RailRecord, violation_message
 from workbench.runtime.mcp import McpSessions
 from workbench.runtime.nodes import LlmRunner, register_runner
@@ -281,7 +282,8 @@ class AgentRunner(LlmRunner):
             tool_choice="auto",
         )
         try:
-            (generation,) = await model.generate([request])
+            with use_span(self.tracer, span):  # the HTTP call carries this turn's span (traceparent)
+                (generation,) = await model.generate([request])
         except BaseException as exc:
             self.tracer.end_span(span, status="ERROR", message=str(exc) or type(exc).__name__)
             raise
@@ -318,7 +320,8 @@ class AgentRunner(LlmRunner):
             },
         )
         try:
-            status, answer = await self._outcome(call, run, span)
+            with use_span(self.tracer, span):  # current for the tool's code and its MCP request
+                status, answer = await self._outcome(call, run, span)
         except asyncio.CancelledError:
             self.tracer.end_span(span, status="ERROR", message="cancelled")
             raise

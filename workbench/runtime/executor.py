@@ -42,6 +42,7 @@ from workbench.flow.io import flow_hash
 from workbench.flow.model import Flow, Node, PortRef
 from workbench.flow.port_rails import FlowRail
 from workbench.flow.validate import validate
+from workbench.otel import use_span
 from workbench.runtime.conditions import compile_condition
 from workbench.runtime.enforce import RUN_RECORDS, RailEnforcer, RailRecord, violation_message
 from workbench.runtime.mcp import expand_mcp
@@ -479,7 +480,8 @@ class Executor:
             runner = plan.runner
             assert runner is not None  # every plan but a loop's has a runner; loops never run inline
             try:
-                raw = runner.run_sync(inputs, span, state.flow_inputs)
+                with use_span(self.tracer, span):  # the node's span is current for the code it calls
+                    raw = runner.run_sync(inputs, span, state.flow_inputs)
             except WorkbenchError:
                 raise
             except Exception as exc:
@@ -596,10 +598,11 @@ class Executor:
     ) -> Any:
         runner = plan.runner
         assert runner is not None  # loops are run by _run_loop, never attempted as one node
-        call = runner.run(inputs, span, state.flow_inputs, feedback)
-        if plan.node.timeout is not None:
-            return await asyncio.wait_for(call, plan.node.timeout)
-        return await call
+        with use_span(self.tracer, span):  # the node's span is current for the code it calls
+            call = runner.run(inputs, span, state.flow_inputs, feedback)
+            if plan.node.timeout is not None:
+                return await asyncio.wait_for(call, plan.node.timeout)
+            return await call
 
     async def _run_loop(
         self, plan: _Plan, inputs: dict[str, Any], values: dict[Key, Any], state: _Run, span: Span

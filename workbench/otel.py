@@ -1,0 +1,219 @@
+"""The current span of code running inside a node, and OpenTelemetry-API spans into the store.
+
+Workbench's own spans name their parents explicitly (``workbench.spans``). Code it does not
+own (a tool's body, an instrumented library, an HTTP client) finds its parent in ambient
+context instead. So while a node, an agent's tool call or an agent's model turn runs, the
+runtime makes its span current with ``use_span``:
+
+- ``current_span()`` and ``traceparent()`` read a context variable (a set and a reset per
+  node); the OpenAI client sends ``traceparent()`` as the W3C ``traceparent`` header;
+- the OpenTelemetry API's current span becomes a ``NonRecordingSpan`` with the workbench
+  span's trace id and span id, but only when ``opentelemetry.trace`` is already imported
+  in the process: workbench never imports it itself, so without OpenTelemetry nothing
+  is imported and nothing else happens. (Import it at module level, as usual: a tool that
+  imports it lazily inside its first call sees no parent in that call.)
+
+Spans made with the API (``get_tracer(...).start_as_current_span(...)``) under that parent
+get the run's trace id and the node's span as parent. They reach the trace store through a
+bridge, ``install()``, run the first time a span is made current with the API loaded: it
+adds a ``SpanProcessor`` to the global SDK ``TracerProvider``, and sets a plain SDK
+provider first when none is set (set yours before the first run, or call
+``install(provider)`` for one set later). When a span starts under a node, the processor
+notes the workbench tracer that records the node; when it ends, it converts the span to a
+``Span`` (ids, times, kind, status, attributes, events and ``otel.scope.name`` kept) and
+hands it to that tracer's ``record``. Spans started outside nodes are not touched: they go
+only wherever else the provider exports. With only the API installed (no
+``opentelemetry-sdk``), spans do not record; the ids still propagate.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from contextvars import ContextVar, Token
+from typing import Any
+
+from workbench.spans import Span, SpanEvent, Tracer
+
+__all__ = ["current_span", "install", "traceparent", "use_span"]
+
+_API = "opentelemetry.trace"
+_CURRENT: ContextVar[tuple[Tracer, Span] | None] = ContextVar("workbench_current_span", default=None)
+_lock = threading.Lock()
+_bridged: set[int] = set()  # id() of each provider that has the processor
+_installed = False
+
+
+def current_span() -> Span | None:
+    """The workbench span of the node (tool call, model turn) running in this context, or None."""
+    current = _CURRENT.get()
+    return None if current is None else current[1]
+
+
+def traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, or None outside any span.
+
+    The OpenTelemetry API's current span when the API is loaded (the node's span, or a span
+    that user code opened inside it), else the current workbench span.
+    """
+    if _API in sys.modules:
+        found = _api_traceparent()
+        if found is not None:
+            return found
+    current = _CURRENT.get()
+    if current is None:
+        return None
+    return f"00-{current[1].trace_id}-{current[1].span_id}-01"
+
+
+class _UseSpan:
+    """The context manager of ``use_span`` (a class: it is on the path of every node)."""
+
+    __slots__ = ("_otel", "_token", "span", "tracer")
+
+    def __init__(self, tracer: Tracer, span: Span) -> None:
+        self.tracer = tracer
+        self.span = span
+        self._token: Token[tuple[Tracer, Span] | None] | None = None
+        self._otel: Any = None  # the OpenTelemetry context's detach token
+
+    def __enter__(self) -> Span:
+        self._token = _CURRENT.set((self.tracer, self.span))
+        if _API in sys.modules:
+            self._otel = _attach(self.span)
+        return self.span
+
+    def __exit__(self, *exc: object) -> None:
+        if self._otel is not None:
+            from opentelemetry import context
+
+            context.detach(self._otel)
+            self._otel = None
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+            self._token = None
+
+
+def use_span(tracer: Tracer, span: Span) -> _UseSpan:
+    """Make ``span`` (recorded by ``tracer``) current in this context, for the ``with`` block."""
+    return _UseSpan(tracer, span)
+
+
+def install(provider: Any = None) -> bool:
+    """Send OpenTelemetry-API spans started under a workbench span to its tracer.
+
+    Adds the bridge's ``SpanProcessor`` to ``provider`` (default: the global one; a plain SDK
+    ``TracerProvider`` is set first when none is). Returns False when that provider is not
+    an SDK one (or the SDK is not installed): spans then stay wherever that provider puts them.
+    """
+    global _installed
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        _installed = True  # the API alone: ids propagate, nothing records
+        return False
+    with _lock:
+        if provider is None:
+            _installed = True
+            provider = trace.get_tracer_provider()
+            if isinstance(provider, trace.ProxyTracerProvider):  # nobody set one yet
+                trace.set_tracer_provider(TracerProvider())
+                provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            return False
+        if id(provider) not in _bridged:
+            provider.add_span_processor(_processor())
+            _bridged.add(id(provider))
+    return True
+
+
+def _attach(span: Span) -> Any:
+    """Make a non-recording OpenTelemetry span with ``span``'s ids current; the detach token."""
+    from opentelemetry import context, trace
+
+    if not _installed:
+        install()
+    ids = trace.SpanContext(
+        int(span.trace_id, 16),
+        int(span.span_id, 16),
+        is_remote=False,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+    )
+    return context.attach(trace.set_span_in_context(trace.NonRecordingSpan(ids)))
+
+
+def _api_traceparent() -> str | None:
+    from opentelemetry import trace
+
+    ids = trace.get_current_span().get_span_context()
+    if not ids.is_valid:
+        return None
+    return f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{int(ids.trace_flags):02x}"
+
+
+_PROCESSOR: Any = None
+
+
+def _processor() -> Any:
+    """The one bridge processor of this process (made on first use: the SDK is optional)."""
+    global _PROCESSOR
+    if _PROCESSOR is None:
+        from opentelemetry.sdk.trace import SpanProcessor
+
+        class StoreBridge(SpanProcessor):
+            """Hands spans started under a workbench span to the tracer that records it."""
+
+            def __init__(self) -> None:
+                self.owners: dict[int, Tracer] = {}  # span id -> tracer, from start to end
+
+            def on_start(self, span: Any, parent_context: Any = None) -> None:
+                current = _CURRENT.get()
+                if current is not None and span.context.trace_id == int(current[1].trace_id, 16):
+                    self.owners[span.context.span_id] = current[0]
+
+            def on_end(self, span: Any) -> None:
+                tracer = self.owners.pop(span.context.span_id, None)
+                if tracer is not None:
+                    _record(tracer, _convert(span))
+
+        _PROCESSOR = StoreBridge()
+    return _PROCESSOR
+
+
+def _value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _convert(span: Any) -> Span:
+    """A workbench ``Span`` from an ended SDK ``ReadableSpan``."""
+    attributes = {key: _value(v) for key, v in (span.attributes or {}).items()}
+    scope = getattr(span, "instrumentation_scope", None)
+    if scope is not None and scope.name:
+        attributes["otel.scope.name"] = scope.name
+    status = span.status
+    return Span(
+        name=span.name,
+        trace_id=f"{span.context.trace_id:032x}",
+        span_id=f"{span.context.span_id:016x}",
+        parent_id=f"{span.parent.span_id:016x}" if span.parent is not None else None,
+        start_ns=span.start_time or 0,
+        kind=span.kind.name,
+        attributes=attributes,
+        events=[
+            SpanEvent(e.name, e.timestamp, {k: _value(v) for k, v in (e.attributes or {}).items()})
+            for e in span.events
+        ],
+        end_ns=span.end_time or 0,
+        status=status.status_code.name,
+        status_message=status.description,
+    )
+
+
+def _record(tracer: Tracer, span: Span) -> None:
+    """Store an ended span as it is (``record``, which workbench's tracers have), else end it."""
+    record = getattr(tracer, "record", None)
+    if record is not None:
+        record(span)
+    else:  # a ``Tracer`` of someone else's: its end time becomes now, microseconds later
+        tracer.end_span(span, status=span.status, message=span.status_message)
