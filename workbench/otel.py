@@ -37,7 +37,7 @@ from workbench.spans import Span, SpanEvent, Tracer
 
 __all__ = ["current_span", "install", "traceparent", "use_span"]
 
-_API = "opentelemetry.trace"
+_API_MODULE = "opentelemetry.trace"
 _CURRENT: ContextVar[tuple[Tracer, Span] | None] = ContextVar("workbench_current_span", default=None)
 _lock = threading.Lock()
 _bridged: set[int] = set()  # id() of each provider that has the processor
@@ -56,7 +56,7 @@ def traceparent() -> str | None:
     The OpenTelemetry API's current span when the API is loaded (the node's span, or a span
     that user code opened inside it), else the current workbench span.
     """
-    if _API in sys.modules:
+    if _API_MODULE in sys.modules:
         found = _api_traceparent()
         if found is not None:
             return found
@@ -79,15 +79,13 @@ class _UseSpan:
 
     def __enter__(self) -> Span:
         self._token = _CURRENT.set((self.tracer, self.span))
-        if _API in sys.modules:
+        if _API_MODULE in sys.modules:
             self._otel = _attach(self.span)
         return self.span
 
     def __exit__(self, *exc: object) -> None:
         if self._otel is not None:
-            from opentelemetry import context
-
-            context.detach(self._otel)
+            _API[0].detach(self._otel)
             self._otel = None
         if self._token is not None:
             _CURRENT.reset(self._token)
@@ -128,17 +126,20 @@ def install(provider: Any = None) -> bool:
     return True
 
 
+_API: list[Any] = []  # opentelemetry.context, .trace and the SAMPLED flags, once the API is loaded
+
+
 def _attach(span: Span) -> Any:
     """Make a non-recording OpenTelemetry span with ``span``'s ids current; the detach token."""
-    from opentelemetry import context, trace
+    if not _API:
+        from opentelemetry import context, trace
 
-    if not _installed:
-        install()
+        if not _installed:
+            install()
+        _API[:] = [context, trace, trace.TraceFlags(trace.TraceFlags.SAMPLED)]
+    context, trace, sampled = _API
     ids = trace.SpanContext(
-        int(span.trace_id, 16),
-        int(span.span_id, 16),
-        is_remote=False,
-        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+        int(span.trace_id, 16), int(span.span_id, 16), is_remote=False, trace_flags=sampled
     )
     return context.attach(trace.set_span_in_context(trace.NonRecordingSpan(ids)))
 

@@ -3,6 +3,7 @@ over streamable HTTP on loopback, driven by the scripted OpenAI-compatible serve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -16,12 +17,12 @@ from tests.runtime.scripted_openai import answer, calls, scripted
 from workbench.app.export import flow_python
 from workbench.cli import main
 from workbench.errors import FlowError, NodeError, TrustError
-from workbench.flow.agent_tools import McpServer
+from workbench.flow.agent_tools import AgentTool, McpServer, McpSource
 from workbench.flow.io import dumps
 from workbench.flow.io import loads as load_text
 from workbench.flow.validate import validate
 from workbench.runtime import Executor
-from workbench.runtime.mcp import arguments_of, expand_mcp, schema_type
+from workbench.runtime.mcp import McpSessions, arguments_of, expand_mcp, schema_type
 from workbench.spans import MemoryTracer
 from workbench.types import Int, Str
 
@@ -337,3 +338,26 @@ def test_optional_and_defaulted_arguments_map_to_workbench_types():
         arguments_of(
             {"type": "object", "properties": {"x": {"type": "object"}}, "required": ["x"]}, "tool 'ls'"
         )
+
+
+def test_a_server_that_accepts_but_never_answers_is_an_error_not_a_hang(monkeypatch):
+    monkeypatch.setattr("workbench.runtime.mcp.START_TIMEOUT", 1.0)
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/mcp"
+        start = time.perf_counter()
+        with pytest.raises(FlowError, match=r"could not be reached to list its tools within 1 s"):
+            expand_mcp(load_text(_http_flow(url)), trust=True)
+        assert time.perf_counter() - start < 10
+        # The same at the node's run (the servers are connected again for each run).
+        tool = AgentTool("mcp:calc.add", mcp=McpSource("calc", McpServer(url=url), "add"))
+
+        async def connect():
+            async with McpSessions("worker", [tool]):
+                pass
+
+        start = time.perf_counter()
+        with pytest.raises(NodeError, match=r"\(at http://.*\) could not be reached: no answer in time"):
+            asyncio.run(connect())
+        assert time.perf_counter() - start < 10
