@@ -117,17 +117,23 @@ wires:
     assert server.headers[0]["traceparent"] == f"00-{node.trace_id}-{node.span_id}-01"
 
 
-def test_use_span_sets_and_restores_the_current_span():
+def test_use_span_sets_and_restores_the_current_span_for_otel_too():
+    from opentelemetry import trace
+
     tracer = MemoryTracer()
     outer = tracer.start_span("outer")
     inner = tracer.start_span("inner", parent=outer)
     assert current_span() is None
-    with use_span(tracer, outer):
+    with use_span(tracer, outer):  # outside a run: use_span itself makes OpenTelemetry follow
         with use_span(tracer, inner):
             assert current_span() is inner
             assert traceparent() == f"00-{inner.trace_id}-{inner.span_id}-01"
+            assert trace.get_current_span().get_span_context().span_id == int(inner.span_id, 16)
         assert current_span() is outer
+        assert trace.get_current_span().get_span_context().span_id == int(outer.span_id, 16)
     assert current_span() is None
+    assert not trace.get_current_span().get_span_context().is_valid
+    assert traceparent() is None
 
 
 def test_without_otel_in_the_process_nothing_imports_it(tmp_path):
