@@ -20,9 +20,10 @@ and tool threads inherit it with the rest of their context.
 
 Spans made with the API (``get_tracer(...).start_as_current_span(...)``) under it get the
 run's trace id and the node's span as parent. They reach the trace store through a bridge,
-``install()``, run the first time a run starts with the API loaded: it adds a ``SpanProcessor`` to the
-global SDK ``TracerProvider``, and sets a plain SDK provider first when none is set (set
-yours before the first run, or call ``install(provider)`` for one set later). When a span
+``install()``, run when the first run starts with the API loaded: it adds a
+``SpanProcessor`` to the global SDK ``TracerProvider``, and sets a plain SDK provider first
+when none is set (set yours before the first run, or call ``install(provider)`` for one
+set later). When a span
 starts under a node, the processor notes the workbench tracer that records the node; when
 it ends, it converts the span to a ``Span`` (ids, times, kind, status, attributes, events
 and ``otel.scope.name`` kept) and hands it to that tracer's ``record``. Spans started
