@@ -26,9 +26,10 @@ when none is set (set yours before the first run, or call ``install(provider)`` 
 set later). When a span
 starts under a node, the processor notes the workbench tracer that records the node; when
 it ends, it converts the span to a ``Span`` (ids, times, kind, status, attributes, events
-and ``otel.scope.name`` kept) and hands it to that tracer's ``record``. Spans started
-outside nodes are not touched: they go only wherever else the provider exports. With only
-the API installed (no ``opentelemetry-sdk``), spans do not record; the ids still propagate.
+and ``otel.scope.name`` kept) and hands it to that tracer's ``record`` (``end_span`` for a
+tracer without one). Spans started outside nodes are not touched: they go only wherever
+else the provider exports. With only the API installed (no ``opentelemetry-sdk``), spans
+do not record; the ids still propagate.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def traceparent() -> str | None:
 
 
 class _UseSpan:
-    """The context manager of ``use_span`` (a class: it is on the path of every node)."""
+    """The context manager of ``use_span`` (a class with slots: agents enter one per tool call)."""
 
     __slots__ = ("_otel", "_token", "span", "tracer")
 
@@ -262,9 +263,9 @@ def _convert(span: Any) -> Span:
 
 
 def _record(tracer: Tracer, span: Span) -> None:
-    """Store an ended span as it is (``record``, which workbench's tracers have), else end it."""
+    """Store an ended span as it is (``record``: the trace writer and client), else end it."""
     record = getattr(tracer, "record", None)
     if record is not None:
         record(span)
-    else:  # a ``Tracer`` of someone else's: its end time becomes now, microseconds later
+    else:  # MemoryTracer, or someone else's ``Tracer``: its end time becomes now, microseconds later
         tracer.end_span(span, status=span.status, message=span.status_message)

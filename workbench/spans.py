@@ -127,10 +127,6 @@ class _BaseTracer:
         span.status_message = message
         self._export(span)
 
-    def record(self, span: Span) -> None:
-        """Store an already-ended span as it is, its times kept (spans made by other tracers)."""
-        self._export(span)
-
     def _export(self, span: Span) -> None:
         pass
 
