@@ -2,7 +2,8 @@
 
 A real HTTP server (``http.server`` on a thread), so the agent loop goes through the real
 OpenAI client, JSON on the wire included. Each POST to ``/v1/chat/completions`` gets the
-next scripted reply; the request bodies are kept in ``requests`` for assertions.
+next scripted reply; the request bodies are kept in ``requests`` and their headers in
+``headers`` for assertions.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ def _completion(message: dict[str, Any], finish: str) -> dict[str, Any]:
 
 
 class ScriptedServer:
-    """Serves ``replies`` in order; ``requests`` holds the JSON bodies received."""
+    """Serves ``replies`` in order; ``requests`` and ``headers`` hold what each request sent."""
 
     def __init__(self, replies: list[dict[str, Any]]) -> None:
         self.replies = list(replies)
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
         server = self
 
@@ -61,6 +63,7 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     server.requests.append(body)
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
                     reply = server.replies.pop(0) if server.replies else None
                 if reply is None:
                     data, status = b'{"error": {"message": "the script has no more replies"}}', 500

@@ -6,9 +6,10 @@ In a flow file an agent's ``tools:`` maps a tool name to its function and typed 
       quote: {tool: "pkg.mod:fn", description: "...", inputs: {ticker: str}, outputs: {price: float}}
       buy:   {tool: "pkg.mod:fn", inputs: {qty: {int: {ge: 1}}}, outputs: {filled: int}, approve: true}
 
-An entry ``{mcp: {command: [...], timeout: 30}}`` (an ``McpServer``) stands for every tool
-of an MCP server; a trusted run expands it (``workbench.runtime.mcp``) into one
-``AgentTool`` per server tool, named as the server names it.
+An entry ``{mcp: {command: [...], timeout: 30}}`` or ``{mcp: {url: "http://.../mcp"}}`` (an
+``McpServer``) stands for every tool of an MCP server (over stdio or streamable HTTP); a
+trusted run expands it (``workbench.runtime.mcp``) into one ``AgentTool`` per server tool,
+named as the server names it.
 
 A rail ``on: NODE.TOOL`` sees the call's arguments as a record named after the tool.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from workbench.types import Record, Type, as_type
 
@@ -33,26 +35,34 @@ __all__ = [
     "agent_tool",
     "arguments_type",
     "mcp_servers",
+    "tool_parameters",
     "tool_problems",
+    "with_defaults",
 ]
 
 TOOL_KEYS = ("tool", "description", "inputs", "outputs", "approve", "timeout")
-MCP_KEYS = ("command", "timeout")
+MCP_KEYS = ("command", "url", "timeout")
 
 
 @dataclass(eq=True)
 class McpServer:
-    """An ``mcp:`` entry of an agent's tools: a stdio MCP server whose tools the agent gets.
+    """An ``mcp:`` entry of an agent's tools: an MCP server whose tools the agent gets.
 
-    ``command`` is the argument list that starts the server; ``timeout`` bounds each call.
+    ``command`` is the argument list that starts a stdio server, ``url`` the endpoint of a
+    streamable HTTP one (exactly one of the two); ``timeout`` bounds each call.
     """
 
-    command: Any
+    command: Any = None
     timeout: Any = None
+    url: Any = None
+
+    def describe(self) -> str:
+        """The server in an error message: its command, or where it is."""
+        return f"at {self.url}" if self.url is not None else repr(self.command)
 
     def to_data(self) -> dict[str, Any]:
         """The flow-file mapping of this entry."""
-        spec: dict[str, Any] = {"command": self.command}
+        spec: dict[str, Any] = {"url": self.url} if self.url is not None else {"command": self.command}
         if self.timeout is not None:
             spec["timeout"] = self.timeout
         return {"mcp": spec}
@@ -60,11 +70,15 @@ class McpServer:
 
 @dataclass(frozen=True)
 class McpSource:
-    """Where an expanded tool came from: the ``mcp:`` entry, its server and the server's tool name."""
+    """Where an expanded tool came from: the ``mcp:`` entry, its server and the server's tool name.
+
+    ``defaults`` holds the server's defaults of arguments the model may leave out.
+    """
 
     entry: str
     server: McpServer
     tool: str
+    defaults: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(eq=True)
@@ -135,6 +149,31 @@ def arguments_type(tool: AgentTool) -> Record | None:
     return Record(None, tool.inputs) if tool.inputs else None
 
 
+def tool_parameters(tool: AgentTool) -> dict[str, Any]:
+    """The JSON Schema of a tool's arguments as offered to a model (bounds and defaults included).
+
+    An argument with a default (an MCP tool's) is not required: a call that leaves it out
+    gets the default (``with_defaults``) before the type and the rails see it.
+    """
+    arguments = arguments_type(tool)
+    if arguments is None:
+        return {"type": "object", "properties": {}, "additionalProperties": False}
+    schema = arguments.to_json_schema()
+    defaults = dict(tool.mcp.defaults) if tool.mcp is not None else {}
+    if defaults:
+        schema["required"] = [name for name in schema["required"] if name not in defaults]
+        for name, value in defaults.items():
+            schema["properties"][name] = {**schema["properties"][name], "default": value}
+    return schema
+
+
+def with_defaults(tool: AgentTool, arguments: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A call's arguments with the tool's defaults for those it leaves out."""
+    if tool.mcp is None or not tool.mcp.defaults:
+        return arguments
+    return {**dict(tool.mcp.defaults), **arguments}
+
+
 def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf")
 
@@ -179,9 +218,15 @@ def tool_problems(node: Node) -> list[str]:
 
 
 def _server_problems(server: McpServer, at: str) -> list[str]:
-    command = server.command
+    command, url = server.command, server.url
     found = []
-    if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
+    if (command is None) == (url is None):
+        found.append(f"{at}: an mcp entry needs exactly one of command (a stdio server) and url (HTTP)")
+    elif url is not None:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            found.append(f"{at}: mcp url must be an http:// or https:// address, got {url!r}")
+    elif not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
         found.append(f"{at}: mcp command must be a non-empty list of strings (the program and its arguments)")
     if server.timeout is not None and not _positive(server.timeout):
         found.append(f"{at}: mcp timeout must be a positive number of seconds")

@@ -387,18 +387,19 @@ class _Reader:
     def mcp_server(self, tools: Mapping[str, Any], entry: Mapping[str, Any], what: str) -> McpServer:
         """An ``mcp:`` entry; its values are checked by validation."""
         spec = entry["mcp"]
-        if len(entry) != 1 or not isinstance(spec, Mapping) or "command" not in spec:
+        if len(entry) != 1 or not isinstance(spec, Mapping) or not ({"command", "url"} & set(spec)):
             raise self.fail(
                 entry,
                 "mcp",
-                f"{what} must be exactly {{mcp: {{command: [program, arg, ...], timeout: ...}}}}",
+                f"{what} must be exactly {{mcp: {{command: [program, arg, ...], timeout: ...}}}} "
+                "or {mcp: {url: http://host:port/mcp, timeout: ...}}",
             )
         for key in spec:
             if key not in MCP_KEYS:
                 raise self.fail(
                     spec, key, f"{what}: unknown mcp key {key!r} (allowed: {', '.join(MCP_KEYS)})"
                 )
-        return McpServer(spec["command"], spec.get("timeout"))
+        return McpServer(spec.get("command"), spec.get("timeout"), spec.get("url"))
 
     def subflow(self, spec: Mapping[str, Any], name: str, value: Any) -> Flow:
         """The flow a ``flow`` node names: inline, or a file relative to this file's directory."""

@@ -7,7 +7,9 @@ A request with ``messages`` goes to ``/v1/chat/completions``, one with ``prompt`
 "json_schema", ...}`` (servers that honour it constrain decoding to the schema).
 ``stream()`` reads the server-sent events of ``"stream": true``. A request's ``tools`` and
 ``tool_choice`` are sent as given, and a reply's ``tool_calls`` come back as ``ToolCall``s
-(with ``generate``; ``stream`` yields text only).
+(with ``generate``; ``stream`` yields text only). Inside a run, each request carries the
+W3C ``traceparent`` of the current span (the llm node's, or the agent turn's ``chat``
+span), so a server that traces joins the run's trace.
 
 What cannot cross the wire: a request's ``constraint`` (a token-mask object living in this
 process) is not sent; the schema is. Rails the constraint would have enforced while
@@ -39,6 +41,7 @@ import httpx
 from workbench.errors import ModelUnavailable, UsageError
 from workbench.models.base import Generation, GenerationRequest, TokenEvent, ToolCall
 from workbench.models.registry import register_backend
+from workbench.otel import traceparent
 
 __all__ = ["ModelConnectionError", "ModelHTTPError", "OpenAIModel", "load_openai", "parse_retry_after"]
 
@@ -164,6 +167,9 @@ class OpenAIModel:
                     f"{self.base_url}) is not set"
                 )
             headers["Authorization"] = f"Bearer {key}"
+        parent = traceparent()  # the node's (or agent turn's) span: the server's spans join the run
+        if parent is not None:
+            headers["traceparent"] = parent
         return headers
 
     def _client(self) -> httpx.AsyncClient:

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import NodeError, TrustError, ValueValidationError
-from workbench.flow.agent_tools import AgentTool, arguments_type
+from workbench.flow.agent_tools import AgentTool, arguments_type, tool_parameters, with_defaults
 from workbench.flow.model import Flow, Node, PortRef
 from workbench.flow.port_rails import FlowRail
+from workbench.otel import use_span
 from workbench.runtime.enforce import RUN_RECORDS, RailEnforcer, RailRecord, violation_message
 from workbench.runtime.mcp import McpSessions
 from workbench.runtime.memory import THREAD_MEMORY
@@ -133,8 +134,8 @@ class AgentRunner(LlmRunner):
             if not self.options.get("trust"):
                 raise TrustError(
                     f"flow '{self.flow.name}' node '{self.node.name}': tool '{name}' is served by the MCP "
-                    f"server {spec.mcp.server.command!r}, a program that could do anything, so an "
-                    "untrusted flow may not start it. If you trust this flow, pass --trust on the "
+                    f"server {spec.mcp.server.describe()}, whose tools could do anything, so an "
+                    "untrusted flow may not use it. If you trust this flow, pass --trust on the "
                     "command line or trust=True in Python"
                 )
             fn: Callable[..., Any] = _unused
@@ -142,12 +143,7 @@ class AgentRunner(LlmRunner):
             stand_in = Node(f"{self.node.name}.{name}", "tool", config={"tool": spec.tool}, fn=spec.fn)
             fn = resolve_tool(stand_in, trust=bool(self.options.get("trust")), flow_name=self.flow.name)
         arguments = arguments_type(spec)
-        parameters = (
-            arguments.to_json_schema()
-            if arguments is not None
-            else {"type": "object", "properties": {}, "additionalProperties": False}
-        )
-        function: dict[str, Any] = {"name": name, "parameters": parameters}
+        function: dict[str, Any] = {"name": name, "parameters": tool_parameters(spec)}
         if spec.description:
             function["description"] = spec.description
         rails = self.enforcer.by_port.get(PortRef(self.node.name, name), []) if self.enforcer else []
@@ -293,7 +289,8 @@ class AgentRunner(LlmRunner):
             tool_choice="auto",
         )
         try:
-            generation = await self.generate(model, request, span)
+            with use_span(self.tracer, span):  # the HTTP call carries this turn's span (traceparent)
+                generation = await self.generate(model, request, span)
         except BaseException as exc:
             self.tracer.end_span(span, status="ERROR", message=str(exc) or type(exc).__name__)
             raise
@@ -330,7 +327,8 @@ class AgentRunner(LlmRunner):
             },
         )
         try:
-            status, answer = await self._outcome(call, run, span)
+            with use_span(self.tracer, span):  # current for the tool's code and its MCP request
+                status, answer = await self._outcome(call, run, span)
         except asyncio.CancelledError:
             self.tracer.end_span(span, status="ERROR", message="cancelled")
             raise
@@ -383,6 +381,7 @@ class AgentRunner(LlmRunner):
         """The arguments checked against the tool's input types, then its rails."""
         if not isinstance(raw, Mapping):
             return ("bad_arguments", f"error: the arguments of '{tool.name}' must be a JSON object"), {}
+        raw = with_defaults(tool.spec, raw)
         try:
             if tool.arguments is not None:
                 arguments = tool.arguments.validate(raw, tool.name)

@@ -43,6 +43,7 @@ from workbench.flow.io import flow_hash
 from workbench.flow.model import Flow, Node, PortRef
 from workbench.flow.port_rails import FlowRail
 from workbench.flow.validate import validate
+from workbench.otel import CURRENT_SPAN, follow_nodes
 from workbench.runtime.conditions import compile_condition
 from workbench.runtime.enforce import RUN_RECORDS, RailEnforcer, RailRecord, violation_message
 from workbench.runtime.mcp import expand_mcp
@@ -346,6 +347,7 @@ class Executor:
         records_token = RUN_RECORDS.set(state.records)
         memory_token = THREAD_MEMORY.set(memory) if memory is not None else None
         replay_token = REPLAY_RUN.set(replaying) if replaying is not None else None
+        unfollow = follow_nodes()  # OpenTelemetry's current span: the running node's, when loaded
         try:
             # A rail on an input is a rule of the run (exit 1, recorded), not a type error (exit 2).
             self._check_input_rails(flow_inputs, state)
@@ -365,6 +367,7 @@ class Executor:
             result.error = RunError(f"internal error in flow '{self.flow.name}': {type(exc).__name__}: {exc}")
             result.error.__cause__ = exc
         finally:
+            unfollow()
             RUN_RECORDS.reset(records_token)
             if memory_token is not None:
                 THREAD_MEMORY.reset(memory_token)
@@ -563,12 +566,15 @@ class Executor:
                 self._check_inputs(plan, inputs, state, span)
             runner = plan.runner
             assert runner is not None  # every plan but a loop's has a runner; loops never run inline
+            current = CURRENT_SPAN.set((self.tracer, span))  # for the code it calls (workbench.otel)
             try:
                 raw = runner.run_sync(inputs, span, state.flow_inputs)
             except WorkbenchError:
                 raise
             except Exception as exc:
                 raise NodeError(plan.node.name, _cause(exc, 1)) from exc
+            finally:
+                CURRENT_SPAN.reset(current)
             outputs, failures = self._check_outputs(plan, raw, inputs, state, span)
             RailEnforcer.raise_blocking(failures, ("block", "repair", "decode"))
         except WorkbenchError as exc:
@@ -681,10 +687,14 @@ class Executor:
     ) -> Any:
         runner = plan.runner
         assert runner is not None  # loops are run by _run_loop, never attempted as one node
-        call = runner.run(inputs, span, state.flow_inputs, feedback)
-        if plan.node.timeout is not None:
-            return await asyncio.wait_for(call, plan.node.timeout)
-        return await call
+        current = CURRENT_SPAN.set((self.tracer, span))  # for the code it calls (workbench.otel)
+        try:
+            call = runner.run(inputs, span, state.flow_inputs, feedback)
+            if plan.node.timeout is not None:
+                return await asyncio.wait_for(call, plan.node.timeout)
+            return await call
+        finally:
+            CURRENT_SPAN.reset(current)
 
     async def _run_loop(
         self, plan: _Plan, inputs: dict[str, Any], values: dict[Key, Any], state: _Run, span: Span
