@@ -271,6 +271,15 @@ class FlowCanvas(pn.viewable.Viewer):
             self.run_marks[node] = state
         self._restyle()
 
+    def mark_runs(self, marks: dict[str, str | None]) -> None:
+        """``mark_run`` for many nodes at once, with one restyle (a big run's progress batches)."""
+        for node, state in marks.items():
+            if state is None:
+                self.run_marks.pop(node, None)
+            else:
+                self.run_marks[node] = state
+        self._restyle()
+
     def clear_run_marks(self) -> None:
         """Remove all run progress marks."""
         self.run_marks = {}
