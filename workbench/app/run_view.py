@@ -12,8 +12,11 @@ the next node) or *Continue* (run on to the next breakpoint).
 The run happens in the serving process, on its event loop, traced to the store that
 process owns. Progress comes from the tracer itself: ``ProgressTracer`` passes every span
 on and reports node spans starting and ending, which light the nodes up on the canvas.
-Progress is sent to the page in batches (every ``FLUSH_S`` seconds and whenever the run
-pauses): a run of a thousand nodes would otherwise restyle the canvas thousands of times.
+Progress is sent to the page in batches, every ``FLUSH_S`` seconds and whenever the run
+pauses, and counted in a line of the view. A flow of more than ``LIVE_LIMIT`` nodes gets
+its canvas marks only when the run pauses or ends: each restyle of the canvas makes the
+browser restyle every element of it (Bokeh re-installs all of a component's stylesheets),
+which with a thousand nodes froze the page for most of the run.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = ["ProgressTracer", "RunView", "input_widget", "widget_value"]
 NODE_ATTR = "workbench.node.name"
 KIND_ATTR = "workbench.node.kind"  # only the executor's node spans carry it
 FLUSH_S = 0.2  # how often progress of a running flow is sent to the page
+LIVE_LIMIT = 200  # flows with more nodes are marked on the canvas at pauses and at the end
 
 
 class ProgressTracer:
@@ -156,8 +160,12 @@ class RunView(pn.viewable.Viewer):
         self.on_node = on_node or (lambda _n, _s: None)
         self.on_nodes = on_nodes or self._each_node
         self._marks: dict[str, str | None] = {}  # progress not yet sent to the page
+        self._states: dict[str, str] = {}  # each node's state in this run, for the count
+        self.progress = text_pane(css_classes=["wb-run-progress"])
         self.calls = ToolCalls()
-        self.calls_pane = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-run-calls"])
+        self.calls_pane = text_pane(
+            pre=True, sizing_mode="stretch_width", css_classes=["wb-run-calls"], visible=False
+        )
         self.approvals = PendingApprovals(on_wait=self._waiting)
         self.on_start = on_start or (lambda: None)
         self.on_done = on_done or (lambda _r: None)
@@ -229,6 +237,8 @@ class RunView(pn.viewable.Viewer):
     def _mark(self, node: str, state: str | None) -> None:
         """Progress of one node, sent with the next batch."""
         self._marks[node] = state
+        if state is not None:
+            self._states[node] = state
 
     def _each_node(self, marks: dict[str, str | None]) -> None:
         for node, state in marks.items():
@@ -240,19 +250,27 @@ class RunView(pn.viewable.Viewer):
         self._mark(node, "paused" if waits else "running")
         self.flush()
 
-    def flush(self) -> None:
-        """Send the progress gathered since the last batch to the page (node marks, tool calls)."""
-        if self._marks:
+    def flush(self, *, canvas: bool = True) -> None:
+        """Send the progress gathered since the last batch to the page (node marks, tool calls);
+        ``canvas=False`` keeps the node marks for later and only updates the count."""
+        if self._marks and (canvas or len(self.doc.flow.nodes) <= LIVE_LIMIT):
             marks, self._marks = self._marks, {}
             self.on_nodes(marks)
+        if self._states:
+            counts: dict[str, int] = {}
+            for state in self._states.values():
+                counts[state] = counts.get(state, 0) + 1
+            shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            message(self.progress, f"nodes: {shown} (of {len(self.doc.flow.nodes)})")
         if self.calls.changed:
             self.calls.changed = False
             message(self.calls_pane, "tool calls:\n" + self.calls.text())
+            self.calls_pane.visible = True
 
     async def _flush_every(self, seconds: float) -> None:
         while True:
             await asyncio.sleep(seconds)
-            self.flush()
+            self.flush(canvas=False)
 
     def resume(self, *, step: bool = False) -> None:
         """Go on from a breakpoint: ``step`` pauses again before the next node."""
@@ -275,13 +293,15 @@ class RunView(pn.viewable.Viewer):
             return
         inner, close = self._tracer()
         self.calls = ToolCalls()
-        self._marks = {}
+        self._marks, self._states = {}, {}
+        message(self.progress, "")
         tracer = ProgressTracer(inner, self._mark, self.calls)
         self.on_start()
         self.run_button.disabled, self.cancel_button.disabled = True, False
         message(self.status, "running...", "info")
         for pane in (self.outputs, self.verdicts, self.calls_pane):
             message(pane, "")
+        self.calls_pane.visible = False  # a flow without agents keeps no empty space for calls
         self._stepping = False
         hook = self._before_node if self.breakpoints.value else None
         flusher = asyncio.ensure_future(self._flush_every(FLUSH_S))
@@ -334,6 +354,7 @@ class RunView(pn.viewable.Viewer):
             self.paused,
             self.approvals,
             self.status,
+            self.progress,
             self.calls_pane,
             self.outputs,
             self.verdicts,
