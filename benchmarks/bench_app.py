@@ -14,6 +14,12 @@ generated chain of ``--nodes`` tool nodes, and beside it, as the peer, a bare Pa
   "connected" message comes back, and the part of it from releasing the mouse (a round
   trip through the Python document and a redraw).
 
+- a ``--run-nodes`` (1,000) tool-only run in the run view: from the Run click until the
+  status shows ``ok``, against the same run without the app (``Executor`` with a trace
+  writer in a plain process: the peer); while it runs, the page's longest main-thread stall
+  (a 10 ms timer's lateness), its longest gap between animation frames, and the slowest
+  answer of the server to ``GET /api/flows`` polled every 50 ms (the run shares its loop).
+
 ``--baseline-root DIR`` measures another checkout first in the same run (same browser,
 same peer), e.g. ``git archive BASE | tar -x -C /tmp/base``.
 """
@@ -21,13 +27,16 @@ same peer), e.g. ``git archive BASE | tar -x -C /tmp/base``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +53,9 @@ ARGS = [
 ]
 
 
-def chain_flow(n: int) -> str:
-    """A flow of ``n`` tool nodes in a chain (text in, text out)."""
-    lines = ["flow: chain", "version: 1", "inputs: {text: str}", "outputs: {text: str}", "nodes:"]
+def chain_flow(n: int, output: str = "text") -> str:
+    """A flow of ``n`` tool nodes in a chain (text in, ``output`` out: another name to run it)."""
+    lines = ["flow: chain", "version: 1", "inputs: {text: str}", f"outputs: {{{output}: str}}", "nodes:"]
     for i in range(n):
         lines += [
             f"  n{i}:",
@@ -58,7 +67,7 @@ def chain_flow(n: int) -> str:
     lines.append("wires:")
     lines.append("  - text -> n0.ticket")
     lines += [f"  - n{i}.text -> n{i + 1}.ticket" for i in range(n - 1)]
-    lines.append(f"  - n{n - 1}.text -> text")
+    lines.append(f"  - n{n - 1}.text -> {output}")
     return "\n".join(lines) + "\n"
 
 
@@ -93,6 +102,7 @@ def start_app(root: Path, cwd: Path, port: int, db: str) -> subprocess.Popen[byt
             "serve",
             "triage",
             "chain.flow.yaml",
+            "runchain.flow.yaml",
             "--port",
             str(port),
             "--db",
@@ -160,9 +170,123 @@ def measure(page: Any, url: str, nodes: int) -> dict[str, float]:
     }
 
 
+# Started in the page before the run: a 10 ms timer and animation frames note their lateness.
+PROBE_START = """() => {
+  const s = window.__probe = {on: true, stall: 0, frameGap: 0, slowFrames: 0, frames: 0};
+  let last = performance.now();
+  const tick = () => {
+    const now = performance.now();
+    s.stall = Math.max(s.stall, now - last - 10);
+    last = now;
+    if (s.on) setTimeout(tick, 10);
+  };
+  setTimeout(tick, 10);
+  let prev = null;
+  const frame = (t) => {
+    if (prev !== null) {
+      s.frameGap = Math.max(s.frameGap, t - prev);
+      if (t - prev > 100) s.slowFrames += 1;
+    }
+    s.frames += 1;
+    prev = t;
+    if (s.on) requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+}"""
+PROBE_STOP = "() => { window.__probe.on = false; return window.__probe; }"
+
+
+def poll_server(url: str, stop: threading.Event, worst: list[float]) -> None:
+    """GET ``url`` every 50 ms until ``stop``; the slowest answer goes in ``worst[0]``."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        with contextlib.suppress(OSError):  # no answer within the timeout: counted as that long
+            urllib.request.urlopen(url, timeout=60).close()
+        worst[0] = max(worst[0], time.perf_counter() - t)
+        stop.wait(0.05)
+
+
+def measure_run(page: Any, url: str, nodes: int, timeout_s: float) -> dict[str, float]:
+    """A ``nodes``-node tool-only run from the run view, with the page and server probed.
+
+    A run whose ``ok`` does not show within ``timeout_s`` has ``wall`` = inf.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.goto(url)
+    page.locator(".react-flow__node").first.wait_for(timeout=60_000)
+    page.locator(".wb-picker select").select_option("runchain")
+    page.locator(f'.react-flow__node[data-id="n{nodes - 1}"]').wait_for(state="attached", timeout=600_000)
+    form = page.locator(".wb-run-form textarea")
+    for _ in range(60):  # the side tabs of the flow shown before may linger a moment
+        page.locator(".bk-tab").filter(has_text="Run").first.click()
+        if form.is_visible():
+            break
+        page.wait_for_timeout(500)
+    form.fill("mail me at a@b.example")
+    page.wait_for_timeout(500)
+    page.evaluate(PROBE_START)
+    stop, worst = threading.Event(), [0.0]
+    poller = threading.Thread(target=poll_server, args=(url + "api/flows", stop, worst))
+    poller.start()
+    t = time.perf_counter()
+    page.locator(".wb-run-button button").click()
+    status = page.locator(".wb-run-status").get_by_text(": ok in")
+    try:
+        status.wait_for(timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        stop.set()
+        poller.join()
+        return {"wall": float("inf"), "server": worst[0]}
+    wall = time.perf_counter() - t
+    stop.set()
+    poller.join()
+    probe = page.evaluate(PROBE_STOP)
+    shown = status.inner_text()  # "run ID: ok in 123.4 ms"
+    return {
+        "wall": wall,
+        "executor": float(shown.split(" in ")[1].split()[0]) / 1000,
+        "stall": probe["stall"] / 1000,
+        "frame_gap": probe["frameGap"] / 1000,
+        "slow_frames": probe["slowFrames"],
+        "frames": probe["frames"],
+        "server": worst[0],
+    }
+
+
+def bare_run(root: Path, cwd: Path, nodes: int) -> float:
+    """Seconds for the same run without the app: plan, run and store its trace, in a fresh process."""
+    code = f"""
+import asyncio, sys, time
+sys.path.insert(0, {str(ROOT / "benchmarks")!r})
+from bench_app import chain_flow
+from workbench.flow import loads
+from workbench.runtime import Executor
+from workbench.traces import TraceWriter
+writer = TraceWriter({str(cwd / f"bare-{time.time_ns()}.duckdb")!r})
+flow = loads(chain_flow({nodes}, "out"))
+t = time.perf_counter()
+result = asyncio.run(Executor(flow, tracer=writer).arun({{"text": "mail me at a@b.example"}}))
+writer.flush()
+print(result.status, time.perf_counter() - t)
+writer.close()
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[0] == "ok", out
+    return float(out[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=200)
+    parser.add_argument("--run-nodes", type=int, default=1000, help="nodes of the flow run in the run view")
+    parser.add_argument("--run-timeout", type=float, default=300, help="seconds to wait for that run")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument(
         "--baseline-root",
@@ -174,9 +298,11 @@ def main() -> None:
 
     apps = ([("baseline", args.baseline_root)] if args.baseline_root else []) + [("this tree", ROOT)]
     results: dict[str, dict[str, float]] = {}
+    runs: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         (cwd / "chain.flow.yaml").write_text(chain_flow(args.nodes), encoding="utf-8")
+        (cwd / "runchain.flow.yaml").write_text(chain_flow(args.run_nodes, "out"), encoding="utf-8")
         peer_port = free_port()
         peer_code = (
             "import panel as pn; pn.serve({'/': lambda: pn.pane.Markdown('peer page ready')}, "
@@ -207,6 +333,10 @@ def main() -> None:
                     procs.append(app)
                     wait_http(f"http://127.0.0.1:{port}/api/flows", app)
                     results[label] = measure(page, f"http://127.0.0.1:{port}/", args.nodes)
+                    runs[label] = measure_run(
+                        page, f"http://127.0.0.1:{port}/", args.run_nodes, args.run_timeout
+                    )
+                    runs[label]["bare"] = bare_run(root, cwd, args.run_nodes)
                     app.terminate()
                     app.wait(20)
                 browser.close()
@@ -227,6 +357,24 @@ def main() -> None:
         print(f"drag a node 120 px (20 steps):        {r['drag'] * 1000:.0f} ms")
         print(f"connect two ports (whole gesture):     {r['connect'] * 1000:.0f} ms")
         print(f"  of which release until 'connected':  {r['answer'] * 1000:.0f} ms")
+        run = runs[label]
+        if run["wall"] == float("inf"):
+            print(
+                f"{args.run_nodes}-node run: 'ok' did not show within {args.run_timeout:.0f} s "
+                f"(the same run without the app: {run['bare']:.2f} s; slowest server answer meanwhile "
+                f"{run['server']:.1f} s)"
+            )
+            continue
+        print(
+            f"{args.run_nodes}-node run, Run click until 'ok':  {run['wall']:.2f} s "
+            f"({run['wall'] / run['bare']:.1f}x the same run without the app: {run['bare']:.2f} s; "
+            f"the executor's own time in the app: {run['executor']:.2f} s)"
+        )
+        print(
+            f"  during it: longest page stall {run['stall'] * 1000:.0f} ms, longest frame gap "
+            f"{run['frame_gap'] * 1000:.0f} ms ({run['slow_frames']:.0f} of {run['frames']:.0f} frames "
+            f"over 100 ms), slowest server answer {run['server'] * 1000:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """The run view: a form from the flow's input types, run, progress on the canvas, cancel.
 
+Agents: each tool call is listed as it happens (the call as sent, then its outcome, with
+the rail that refused it), and a call of a tool marked ``approve: true`` waits on a card
+for *Approve*, *Send edited* or *Deny* (``approvals.PendingApprovals``, the executor's
+``approve=`` callback).
+
 Breakpoints: the run pauses before each node picked under *break before* (the executor's
 ``before_node`` hook), shows that node's inputs and waits for *Step* (pause again before
 the next node) or *Continue* (run on to the next breakpoint).
@@ -7,6 +12,11 @@ the next node) or *Continue* (run on to the next breakpoint).
 The run happens in the serving process, on its event loop, traced to the store that
 process owns. Progress comes from the tracer itself: ``ProgressTracer`` passes every span
 on and reports node spans starting and ending, which light the nodes up on the canvas.
+Progress is sent to the page in batches, every ``FLUSH_S`` seconds and whenever the run
+pauses, and counted in a line of the view. A flow of more than ``LIVE_LIMIT`` nodes gets
+its canvas marks only when the run pauses or ends: each restyle of the canvas makes the
+browser restyle every element of it (Bokeh re-installs all of a component's stylesheets),
+which with a thousand nodes froze the page for most of the run.
 """
 
 from __future__ import annotations
@@ -23,20 +33,32 @@ from workbench.errors import WorkbenchError
 from workbench.spans import Span, Tracer
 from workbench.types import Bool, Enum, Float, Int, Str, Type
 
+from .approvals import PendingApprovals
 from .document import FlowDocument
 from .text import message, text_pane
+from .tool_calls import ToolCalls
 
 __all__ = ["ProgressTracer", "RunView", "input_widget", "widget_value"]
 
 NODE_ATTR = "workbench.node.name"
+KIND_ATTR = "workbench.node.kind"  # only the executor's node spans carry it
+FLUSH_S = 0.2  # how often progress of a running flow is sent to the page
+LIVE_LIMIT = 200  # flows with more nodes are marked on the canvas at pauses and at the end
 
 
 class ProgressTracer:
-    """A ``Tracer`` that forwards to ``inner`` and calls ``on_node(name, state)`` for node spans."""
+    """A ``Tracer`` that forwards to ``inner`` and calls ``on_node(name, state)`` for node spans.
 
-    def __init__(self, inner: Tracer | None, on_node: Callable[[str, str], None]) -> None:
+    With ``calls``, agents' ``execute_tool`` and ``apply_guardrail`` spans go there too.
+    """
+
+    def __init__(
+        self, inner: Tracer | None, on_node: Callable[[str, str], None], calls: ToolCalls | None = None
+    ) -> None:
         self.inner = inner
         self.on_node = on_node
+        self.calls = calls
+        self._nodes: dict[str, str] = {}  # open node spans: span id -> node name
         if inner is None:
             from workbench.spans import NoopTracer
 
@@ -53,9 +75,12 @@ class ProgressTracer:
         """Open a span (and report a node starting)."""
         assert self.inner is not None
         span = self.inner.start_span(name, parent=parent, kind=kind, attributes=attributes)
-        node = (attributes or {}).get(NODE_ATTR)
-        if node:
-            self.on_node(str(node), "running")
+        attrs = attributes or {}
+        if KIND_ATTR in attrs:
+            self._nodes[span.span_id] = node = str(attrs.get(NODE_ATTR))
+            self.on_node(node, "running")
+        elif self.calls is not None and attrs.get("gen_ai.operation.name") == "execute_tool":
+            self.calls.started(span, self._nodes.get(parent.span_id if parent else "", "?"))
         return span
 
     def add_event(self, span: Span, name: str, attributes: dict[str, Any] | None = None) -> None:
@@ -67,9 +92,15 @@ class ProgressTracer:
         """Close a span (and report a node ending)."""
         assert self.inner is not None
         self.inner.end_span(span, status=status, message=message)
-        node = span.attributes.get(NODE_ATTR)
-        if node:
-            self.on_node(str(node), "failed" if status == "ERROR" else "done")
+        node = self._nodes.pop(span.span_id, None)
+        if node is not None:
+            self.on_node(node, "failed" if status == "ERROR" else "done")
+        elif self.calls is not None:
+            operation = span.attributes.get("gen_ai.operation.name")
+            if operation == "execute_tool":
+                self.calls.ended(span)
+            elif operation == "apply_guardrail":
+                self.calls.rail_checked(span)
 
     def flush(self) -> None:
         """Flush the inner tracer."""
@@ -107,7 +138,9 @@ class RunView(pn.viewable.Viewer):
 
     ``tracer``: a zero-argument callable giving the tracer of one run and whether to close
     it after (the server passes its own writer; by default ``workbench.traces.tracer_for``).
-    ``on_node``: progress callback ``(node, state)``; ``on_done``: called with the result.
+    ``on_node``: progress callback ``(node, state)``, or ``on_nodes`` taking a batch
+    ``{node: state}`` at once (the canvas restyles once per batch); ``on_done``: called with
+    the result.
     """
 
     def __init__(
@@ -116,6 +149,7 @@ class RunView(pn.viewable.Viewer):
         *,
         tracer: Callable[[], tuple[Tracer | None, bool]] | None = None,
         on_node: Callable[[str, str | None], None] | None = None,
+        on_nodes: Callable[[dict[str, str | None]], None] | None = None,
         on_start: Callable[[], None] | None = None,
         on_done: Callable[[Any], None] | None = None,
         **params: Any,
@@ -124,6 +158,15 @@ class RunView(pn.viewable.Viewer):
         self.doc = doc
         self._tracer = tracer or _default_tracer
         self.on_node = on_node or (lambda _n, _s: None)
+        self.on_nodes = on_nodes or self._each_node
+        self._marks: dict[str, str | None] = {}  # progress not yet sent to the page
+        self._states: dict[str, str] = {}  # each node's state in this run, for the count
+        self.progress = text_pane(css_classes=["wb-run-progress"])
+        self.calls = ToolCalls()
+        self.calls_pane = text_pane(
+            pre=True, sizing_mode="stretch_width", css_classes=["wb-run-calls"], visible=False
+        )
+        self.approvals = PendingApprovals(on_wait=self._waiting)
         self.on_start = on_start or (lambda: None)
         self.on_done = on_done or (lambda _r: None)
         self.form = pn.Column(sizing_mode="stretch_width", css_classes=["wb-run-form"])
@@ -177,7 +220,8 @@ class RunView(pn.viewable.Viewer):
         if not self._stepping and name not in self.breakpoints.value:
             return
         self._resume = asyncio.Event()
-        self.on_node(name, "paused")
+        self._mark(name, "paused")
+        self.flush()
         text = json.dumps(inputs, indent=2, ensure_ascii=False, default=str)
         message(self.paused, f"paused before {name}; its inputs:\n{text}", "info")
         self.step_button.disabled = self.continue_button.disabled = False
@@ -187,7 +231,46 @@ class RunView(pn.viewable.Viewer):
             self._resume = None
             self.step_button.disabled = self.continue_button.disabled = True
             message(self.paused, "")
-            self.on_node(name, None)
+            self._mark(name, None)
+            self.flush()
+
+    def _mark(self, node: str, state: str | None) -> None:
+        """Progress of one node, sent with the next batch."""
+        self._marks[node] = state
+        if state is not None:
+            self._states[node] = state
+
+    def _each_node(self, marks: dict[str, str | None]) -> None:
+        for node, state in marks.items():
+            self.on_node(node, state)
+
+    def _waiting(self, node: str, call_id: str, waits: bool) -> None:
+        """A tool call of ``node`` starts or stops waiting for approval: the node glows purple."""
+        self.calls.waiting(node, call_id, waits)
+        self._mark(node, "paused" if waits else "running")
+        self.flush()
+
+    def flush(self, *, canvas: bool = True) -> None:
+        """Send the progress gathered since the last batch to the page (node marks, tool calls);
+        ``canvas=False`` keeps the node marks for later and only updates the count."""
+        if self._marks and (canvas or len(self.doc.flow.nodes) <= LIVE_LIMIT):
+            marks, self._marks = self._marks, {}
+            self.on_nodes(marks)
+        if self._states:
+            counts: dict[str, int] = {}
+            for state in self._states.values():
+                counts[state] = counts.get(state, 0) + 1
+            shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            message(self.progress, f"nodes: {shown} (of {len(self.doc.flow.nodes)})")
+        if self.calls.changed:
+            self.calls.changed = False
+            message(self.calls_pane, "tool calls:\n" + self.calls.text())
+            self.calls_pane.visible = True
+
+    async def _flush_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.flush(canvas=False)
 
     def resume(self, *, step: bool = False) -> None:
         """Go on from a breakpoint: ``step`` pauses again before the next node."""
@@ -209,16 +292,23 @@ class RunView(pn.viewable.Viewer):
             message(self.status, f"bad input: {exc}", "error")
             return
         inner, close = self._tracer()
-        tracer = ProgressTracer(inner, self.on_node)
+        self.calls = ToolCalls()
+        self._marks, self._states = {}, {}
+        message(self.progress, "")
+        tracer = ProgressTracer(inner, self._mark, self.calls)
         self.on_start()
         self.run_button.disabled, self.cancel_button.disabled = True, False
         message(self.status, "running...", "info")
-        message(self.outputs, "")
-        message(self.verdicts, "")
+        for pane in (self.outputs, self.verdicts, self.calls_pane):
+            message(pane, "")
+        self.calls_pane.visible = False  # a flow without agents keeps no empty space for calls
         self._stepping = False
         hook = self._before_node if self.breakpoints.value else None
+        flusher = asyncio.ensure_future(self._flush_every(FLUSH_S))
         try:
-            executor = Executor(self.doc.flow.copy(), tracer=tracer, before_node=hook)
+            executor = Executor(
+                self.doc.flow.copy(), tracer=tracer, before_node=hook, approve=self.approvals.ask
+            )
             self._task = asyncio.ensure_future(executor.arun(values))
             result = await self._task
         except asyncio.CancelledError:
@@ -228,6 +318,8 @@ class RunView(pn.viewable.Viewer):
             message(self.status, f"cannot run: {exc}", "error")
             return
         finally:
+            flusher.cancel()
+            self.flush()
             self.run_button.disabled, self.cancel_button.disabled = False, True
             closer = getattr(inner, "close", None) if close else None
             if closer is not None:
@@ -260,7 +352,10 @@ class RunView(pn.viewable.Viewer):
             self.breakpoints,
             pn.Row(self.run_button, self.cancel_button, self.step_button, self.continue_button),
             self.paused,
+            self.approvals,
             self.status,
+            self.progress,
+            self.calls_pane,
             self.outputs,
             self.verdicts,
             sizing_mode="stretch_width",

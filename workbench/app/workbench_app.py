@@ -49,7 +49,7 @@ class FlowSession:
         self.run = RunView(
             doc,
             tracer=tracer,
-            on_node=self.canvas.mark_run,
+            on_nodes=self.canvas.mark_runs,
             on_start=self.canvas.clear_run_marks,
             on_done=on_run,
         )
