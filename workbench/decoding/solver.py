@@ -95,6 +95,8 @@ class DecodeRails:
         self.timeout_ms = timeout_ms
         self.ctx = z3.Context()
         self._cache: dict[Any, Any] = {}
+        # the rails mask's verdicts per decoding context (``constraint``), shared by requests
+        self.masks: dict[Any, Any] = {}
         self._z3cache: dict[Any, Any] = {}
         self._lock = threading.Lock()
         out_roots = {f.path.split(".")[0] for f in fields}
