@@ -104,12 +104,20 @@ class RailsConstraint:
         return {n: "reject" if n in self.skip else how for n, how in self.plan.how.items()}
 
 
-@dataclass
 class _Verdicts:
-    """What the rails decided in one context: tokens checked, and of those the refused ones."""
+    """What the rails decided in one context, as packed uint32 masks: the tokens not yet
+    checked, and the tokens kept (every token but the refused ones; end-of-sequence always)."""
 
-    checked: np.ndarray  # packed uint32
-    refused: np.ndarray  # packed uint32
+    def __init__(self, checked: np.ndarray, refused: np.ndarray, eos: np.ndarray) -> None:
+        self.unchecked = ~checked
+        self.keep = ~refused | eos
+
+    def check(self, t: int, ok: bool) -> None:
+        """Record the verdict on token ``t``."""
+        bit = np.uint32(1 << (t & 31))
+        self.unchecked[t >> 5] &= ~bit
+        if not ok:
+            self.keep[t >> 5] &= ~bit
 
 
 _MAX_CONTEXTS = 4096  # per plan; a full cache is dropped (each entry is two vocabulary masks)
@@ -122,31 +130,36 @@ class _RailsState:
         self.owner, self.inner, self.tokenizer, self.table = owner, inner, tokenizer, table
         self.text = ""
         self.ids: list[int] = []
+        self.eos = table.eos.view(np.uint32)
 
     def allowed_tokens(self) -> Any:
         table, owner = self.table, self.owner
-        schema = self.inner.allowed_tokens()
-        if schema is None:
-            words = np.full(table.words, 0xFFFFFFFF, dtype=np.uint32)
-        else:
-            words = np.zeros(table.words, dtype=np.uint32)
-            given = np.asarray(schema).astype(np.int32).reshape(-1).view(np.uint32)[: table.words]
-            words[: len(given)] = given
+        words = self._schema_words(self.inner.allowed_tokens())
         here = scan(self.text)
         if here is None or not owner.viable(here):
-            allowed = words & table.eos.view(np.uint32)
+            allowed = words & self.eos
         else:
             verdicts = self._verdicts(here)
-            need = words & ~verdicts.checked
+            need = words & verdicts.unchecked
             if need.any():
-                checked, refused = verdicts.checked, verdicts.refused
-                for t in table.ids(need.view(np.int32)):
-                    checked[t >> 5] |= np.uint32(1 << (t & 31))
-                    if not owner.viable(scan(self.text + table.pieces[t])):
-                        refused[t >> 5] |= np.uint32(1 << (t & 31))
-            allowed = words & (~verdicts.refused | table.eos.view(np.uint32))
+                for t in table.ids(need):
+                    verdicts.check(t, owner.viable(scan(self.text + table.pieces[t])))
+            allowed = words & verdicts.keep
         self._log(here, words, allowed)
         return allowed.view(np.int32)
+
+    def _schema_words(self, schema: Any) -> np.ndarray:
+        """The grammar's mask as packed uint32 words, one per 32 tokens of the vocabulary."""
+        n = self.table.words
+        if schema is None:
+            return np.full(n, 0xFFFFFFFF, dtype=np.uint32)
+        given = np.asarray(schema)
+        given = (given if given.dtype == np.int32 else given.astype(np.int32)).reshape(-1).view(np.uint32)
+        if len(given) == n:
+            return given
+        words = np.zeros(n, dtype=np.uint32)
+        words[: min(n, len(given))] = given[:n]
+        return words
 
     def _verdicts(self, here: Partial) -> _Verdicts:
         """The cached verdicts of the context the answer is in (see the module docstring)."""
@@ -165,7 +178,7 @@ class _RailsState:
             key: tuple[Any, ...] = ("str", base, opened, content if f.path in plan.read else escaped)
             found = plan.masks.get(key)
             if found is None:
-                found = _Verdicts(table.plain.view(np.uint32).copy(), np.zeros(table.words, np.uint32))
+                found = _Verdicts(table.plain.view(np.uint32), np.zeros(table.words, np.uint32), self.eos)
         elif f is not None and f.kind in ("int", "real") and (value is None or not value.startswith('"')):
             # a number: every digit token is decided at once against the field's feasible range
             key = ("num", base, tail)
@@ -178,15 +191,15 @@ class _RailsState:
                 checked[numbers.ids] = True
                 refused = np.zeros(table.words * 32, dtype=bool)
                 refused[numbers.ids[~ok]] = True
-                found = _Verdicts(_packed(checked), _packed(refused))
+                found = _Verdicts(_packed(checked), _packed(refused), self.eos)
         else:
             key = ("gen", base, tail)
             found = plan.masks.get(key)
             if found is None:
                 checked = np.zeros(table.words, np.uint32)
                 if f is not None and f.kind == "str" and value is None:  # a string value opens
-                    checked = (table.plain | table.opens).view(np.uint32).copy()
-                found = _Verdicts(checked, np.zeros(table.words, np.uint32))
+                    checked = (table.plain | table.opens).view(np.uint32)
+                found = _Verdicts(checked, np.zeros(table.words, np.uint32), self.eos)
         if key not in plan.masks:
             if len(plan.masks) >= _MAX_CONTEXTS:
                 plan.masks.clear()
@@ -224,4 +237,6 @@ def _packed(flags: np.ndarray) -> np.ndarray:
 
 def _count(words: np.ndarray) -> int:
     """Set bits in a packed mask."""
+    if hasattr(np, "bitwise_count"):  # numpy 2
+        return int(np.bitwise_count(words).sum())
     return int(np.unpackbits(words.view(np.uint8)).sum())

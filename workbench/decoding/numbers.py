@@ -106,7 +106,7 @@ class NumberTokens:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(room, np.log10(hi / np.where(d > 0, d, 1.0)), 0.0)
         kmax = np.floor(ratio)
-        near = np.abs(ratio - np.round(ratio)) < _TOL
+        near = room & (np.abs(ratio - np.round(ratio)) < _TOL)
         unsure |= grow & (near | (digits + np.maximum(kmax, 0) > _DIGITS) | (np.abs(d - hi) <= _TOL * hi))
         for k in (kmax, kmax - 1):  # the largest range below the bound, and the one before
             use = room & (k >= 0)

@@ -43,8 +43,10 @@ class TokenTable:
 
     def ids(self, mask: np.ndarray) -> list[int]:
         """The token ids a packed mask allows."""
-        bits = np.unpackbits(mask.view(np.uint8), bitorder="little")[: len(self.pieces)]
-        return np.flatnonzero(bits).tolist()
+        words = np.flatnonzero(mask)  # most masks here are sparse: unpack only non-zero words
+        bits = np.unpackbits(mask[words].view(np.uint8), bitorder="little").reshape(len(words), 32)
+        rows, cols = np.nonzero(bits)
+        return [t for t in (words[rows] * 32 + cols).tolist() if t < len(self.pieces)]
 
 
 @functools.lru_cache(maxsize=8)
