@@ -255,6 +255,7 @@ def rails_times(
     whole, extra = _Times(), _Times()
     for ids, c in zip(docs, cash, strict=True):
         known, _ = plan.known({"cash": c})
+        plan.conflict(known)  # as the runtime does before generation (not timed)
         state: Any = RailsConstraint(plan, known).constrain(inner).start(tok)
         state.inner = timed = _TimedInner(state.inner)
         for t in ids:

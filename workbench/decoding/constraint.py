@@ -186,12 +186,8 @@ class _RailsState:
             if found is None:
                 rng = owner.interval(here, f.key)
                 numbers = table.numbers
-                ok = numbers.verdicts(value or "", rng, f.kind == "int") if rng else np.zeros(len(numbers.ids), bool)
-                checked = np.zeros(table.words * 32, dtype=bool)
-                checked[numbers.ids] = True
-                refused = np.zeros(table.words * 32, dtype=bool)
-                refused[numbers.ids[~ok]] = True
-                found = _Verdicts(_packed(checked), _packed(refused), self.eos)
+                ok = numbers.allowed(value or "", rng, f.kind == "int") if rng else np.zeros_like(numbers.mask)
+                found = _Verdicts(numbers.mask, numbers.mask & ~ok, self.eos)
         else:
             key = ("gen", base, tail)
             found = plan.masks.get(key)
@@ -231,12 +227,6 @@ class _RailsState:
         return self.inner.is_finished()
 
 
-def _packed(flags: np.ndarray) -> np.ndarray:
-    return np.packbits(flags, bitorder="little").view(np.uint32)
-
-
 def _count(words: np.ndarray) -> int:
     """Set bits in a packed mask."""
-    if hasattr(np, "bitwise_count"):  # numpy 2
-        return int(np.bitwise_count(words).sum())
-    return int(np.unpackbits(words.view(np.uint8)).sum())
+    return int.from_bytes(words.tobytes(), "little").bit_count()

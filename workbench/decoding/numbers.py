@@ -1,21 +1,23 @@
-"""Which number tokens may extend a number being written: every such token at once, in numpy.
+"""Which number tokens may extend a number being written: all of them at once, exactly.
 
 A BPE vocabulary holds hundreds to thousands of tokens made of digits (Llama 3 has every
 1- to 3-digit string). While a number field is written, each of them extends the number's
 text and must keep it completable into the field's feasible range (``number_prefix_ok``).
-Asking that per token in Python costs milliseconds a step; here it is a few vector
-operations over all of them: the values a prefix can still grow into are one range
-(``3.4`` -> [3.4, 3.5)) or, for a whole number ``d``, the ranges [d 10^k, (d+1) 10^k), of which
-only the largest below the upper bound matters. Floats decide what is clearly in or out;
-anything within rounding distance of a bound (and numbers of more than 15 digits) is decided
-again exactly by ``number_prefix_ok``, so the verdicts are the exact ones.
+Asking that per token in Python costs milliseconds a step. Here the question is turned
+around: a prefix ``p`` extended by an ``L``-digit token of value ``v`` is the number
+``s = p * 10^L + v``, and the values ``s`` may grow into are ``[s 10^k, (s+1) 10^k)`` for every
+``k >= 0`` (a decimal ``3.4`` + ``v`` is ``[s u, (s+1) u)`` with ``u = 10^-(1+L)``). For each ``k``
+the ``s`` that meet the range form one run of integers, found with integer arithmetic on
+the range's exact bounds; the tokens are sorted by value per length, so each run is a slice.
+So a step costs a few dozen integer operations and slices, whatever the vocabulary, and the
+verdicts are the exact ones. Tokens with a ``.`` are few and are asked one by one.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -23,130 +25,129 @@ from .prefix import Interval, _ceil_in, _floor_in, number_prefix_ok
 
 __all__ = ["NumberTokens"]
 
-_TOKEN = re.compile(r"[0-9]*\.?[0-9]*")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_DOTTED = re.compile(r"[0-9]*\.[0-9]*")
 _PREFIX = re.compile(r"-?[0-9]*\.?[0-9]*")
-_TOL = 1e-9  # relative distance under which a float comparison is re-decided exactly
-_DIGITS = 15  # a float holds this many decimal digits exactly
+
+
+def _floor(x: Fraction | int, num: int, den: int = 1) -> int:
+    """floor(x * num / den)."""
+    q = Fraction(x)
+    return (q.numerator * num) // (q.denominator * den)
+
+
+def _ceil(x: Fraction | int, num: int, den: int = 1) -> int:
+    """ceil(x * num / den)."""
+    q = Fraction(x)
+    return -((-q.numerator * num) // (q.denominator * den))
 
 
 class NumberTokens:
-    """The tokens made of digits and at most one ``.``, with their parts as numbers."""
+    """The tokens made of digits (by length, sorted by value) and those with one ``.``."""
 
-    def __init__(self, ids: Sequence[int], texts: Sequence[str]) -> None:
-        keep = [(i, t) for i, t in zip(ids, texts, strict=True) if t and _TOKEN.fullmatch(t)]
-        self.ids = np.array([i for i, _ in keep], dtype=np.int64)
-        self.texts = [t for _, t in keep]
-        parts = [t.partition(".") for t in self.texts]
-        self.dot = np.array([bool(d) for _, d, _ in parts], dtype=bool)
-        self.whole_len = np.array([len(w) for w, _, _ in parts], dtype=np.int64)
-        self.whole = np.array([float(w or 0) for w, _, _ in parts])
-        self.frac_len = np.array([len(f) for _, _, f in parts], dtype=np.int64)
-        self.frac = np.array([float(f or 0) for _, _, f in parts])
-        self.lead = np.array([w.startswith("0") for w, _, _ in parts], dtype=bool)
+    def __init__(self, ids: Sequence[int], texts: Sequence[str], words: int) -> None:
+        self.words = words
+        groups: dict[int, list[tuple[int, int]]] = {}
+        self.dotted: list[tuple[int, str]] = []
+        for i, t in zip(ids, texts, strict=True):
+            if _DIGITS.fullmatch(t):
+                groups.setdefault(len(t), []).append((int(t), i))
+            elif _DOTTED.fullmatch(t):
+                self.dotted.append((i, t))
+        self.by_len = {
+            n: (np.array([v for v, _ in g], dtype=np.int64), np.array([i for _, i in g], dtype=np.int64))
+            for n, g in ((n, sorted(g)) for n, g in sorted(groups.items()))
+        }
+        flags = np.zeros(words * 32, dtype=bool)
+        for _, found in self.by_len.values():
+            flags[found] = True
+        flags[[i for i, _ in self.dotted]] = True
+        self.mask = np.packbits(flags, bitorder="little").view(np.uint32)  # every token here
+        self.zero = next((i for v, i in zip(*self.by_len.get(1, ((), ())), strict=True) if v == 0), None)
 
-    def verdicts(self, prefix: str, rng: Interval, integer: bool) -> np.ndarray:
-        """Per token (``self.ids``): can ``prefix + token`` still become a number in ``rng``?"""
-        n = len(self.texts)
-        if not _PREFIX.fullmatch(prefix):
-            return np.zeros(n, dtype=bool)  # an exponent or a sign inside: never offered
-        neg = prefix.startswith("-")
-        body = prefix[1:] if neg else prefix
-        r = rng.mirrored() if neg else rng
-        cw, c_dot, cf = body.partition(".")
-        ok = np.zeros(n, dtype=bool)
-        unsure = np.zeros(n, dtype=bool)
-        if c_dot:
-            # "3.4" + "56": one range [3.456, 3.457); a second dot is never valid
+    def allowed(self, prefix: str, rng: Interval, integer: bool) -> np.ndarray:
+        """Packed mask of the tokens here with which ``prefix + token`` can still become a number
+        in ``rng`` (an integer if asked): exactly ``number_prefix_ok`` on each."""
+        flags = np.zeros(self.words * 32, dtype=bool)
+        if _PREFIX.fullmatch(prefix) and not prefix.startswith("--"):
+            neg = prefix.startswith("-")
+            r = rng.mirrored() if neg else rng
+            body = prefix[1:] if neg else prefix
+            slices = self._slices(body, r, integer)
+            if slices:
+                flags[np.concatenate(slices)] = True
+            if not integer and "." not in body:
+                for i, t in self.dotted:
+                    flags[i] = number_prefix_ok(prefix + t, rng, integer)
+        return np.packbits(flags, bitorder="little").view(np.uint32)
+
+    def _slices(self, body: str, r: Interval, integer: bool) -> list[np.ndarray]:
+        cw, dot, cf = body.partition(".")
+        out: list[np.ndarray] = []
+        if dot:  # "3.4" + v: s = 34 * 10^L + v in units of u = 10^-(1 + L): [s u, (s+1) u)
             if integer or not cw:
-                return np.zeros(n, dtype=bool) if integer else self._exact(prefix, rng, integer)
-            pick = ~self.dot
-            digits = len(cw) + len(cf) + self.whole_len
-            scale = 10.0 ** (len(cf) + self.whole_len)
-            start = float(cw) + (float(cf or 0) * 10.0**self.whole_len + self.whole) / scale
-            self._meets(ok, unsure, pick, start, start + 1.0 / scale, r, digits)
-        elif integer:
-            pick = ~self.dot
-            self._whole(ok, unsure, pick, cw, r, True)
-        else:
-            self._whole(ok, unsure, ~self.dot, cw, r, False)
-            # "3" + "4.5" or "" + "0.": one range [34.5, 34.6), [0, 1)
-            pick = self.dot & ((len(cw) + self.whole_len) > 0)
-            scale = 10.0**self.frac_len
-            whole = (float(cw) * 10.0**self.whole_len if cw else 0.0) + self.whole
-            start = whole + self.frac / scale
-            digits = len(cw) + self.whole_len + self.frac_len
-            self._meets(ok, unsure, pick, start, start + 1.0 / scale, r, digits)
-        if unsure.any():
-            for k in np.flatnonzero(unsure).tolist():
-                ok[k] = number_prefix_ok(prefix + self.texts[k], rng, integer)
-        return ok
-
-    def _exact(self, prefix: str, rng: Interval, integer: bool) -> np.ndarray:
-        return np.array([number_prefix_ok(prefix + t, rng, integer) for t in self.texts], dtype=bool)
-
-    def _whole(
-        self, ok: np.ndarray, unsure: np.ndarray, pick: np.ndarray, cw: str, r: Interval, integer: bool
-    ) -> None:
-        """Tokens that keep the number whole: ``cw + token`` is ``d``; it grows into d 10^k."""
-        digits = len(cw) + self.whole_len
-        d = (float(cw) * 10.0**self.whole_len if cw else 0.0) + self.whole
-        # "0" may end or go on with a fraction: [0, 1). "00" and "05" are no JSON numbers (the
-        # grammar never allows them), so they stay refused here
-        zero = pick & (d == 0)
-        one = zero & (digits == 1)
-        self._meets(ok, unsure, one, np.zeros_like(d), np.ones_like(d), r, digits, integer)
-        lead = (self.lead & (len(cw) == 0)) | cw.startswith("0")
-        grow = pick & ~zero & ~lead
-        if r.hi is None:
-            ok |= grow  # no upper bound: a long enough number always gets in
-            unsure |= grow & (digits > _DIGITS)
-            return
-        hi = float(r.hi)
-        room = grow & (d <= hi)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(room, np.log10(hi / np.where(d > 0, d, 1.0)), 0.0)
-        kmax = np.floor(ratio)
-        near = room & (np.abs(ratio - np.round(ratio)) < _TOL)
-        unsure |= grow & (near | (digits + np.maximum(kmax, 0) > _DIGITS) | (np.abs(d - hi) <= _TOL * hi))
-        for k in (kmax, kmax - 1):  # the largest range below the bound, and the one before
-            use = room & (k >= 0)
-            scale = 10.0 ** np.maximum(k, 0)
-            self._meets(ok, unsure, use, d * scale, (d + 1.0) * scale, r, digits, integer)
+                return out
+            whole = int(cw + cf)
+            for n, (vals, ids) in self.by_len.items():
+                scale = 10 ** (len(cf) + n)
+                lo = None if r.lo is None else _floor(r.lo, scale)
+                hi = None if r.hi is None else (_floor(r.hi, scale) if not r.hi_strict else _ceil(r.hi, scale) - 1)
+                self._take(out, vals, ids, [(lo, hi)], whole * 10**n, 0, 10**n - 1)
+            return out
+        if cw.startswith("0"):
+            return out  # "0" goes on only with a fraction; "05" is no JSON number
+        if not cw and self.zero is not None and number_prefix_ok("0", r, integer):
+            out.append(np.array([self.zero], dtype=np.int64))
+        whole = int(cw) if cw else 0
+        if integer:
+            lo_z = None if r.lo is None else _ceil_in(r.lo, r.lo_strict)
+            hi_z = None if r.hi is None else _floor_in(r.hi, r.hi_strict)
+        for n, (vals, ids) in self.by_len.items():
+            first = 0 if cw else (10 ** (n - 1) if n > 1 else 1)  # no leading zeros; s >= 1
+            runs: list[tuple[int | None, int | None]] = []
+            if r.hi is None:
+                runs.append((None, None))  # no upper bound: a long enough number gets in
+            else:
+                k = 0
+                while 10**k <= max(1, r.hi):  # s >= 1, so s 10^k <= hi needs 10^k <= hi
+                    p = 10**k
+                    if integer:  # integers of [s p, (s+1) p - 1] in [lo_z, hi_z]
+                        lo = None if lo_z is None else _ceil(lo_z + 1, 1, p) - 1
+                        hi = None if hi_z is None else _floor(hi_z, 1, p)
+                    else:  # [s p, (s+1) p) meets r: (s+1) p > lo and s p <= hi (< if open)
+                        lo = None if r.lo is None else _floor(r.lo, 1, p)
+                        hi = _floor(r.hi, 1, p) if not r.hi_strict else _ceil(r.hi, 1, p) - 1
+                    runs.append((lo, hi))
+                    k += 1
+            self._take(out, vals, ids, runs, whole * 10**n, first, 10**n - 1)
+        return out
 
     @staticmethod
-    def _meets(
-        ok: np.ndarray,
-        unsure: np.ndarray,
-        pick: np.ndarray,
-        a: np.ndarray,
-        b: np.ndarray,
-        r: Interval,
-        digits: np.ndarray | int,
-        integer: bool = False,
+    def _take(
+        out: list[np.ndarray],
+        vals: np.ndarray,
+        ids: np.ndarray,
+        runs: list[tuple[int | None, int | None]],
+        base: int,
+        first: int,
+        last: int,
     ) -> None:
-        """Mark ``ok`` where [a, b) holds a value of ``r`` (an integer if asked), ``unsure`` where
-        a float cannot tell."""
-        if not pick.any():
-            return
-        if integer:  # integers in [a, b) and in r: [a, b - 1] against [ceil lo, floor hi], exactly
-            lo = -math.inf if r.lo is None else float(_ceil_in(r.lo, r.lo_strict))
-            hi = math.inf if r.hi is None else float(_floor_in(r.hi, r.hi_strict))
-            yes = np.maximum(a, lo) <= np.minimum(b - 1.0, hi)
-            close = np.zeros_like(yes)
-        else:
-            lo, lo_closed = (-math.inf, True) if r.lo is None else (float(r.lo), not r.lo_strict)
-            hi, hi_closed = (math.inf, True) if r.hi is None else (float(r.hi), not r.hi_strict)
-            low, high = np.maximum(a, lo), np.minimum(b, hi)
-            closed = (a > lo) | lo_closed  # the lower end belongs to both
-            closed_hi = (b > hi) & hi_closed  # the upper end is r's and closed (b is open)
-            yes = (low < high) | ((low == high) & closed & closed_hi)
-            scale = np.maximum(np.abs(low), np.abs(high))
-            close = np.abs(high - low) <= _TOL * np.where(np.isfinite(scale), scale, 0.0)
-            # the bounds themselves were rounded: values near them are decided exactly
-            for bound in (lo, hi):
-                if math.isfinite(bound):
-                    close |= (np.abs(a - bound) <= _TOL * abs(bound) + 1e-300) | (
-                        np.abs(b - bound) <= _TOL * abs(bound) + 1e-300
-                    )
-        ok |= pick & yes & ~close
-        unsure |= pick & (close | (np.asarray(digits) > _DIGITS))
+        """Append the ids of tokens whose value ``v`` puts ``base + v`` in one of ``runs`` and
+        ``v`` in [first, last]."""
+        spans = []
+        for lo, hi in runs:
+            a = first if lo is None else max(first, lo - base)
+            b = last if hi is None else min(last, hi - base)
+            if a <= b:
+                spans.append((a, b))
+        spans.sort()
+        merged: list[list[int]] = []
+        for a, b in spans:
+            if merged and a <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        for a, b in merged:
+            i0, i1 = np.searchsorted(vals, [a, b + 1])
+            if i1 > i0:
+                out.append(ids[i0:i1])

@@ -31,7 +31,7 @@ import z3
 from workbench.errors import UsageError
 from workbench.rails import Rail
 from workbench.rails.feasible import feasible_range
-from workbench.rails.ir import Call, Var, exact, walk
+from workbench.rails.ir import Arith, Call, Pow, Var, exact, walk
 from workbench.rails.parser import sort_of_type
 from workbench.rails.rail import leaf_sort
 from workbench.rails.z3terms import UnsupportedRail
@@ -108,6 +108,7 @@ class DecodeRails:
             if reason:
                 self.why[name] = reason
         self.masked = [(n, r) for n, r in self.rails if self.how[n] == "mask"]
+        self.paths = {n: frozenset(v.path for v in r.vars()) for n, r in self.masked}  # leaves each reads
         # paths the masked rails read: other fields cannot change an answer, so they are left
         # out of the cache keys (a new ticker must not cost a new Z3 query on the budget)
         self.read = frozenset(v.path for _, r in self.masked for v in r.vars())
@@ -172,6 +173,10 @@ class DecodeRails:
                 core = None
                 if solver.check() == z3.unsat:
                     core = sorted(str(c)[5:] for c in solver.unsat_core())
+                else:  # the first decoding steps ask the same (or less): answered already
+                    self._cache[("sat", known, tuple(skip))] = True
+                    for gkey, _, _ in self._groups(known, skip)[1]:
+                        self._cache[gkey] = True
                 self._cache[key] = core
         if core:
             shown = ", ".join(f"{p}={v!r}" for p, v in known)
@@ -197,7 +202,6 @@ class DecodeRails:
             return bool(self._cache[key])
 
     def _decide(self, fixed: Fixed, skip: tuple[str, ...]) -> bool:
-        values = dict(fixed)
         env: dict[str, Any] = {}
         for path, value in fixed:
             *roots, leaf = path.split(".")
@@ -205,27 +209,38 @@ class DecodeRails:
             for part in roots:
                 node = node.setdefault(part, {})
             node[leaf] = value
+        ground, groups = self._groups(fixed, skip)
+        if not all(rail.holds(env) for _, rail in ground):
+            return False
+        for gkey, rails, opened in groups:
+            if gkey not in self._cache:
+                self._cache[gkey] = self._group_feasible(rails, opened, dict(gkey[2]))
+            if not self._cache[gkey]:
+                return False
+        return True
+
+    def _groups(self, fixed: Fixed, skip: Sequence[str]) -> tuple[list[tuple[str, Rail]], list[Any]]:
+        """The rails with every leaf pinned, and the others in groups that share no open leaf:
+        ``(cache key, rails, open leaves)``, keyed on the pinned leaves the group reads."""
+        values = dict(fixed)
+        ground: list[tuple[str, Rail]] = []
         groups: list[tuple[list[tuple[str, Rail]], set[str]]] = []
         for name, rail in self.masked:
             if name in skip:
                 continue
-            opened = {v.path for v in rail.vars() if v.path not in values}
+            opened = {p for p in self.paths[name] if p not in values}
             if not opened:
-                if not rail.holds(env):
-                    return False
+                ground.append((name, rail))
                 continue
             joined = [g for g in groups if g[1] & opened]
             rails = [(name, rail)] + [r for g in joined for r in g[0]]
             groups = [g for g in groups if g not in joined] + [(rails, opened.union(*(g[1] for g in joined)))]
+        keyed = []
         for rails, opened in groups:
-            reads = {v.path for _, r in rails for v in r.vars()}
+            reads = frozenset().union(*(self.paths[n] for n, _ in rails))
             sub = tuple((p, v) for p, v in fixed if p in reads)
-            gkey = ("group", tuple(sorted(n for n, _ in rails)), sub)
-            if gkey not in self._cache:
-                self._cache[gkey] = self._group_feasible(rails, opened, dict(sub))
-            if not self._cache[gkey]:
-                return False
-        return True
+            keyed.append((("group", tuple(sorted(n for n, _ in rails)), sub), rails, opened))
+        return ground, keyed
 
     def _group_feasible(self, rails: list[tuple[str, Rail]], opened: set[str], fixed: dict[str, Any]) -> bool:
         if len(opened) == 1:
@@ -265,14 +280,20 @@ class DecodeRails:
     def _interval(self, fixed: Fixed, key: str, skip: tuple[str, ...]) -> Interval | None:
         f = self.fields[key]
         values = dict(fixed)
-        reading = [(n, r) for n, r in self.masked if n not in skip and any(v.path == f.path for v in r.vars())]
-        opened = {v.path for _, r in reading for v in r.vars() if v.path not in values}
+        reading = [(n, r) for n, r in self.masked if n not in skip and f.path in self.paths[n]]
+        opened = {p for n, _ in reading for p in self.paths[n] if p not in values}
         if opened == {f.path}:
             with self._lock:
                 spans = self._spans(reading, f.path, values)
             if spans is not None:
                 return hull(spans)
         if not reading:
+            return hull(type_spans(f.typ))
+        if any(_open_product(r.expr, opened) for _, r in reading):
+            # A product of two open fields (qty * price before either is written): Z3's
+            # optimiser gives up only at its timeout (~1 s a side), and a bound found there
+            # would rarely narrow anything. Leave the field to its type; once the other
+            # factor is written the rail is linear and narrows exactly.
             return hull(type_spans(f.typ))
         with self._lock:
             term = z3.Const(f.path, leaf_sort(sort_of_type(f.typ), self.ctx))
@@ -330,6 +351,19 @@ class DecodeRails:
                     )
                     out.append(getattr(term, op)(lit))
         return out
+
+
+def _open_product(expr: Any, opened: set[str]) -> bool:
+    """Whether the rail multiplies or divides two terms that both read an open field."""
+    for node in walk(expr):
+        if isinstance(node, Arith) and node.op in ("*", "/", "//", "%"):
+            sides = [any(isinstance(v, Var) and v.path in opened for v in walk(x)) for x in (node.left, node.right)]
+            if all(sides):
+                return True
+        if isinstance(node, Pow) and node.exponent > 1:
+            if any(isinstance(v, Var) and v.path in opened for v in walk(node.base)):
+                return True
+    return False
 
 
 def type_spans(typ: Type) -> Spans:

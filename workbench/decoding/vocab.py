@@ -60,5 +60,5 @@ def token_table(tokenizer: Any) -> TokenTable:
     opens = np.array([_OPENS.fullmatch(p) is not None for p in pieces], dtype=bool)
     return TokenTable(
         pieces, words, pack(eos, words), pack(plain, words), pack(opens, words),
-        NumberTokens(range(len(pieces)), pieces),
+        NumberTokens(range(len(pieces)), pieces, words),
     )  # fmt: skip
