@@ -131,11 +131,12 @@ class _RailsState:
         self.text = ""
         self.ids: list[int] = []
         self.eos = table.eos.view(np.uint32)
+        self.here: Partial | None = None  # the last reading of the answer (scans resume there)
 
     def allowed_tokens(self) -> Any:
         table, owner = self.table, self.owner
         words = self._schema_words(self.inner.allowed_tokens())
-        here = scan(self.text)
+        here = self.here = scan(self.text, self.here)
         if here is None or not owner.viable(here):
             allowed = words & self.eos
         else:
@@ -143,7 +144,7 @@ class _RailsState:
             need = words & verdicts.unchecked
             if need.any():
                 for t in table.ids(need):
-                    verdicts.check(t, owner.viable(scan(self.text + table.pieces[t])))
+                    verdicts.check(t, owner.viable(scan(self.text + table.pieces[t], here)))
             allowed = words & verdicts.keep
         self._log(here, words, allowed)
         return allowed.view(np.int32)

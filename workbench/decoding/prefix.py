@@ -33,15 +33,18 @@ class Partial:
     at: int = field(default=0, compare=False)  # where the text after the last finished value starts
 
 
-def scan(text: str) -> Partial | None:
-    """Read ``text``, a prefix of a flat JSON object; None when it is not one (nested values)."""
-    done: list[tuple[str, Any]] = []
-    i, n, at = 0, len(text), 0
+def scan(text: str, since: Partial | None = None) -> Partial | None:
+    """Read ``text``, a prefix of a flat JSON object; None when it is not one (nested values).
+
+    ``since``, the reading of a shorter prefix of ``text``, lets the scan resume after the
+    values that reading had already finished (the text only grows while decoding)."""
+    done: list[tuple[str, Any]] = list(since.done) if since is not None and since.at else []
+    i, n, at = 0, len(text), since.at if since is not None else 0
     if n == 0:
         return Partial(())
     if text[0] != "{":
         return None
-    i = 1
+    i = max(1, at)
     while True:
         while i < n and text[i] in " ,\n\t":
             i += 1
