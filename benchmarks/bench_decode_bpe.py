@@ -320,20 +320,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--vocab", type=int, nargs="+", default=[32000, 128000], help="BPE sizes")
     parser.add_argument("--docs", type=int, default=40, help="valid documents replayed (40)")
     parser.add_argument("--repeats", type=int, default=200, help="repeats of each mask application (200)")
-    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "workbench-bpe"), help="vocab cache")
+    parser.add_argument(
+        "--cache", default=str(Path(tempfile.gettempdir()) / "workbench-bpe"), help="vocab cache"
+    )
     parser.add_argument("--json", default=None, help="also write the report here")
     args = parser.parse_args(argv)
     rails_bench = _sibling("bench_decode_rails")
     schema = rails_bench.ORDER.to_json_schema()
     pairs = rails_bench.valid_documents(args.docs, random.Random(0))
     torch.set_num_threads(1)
-    report: dict[str, Any] = {"machine": machine(), "versions": versions(), "rail": rails_bench.RAIL, "vocab": {}}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "versions": versions(),
+        "rail": rails_bench.RAIL,
+        "vocab": {},
+    }
     print(f"# decode masks on BPE vocabularies: {report['machine']}")
     print("# " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     for size in args.vocab:
         tok = bpe_tokenizer(size, Path(args.cache))
         eos = tok.eos_token_ids[0]
-        docs = [tok.encode(text, add_special_tokens=False) + [eos] for text, _ in pairs]
+        docs = [[*tok.encode(text, add_special_tokens=False), eos] for text, _ in pairs]
         entry = {
             "tokens": tok.vocab_size,
             "schema": schema_times(tok, schema, docs),

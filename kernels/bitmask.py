@@ -53,7 +53,7 @@ def allowed_tokens(bitmask: torch.Tensor, vocab_size: int) -> torch.Tensor:
     # full-size temporaries (1.6-3.4 ms against 0.14-0.6 ms at 128k tokens on CPU).
     data = bitmask.contiguous().view(torch.uint8).reshape(-1).int()  # [B * W * 4]
     bits = _byte_bits(bitmask.device).index_select(0, data).view(B, W * 32)  # [B, W * 32]
-    if W * 32 >= vocab_size:
+    if vocab_size <= W * 32:
         return bits[:, :vocab_size]
     # tokens past the mask's last word are disallowed
     return torch.cat([bits, bits.new_zeros(B, vocab_size - W * 32)], dim=1)

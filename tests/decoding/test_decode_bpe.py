@@ -33,7 +33,9 @@ def bpe(tmp_path_factory) -> Tokenizer:
 
 def _plan(texts: dict[str, str], typ) -> DecodeRails:
     scope = Scope({"order": typ, "cash": parse_type({"float": {"ge": 0}})}, {"RESTRICTED": ["ACME", "GLOBX"]})
-    return DecodeRails([(n, parse_rail(t, scope, name=n)) for n, t in texts.items()], answer_fields({"order": typ}))
+    return DecodeRails(
+        [(n, parse_rail(t, scope, name=n)) for n, t in texts.items()], answer_fields({"order": typ})
+    )
 
 
 def _bits(words, vocab: int) -> np.ndarray:
@@ -108,7 +110,9 @@ def test_the_fast_mask_is_the_token_by_token_check_on_a_bpe_vocabulary(bpe):
         {"side": {"enum": ["buy", "sell", "hold"]}, "ticker": {"str": {}},
          "qty": {"int": {"ge": 0}}, "price": {"float": {"gt": 0}}}
     )  # fmt: skip
-    plan = _plan({"budget": "order.qty * order.price <= cash", "restricted": "order.ticker not in RESTRICTED"}, typ)
+    plan = _plan(
+        {"budget": "order.qty * order.price <= cash", "restricted": "order.ticker not in RESTRICTED"}, typ
+    )
     schema = JsonSchemaConstraint(typ.to_json_schema(), bpe)
     rng = random.Random(5)
     pieces = [bpe.decode([i]) for i in range(bpe.vocab_size)]
@@ -136,7 +140,9 @@ def test_the_fast_mask_is_the_token_by_token_check_on_a_bpe_vocabulary(bpe):
     assert steps > 40
     # and the budget did narrow: after qty 12 with cash 7, a price of 0.6 or more is refused
     known, _ = plan.known({"cash": 7.0})
-    assert not RailsConstraint(plan, known).viable(scan('{"side": "buy", "ticker": "ZED", "qty": 12, "price": 0.6'))
+    assert not RailsConstraint(plan, known).viable(
+        scan('{"side": "buy", "ticker": "ZED", "qty": 12, "price": 0.6')
+    )
 
 
 def test_digit_tokens_are_decided_exactly_as_one_by_one():
@@ -146,7 +152,9 @@ def test_digit_tokens_are_decided_exactly_as_one_by_one():
     rng = random.Random(3)
     compared = 0
     for _ in range(60):
-        bounds = [rng.choice([None, Fraction(rng.randint(-300, 3000), rng.choice([1, 3, 7, 100]))]) for _ in "ab"]
+        bounds = [
+            rng.choice([None, Fraction(rng.randint(-300, 3000), rng.choice([1, 3, 7, 100]))]) for _ in "ab"
+        ]
         lo, hi = sorted(bounds, key=lambda b: (b is None, b)) if None not in bounds else bounds
         rng_ = Interval(lo, hi, rng.random() < 0.3, rng.random() < 0.3)
         if lo is not None and lo == hi:

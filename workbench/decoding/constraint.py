@@ -187,7 +187,9 @@ class _RailsState:
             if found is None:
                 rng = owner.interval(here, f.key)
                 numbers = table.numbers
-                ok = numbers.allowed(value or "", rng, f.kind == "int") if rng else np.zeros_like(numbers.mask)
+                ok = (
+                    numbers.allowed(value or "", rng, f.kind == "int") if rng else np.zeros_like(numbers.mask)
+                )
                 found = _Verdicts(numbers.mask, numbers.mask & ~ok, self.eos)
         else:
             key = ("gen", base, tail)

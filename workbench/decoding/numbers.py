@@ -91,7 +91,11 @@ class NumberTokens:
             for n, (vals, ids) in self.by_len.items():
                 scale = 10 ** (len(cf) + n)
                 lo = None if r.lo is None else _floor(r.lo, scale)
-                hi = None if r.hi is None else (_floor(r.hi, scale) if not r.hi_strict else _ceil(r.hi, scale) - 1)
+                hi = (
+                    None
+                    if r.hi is None
+                    else (_floor(r.hi, scale) if not r.hi_strict else _ceil(r.hi, scale) - 1)
+                )
                 self._take(out, vals, ids, [(lo, hi)], whole * 10**n, 0, 10**n - 1)
             return out
         if cw.startswith("0"):

@@ -338,7 +338,11 @@ class DecodeRails:
         """Bounds of the answer's number fields not yet written (of those in ``only`` if given)."""
         out: list[z3.BoolRef] = []
         for f in self.fields.values():
-            if f.path in fixed or not isinstance(f.typ, Int | Float) or (only is not None and f.path not in only):
+            if (
+                f.path in fixed
+                or not isinstance(f.typ, Int | Float)
+                or (only is not None and f.path not in only)
+            ):
                 continue
             term = z3.Const(f.path, leaf_sort(sort_of_type(f.typ), self.ctx))
             for attr, op in (("ge", "__ge__"), ("gt", "__gt__"), ("le", "__le__"), ("lt", "__lt__")):
@@ -355,14 +359,20 @@ class DecodeRails:
 
 def _open_product(expr: Any, opened: set[str]) -> bool:
     """Whether the rail multiplies or divides two terms that both read an open field."""
+
+    def reads(x: Any) -> bool:
+        return any(isinstance(v, Var) and v.path in opened for v in walk(x))
+
     for node in walk(expr):
-        if isinstance(node, Arith) and node.op in ("*", "/", "//", "%"):
-            sides = [any(isinstance(v, Var) and v.path in opened for v in walk(x)) for x in (node.left, node.right)]
-            if all(sides):
-                return True
-        if isinstance(node, Pow) and node.exponent > 1:
-            if any(isinstance(v, Var) and v.path in opened for v in walk(node.base)):
-                return True
+        if (
+            isinstance(node, Arith)
+            and node.op in ("*", "/", "//", "%")
+            and reads(node.left)
+            and reads(node.right)
+        ):
+            return True
+        if isinstance(node, Pow) and node.exponent > 1 and reads(node.base):
+            return True
     return False
 
 
