@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -30,52 +30,57 @@ class Partial:
     key: str | None = None
     text: str | None = None
     closed: bool = False  # the closing brace is written
+    at: int = field(default=0, compare=False)  # where the text after the last finished value starts
 
 
-def scan(text: str) -> Partial | None:
-    """Read ``text``, a prefix of a flat JSON object; None when it is not one (nested values)."""
-    done: list[tuple[str, Any]] = []
-    i, n = 0, len(text)
+def scan(text: str, since: Partial | None = None) -> Partial | None:
+    """Read ``text``, a prefix of a flat JSON object; None when it is not one (nested values).
+
+    ``since``, the reading of a shorter prefix of ``text``, lets the scan resume after the
+    values that reading had already finished (the text only grows while decoding)."""
+    done: list[tuple[str, Any]] = list(since.done) if since is not None and since.at else []
+    i, n, at = 0, len(text), since.at if since is not None else 0
     if n == 0:
         return Partial(())
     if text[0] != "{":
         return None
-    i = 1
+    i = max(1, at)
     while True:
         while i < n and text[i] in " ,\n\t":
             i += 1
         if i >= n:
-            return Partial(tuple(done))
+            return Partial(tuple(done), at=at)
         if text[i] == "}":
-            return Partial(tuple(done), closed=True)
+            return Partial(tuple(done), closed=True, at=at)
         if text[i] != '"':
             return None
         try:
             key, i = _DECODER.raw_decode(text, i)
         except ValueError:
-            return Partial(tuple(done))  # the key is still being written
+            return Partial(tuple(done), at=at)  # the key is still being written
         while i < n and text[i] in " :":
             i += 1
         if i >= n:
-            return Partial(tuple(done), key, None)
+            return Partial(tuple(done), key, None, at=at)
         if text[i] == '"':
             try:
                 value, i = _DECODER.raw_decode(text, i)
             except ValueError:
-                return Partial(tuple(done), key, text[i:])
+                return Partial(tuple(done), key, text[i:], at=at)
         elif text[i] in "{[":
             return None
         else:
             found = _SCALAR.match(text, i)
             end = found.end() if found else i
             if end >= n:
-                return Partial(tuple(done), key, text[i:])
+                return Partial(tuple(done), key, text[i:], at=at)
             try:
                 value = json.loads(text[i:end])
             except ValueError:
                 return None
             i = end
         done.append((key, value))
+        at = i
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,10 @@ event loop may both ask).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import z3
@@ -29,13 +31,14 @@ import z3
 from workbench.errors import UsageError
 from workbench.rails import Rail
 from workbench.rails.feasible import feasible_range
-from workbench.rails.ir import Call, Var, walk
+from workbench.rails.ir import Arith, Call, Pow, Var, exact, walk
 from workbench.rails.parser import sort_of_type
 from workbench.rails.rail import leaf_sort
 from workbench.rails.z3terms import UnsupportedRail
 from workbench.rails.z3values import ValueNotRepresentable, python_to_z3
 from workbench.types import Bool, Enum, Float, Int, Record, Str, Type
 
+from .linear import Bound, NotLinear, Span, Spans, intersect, solve
 from .prefix import Interval
 
 __all__ = ["DecodeConflict", "DecodeRails", "Field", "answer_fields"]
@@ -92,6 +95,8 @@ class DecodeRails:
         self.timeout_ms = timeout_ms
         self.ctx = z3.Context()
         self._cache: dict[Any, Any] = {}
+        # the rails mask's verdicts per decoding context (``constraint``), shared by requests
+        self.masks: dict[Any, Any] = {}
         self._z3cache: dict[Any, Any] = {}
         self._lock = threading.Lock()
         out_roots = {f.path.split(".")[0] for f in fields}
@@ -103,6 +108,7 @@ class DecodeRails:
             if reason:
                 self.why[name] = reason
         self.masked = [(n, r) for n, r in self.rails if self.how[n] == "mask"]
+        self.paths = {n: frozenset(v.path for v in r.vars()) for n, r in self.masked}  # leaves each reads
         # paths the masked rails read: other fields cannot change an answer, so they are left
         # out of the cache keys (a new ticker must not cost a new Z3 query on the budget)
         self.read = frozenset(v.path for _, r in self.masked for v in r.vars())
@@ -167,6 +173,10 @@ class DecodeRails:
                 core = None
                 if solver.check() == z3.unsat:
                     core = sorted(str(c)[5:] for c in solver.unsat_core())
+                else:  # the first decoding steps ask the same (or less): answered already
+                    self._cache[("sat", known, tuple(skip))] = True
+                    for gkey, _, _ in self._groups(known, skip)[1]:
+                        self._cache[gkey] = True
                 self._cache[key] = core
         if core:
             shown = ", ".join(f"{p}={v!r}" for p, v in known)
@@ -178,40 +188,128 @@ class DecodeRails:
 
     # ---- questions asked while decoding ---------------------------------------------------
     def feasible(self, fixed: Fixed, skip: tuple[str, ...] = ()) -> bool:
-        """Can every masked rail still hold with the leaves in ``fixed`` pinned? (unknown: yes)"""
+        """Can every masked rail still hold with the leaves in ``fixed`` pinned? (unknown: yes)
+
+        Rails whose leaves are all pinned are evaluated in Python; the others are split into
+        groups that share no open leaf, each answered (and cached) on the pinned leaves it
+        reads only: exactly without Z3 when one number is left open (``linear.solve``), else
+        by Z3. So a new ticker costs nothing on the budget rail, and a written ``qty`` with
+        only ``price`` open costs microseconds."""
         key = ("sat", fixed, skip)
         with self._lock:
             if key not in self._cache:
-                solver = z3.Solver(ctx=self.ctx)
-                solver.set("timeout", self.timeout_ms)
-                solver.add(*self._formulas(dict(fixed), skip))
-                self._cache[key] = solver.check() != z3.unsat
+                self._cache[key] = self._decide(fixed, skip)
             return bool(self._cache[key])
+
+    def _decide(self, fixed: Fixed, skip: tuple[str, ...]) -> bool:
+        env: dict[str, Any] = {}
+        for path, value in fixed:
+            *roots, leaf = path.split(".")
+            node = env
+            for part in roots:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        ground, groups = self._groups(fixed, skip)
+        if not all(rail.holds(env) for _, rail in ground):
+            return False
+        for gkey, rails, opened in groups:
+            if gkey not in self._cache:
+                self._cache[gkey] = self._group_feasible(rails, opened, dict(gkey[2]))
+            if not self._cache[gkey]:
+                return False
+        return True
+
+    def _groups(self, fixed: Fixed, skip: Sequence[str]) -> tuple[list[tuple[str, Rail]], list[Any]]:
+        """The rails with every leaf pinned, and the others in groups that share no open leaf:
+        ``(cache key, rails, open leaves)``, keyed on the pinned leaves the group reads."""
+        values = dict(fixed)
+        ground: list[tuple[str, Rail]] = []
+        groups: list[tuple[list[tuple[str, Rail]], set[str]]] = []
+        for name, rail in self.masked:
+            if name in skip:
+                continue
+            opened = {p for p in self.paths[name] if p not in values}
+            if not opened:
+                ground.append((name, rail))
+                continue
+            joined = [g for g in groups if g[1] & opened]
+            rails = [(name, rail)] + [r for g in joined for r in g[0]]
+            groups = [g for g in groups if g not in joined] + [(rails, opened.union(*(g[1] for g in joined)))]
+        keyed = []
+        for rails, opened in groups:
+            reads = frozenset().union(*(self.paths[n] for n, _ in rails))
+            sub = tuple((p, v) for p, v in fixed if p in reads)
+            keyed.append((("group", tuple(sorted(n for n, _ in rails)), sub), rails, opened))
+        return ground, keyed
+
+    def _group_feasible(self, rails: list[tuple[str, Rail]], opened: set[str], fixed: dict[str, Any]) -> bool:
+        if len(opened) == 1:
+            spans = self._spans(rails, next(iter(opened)), fixed)
+            if spans is not None:
+                return bool(spans)
+        solver = z3.Solver(ctx=self.ctx)
+        solver.set("timeout", self.timeout_ms)
+        solver.add(*[self._formula(r, fixed) for _, r in rails], *self._type_facts(fixed, opened))
+        return bool(solver.check() != z3.unsat)
+
+    def _spans(self, rails: Sequence[tuple[str, Rail]], path: str, fixed: Mapping[str, Any]) -> Spans | None:
+        """The exact values of the numeric field ``path`` that keep ``rails`` (within its type),
+        or None when that is not linear (Z3 decides then). Integer fields: spans with an integer."""
+        f = self.by_path.get(path)
+        if f is None or f.kind not in ("int", "real"):
+            return None
+        try:
+            spans = type_spans(f.typ)
+            for _, rail in rails:
+                spans = intersect(spans, solve(rail.expr, path, fixed))
+        except NotLinear:
+            return None
+        return tuple(s for s in spans if f.kind == "real" or has_integer(s))
 
     def interval(self, fixed: Fixed, key: str, skip: tuple[str, ...] = ()) -> Interval | None:
         """The feasible range of numeric field ``key`` (None: no value at all)."""
         ck = ("range", fixed, key, skip)
-        with self._lock:
-            if ck not in self._cache:
-                f = self.fields[key]
-                term = z3.Const(f.path, leaf_sort(sort_of_type(f.typ), self.ctx))
-                formulas = self._formulas(dict(fixed), skip)
-                if any(_nonlinear(g) for g in formulas):
-                    # A product of two open fields (qty * price before either is written): Z3's
-                    # optimiser gives up only at its timeout (~1 s a side), and a bound found there
-                    # would rarely narrow anything. Leave the field to its type; once the other
-                    # factor is written the formula is linear and narrows exactly.
-                    self._cache[ck] = Interval()
-                    return Interval()
-                found = feasible_range(self.ctx, term, formulas, self.timeout_ms)
-                if found.status == "infeasible":
-                    self._cache[ck] = None
-                elif found.status == "feasible":
-                    self._cache[ck] = Interval(found.lo, found.hi, found.lo_strict, found.hi_strict)
-                else:  # unknown (non-linear with several open fields, timeout): do not narrow
-                    self._cache[ck] = Interval()
+        if ck in self._cache:
             result: Interval | None = self._cache[ck]
             return result
+        found = self._interval(fixed, key, skip) if self.feasible(fixed, skip) else None
+        with self._lock:
+            self._cache[ck] = found
+        return found
+
+    def _interval(self, fixed: Fixed, key: str, skip: tuple[str, ...]) -> Interval | None:
+        f = self.fields[key]
+        values = dict(fixed)
+        reading = [(n, r) for n, r in self.masked if n not in skip and f.path in self.paths[n]]
+        opened = {p for n, _ in reading for p in self.paths[n] if p not in values}
+        if opened == {f.path}:
+            with self._lock:
+                spans = self._spans(reading, f.path, values)
+            if spans is not None:
+                return hull(spans)
+        if not reading:
+            return hull(type_spans(f.typ))
+        if any(_open_product(r.expr, opened) for _, r in reading):
+            # A product of two open fields (qty * price before either is written): Z3's
+            # optimiser gives up only at its timeout (~1 s a side), and a bound found there
+            # would rarely narrow anything. Leave the field to its type; once the other
+            # factor is written the rail is linear and narrows exactly.
+            return hull(type_spans(f.typ))
+        with self._lock:
+            term = z3.Const(f.path, leaf_sort(sort_of_type(f.typ), self.ctx))
+            formulas = self._formulas(values, skip)
+            if any(_nonlinear(g) for g in formulas):
+                # A product of two open fields (qty * price before either is written): Z3's
+                # optimiser gives up only at its timeout (~1 s a side), and a bound found there
+                # would rarely narrow anything. Leave the field to its type; once the other
+                # factor is written the formula is linear and narrows exactly.
+                return Interval()
+            found = feasible_range(self.ctx, term, formulas, self.timeout_ms)
+        if found.status == "infeasible":
+            return None
+        if found.status == "feasible":
+            return Interval(found.lo, found.hi, found.lo_strict, found.hi_strict)
+        return Interval()  # unknown (non-linear with several open fields, timeout): do not narrow
 
     def members(self, fixed: Fixed, key: str, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
         """JSON texts of the values of bool/enum field ``key`` that keep the rails satisfiable."""
@@ -236,11 +334,15 @@ class DecodeRails:
         rails = [self._formula(r, fixed) for n, r in self.masked if n not in skip]
         return rails + self._type_facts(fixed)
 
-    def _type_facts(self, fixed: Mapping[str, Any]) -> list[z3.BoolRef]:
-        """Bounds of the answer's number fields not yet written."""
+    def _type_facts(self, fixed: Mapping[str, Any], only: set[str] | None = None) -> list[z3.BoolRef]:
+        """Bounds of the answer's number fields not yet written (of those in ``only`` if given)."""
         out: list[z3.BoolRef] = []
         for f in self.fields.values():
-            if f.path in fixed or not isinstance(f.typ, Int | Float):
+            if (
+                f.path in fixed
+                or not isinstance(f.typ, Int | Float)
+                or (only is not None and f.path not in only)
+            ):
                 continue
             term = z3.Const(f.path, leaf_sort(sort_of_type(f.typ), self.ctx))
             for attr, op in (("ge", "__ge__"), ("gt", "__gt__"), ("le", "__le__"), ("lt", "__lt__")):
@@ -253,6 +355,61 @@ class DecodeRails:
                     )
                     out.append(getattr(term, op)(lit))
         return out
+
+
+def _open_product(expr: Any, opened: set[str]) -> bool:
+    """Whether the rail multiplies or divides two terms that both read an open field."""
+
+    def reads(x: Any) -> bool:
+        return any(isinstance(v, Var) and v.path in opened for v in walk(x))
+
+    for node in walk(expr):
+        if (
+            isinstance(node, Arith)
+            and node.op in ("*", "/", "//", "%")
+            and reads(node.left)
+            and reads(node.right)
+        ):
+            return True
+        if isinstance(node, Pow) and node.exponent > 1 and reads(node.base):
+            return True
+    return False
+
+
+def type_spans(typ: Type) -> Spans:
+    """The values a number type allows, as spans."""
+    lo: Bound = None
+    hi: Bound = None
+    for attr, closed in (("ge", True), ("gt", False)):
+        bound = getattr(typ, attr, None)
+        if bound is not None and (lo is None or Fraction(exact(bound)) >= lo[0]):
+            lo = (Fraction(exact(bound)), closed)
+    for attr, closed in (("le", True), ("lt", False)):
+        bound = getattr(typ, attr, None)
+        if bound is not None and (hi is None or Fraction(exact(bound)) <= hi[0]):
+            hi = (Fraction(exact(bound)), closed)
+    span = Span(lo, hi)
+    return () if span.empty() else (span,)
+
+
+def has_integer(s: Span) -> bool:
+    """Does the span hold an integer?"""
+    if s.lo is None or s.hi is None:
+        return True
+    (a, ca), (b, cb) = s.lo, s.hi
+    first = math.ceil(a) if ca or a != math.ceil(a) else math.ceil(a) + 1
+    return first < b or (first == b and cb)
+
+
+def hull(spans: Spans) -> Interval | None:
+    """The smallest interval holding every span (None for no span)."""
+    if not spans:
+        return None
+    lo, hi = spans[0].lo, spans[-1].hi
+    return Interval(
+        None if lo is None else lo[0], None if hi is None else hi[0],
+        lo is not None and not lo[1], hi is not None and not hi[1],
+    )  # fmt: skip
 
 
 _PRODUCTS = (z3.Z3_OP_MUL, z3.Z3_OP_DIV, z3.Z3_OP_IDIV, z3.Z3_OP_MOD, z3.Z3_OP_POWER)
