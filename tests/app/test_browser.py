@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, Served, save_shot
+from .browser import CHROMIUM, CHROMIUM_ARGS
+from .conftest import Served, save_shot
 
 FIRST_RENDER_LIMIT_S = 10.0  # a sanity bound only; the benchmark measures the real figure
 

@@ -184,3 +184,22 @@ def test_show_builds_a_notebook_view() -> None:
     view = workbench.show("triage")
     assert view is not None
     shutil.rmtree(Path(".workbench-never"), ignore_errors=True)
+
+
+def test_connect_sends_the_wires_only(triage: Path) -> None:
+    """A new wire changes no node: nodes, port types and styles are not sent to the browser again."""
+    doc = FlowDocument.open(triage)
+    canvas = FlowCanvas(doc)
+    sent: list[str] = []
+    canvas.flow_view.param.watch(
+        lambda *events: sent.extend(e.name for e in events), ["nodes", "node_types", "edges", "stylesheets"]
+    )
+    canvas.add_node("tool")
+    assert {"nodes", "node_types", "edges"} <= set(sent)  # a new node: everything
+    sent.clear()
+    assert canvas.connect("redact.text", "tool1.text")
+    assert sent == ["edges"]
+    assert "redact.text -> tool1.text" in [e["id"] for e in canvas.flow_view.edges]
+    sent.clear()
+    assert not canvas.connect("redact.text", "prioritise.urgency")  # refused: the browser's wire goes
+    assert sent == ["edges"]

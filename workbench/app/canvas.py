@@ -175,17 +175,30 @@ class FlowCanvas(pn.viewable.Viewer):
             nodes.append(
                 self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports)
             )
-        # A fresh class per redraw: the browser skips edge lists equal to the last one it
-        # was sent, and after a refused wire that is exactly what it gets (but shows one more).
-        self._revision += 1
-        edges = [self._edge(w) for w in flow.wires]
-        self._applying = True
-        try:
-            self.flow_view.param.update(node_types=types, nodes=nodes, edges=edges)
-        finally:
-            self._applying = False
+        self._send(node_types=types, nodes=nodes)
         self._restyle()
         self._update_buttons()
+
+    def redraw_wires(self) -> None:
+        """Send the wires only: after an edit that changed nothing but wires (a connect).
+
+        Nodes, their port types and the port colours are unchanged, so neither they nor
+        the stylesheet go to the browser again: React Flow redraws edges, not every node
+        (a whole redraw of a 200-node flow took most of a connect's time).
+        """
+        self._send()
+        self._update_buttons()
+
+    def _send(self, **params: Any) -> None:
+        # A fresh class per send: the browser skips edge lists equal to the last one it
+        # was sent, and after a refused wire that is exactly what it gets (but shows one more).
+        self._revision += 1
+        edges = [self._edge(w) for w in self.doc.flow.wires]
+        self._applying = True
+        try:
+            self.flow_view.param.update(**params, edges=edges)
+        finally:
+            self._applying = False
 
     def _node(self, node_id: str, label: str, colour: str, ports: int) -> dict[str, Any]:
         x, y = self.doc.positions[node_id]
@@ -260,8 +273,9 @@ class FlowCanvas(pn.viewable.Viewer):
 
     def mark_rails(self, marks: dict[str, str]) -> None:
         """Show rail statuses on ports (``{"node.port": "proved"|"conflict"|...}``)."""
-        self.rail_marks = dict(marks)
-        self._restyle()
+        if marks != self.rail_marks:  # most re-checks after an edit change no verdict
+            self.rail_marks = dict(marks)
+            self._restyle()
 
     def mark_run(self, node: str, state: str | None) -> None:
         """Light up a node while it runs (``running``, ``paused``, ``done``, ``failed``; None clears)."""
@@ -282,13 +296,19 @@ class FlowCanvas(pn.viewable.Viewer):
 
     # -- edits ----------------------------------------------------------------------------
 
-    def _changed(self) -> None:
+    def _changed(self, *, wires_only: bool = False) -> None:
+        """Show the document after an edit; ``wires_only``: it changed nothing but wires."""
         if self.code.visible:  # keep the shown code in step with the flow
             from .export import flow_python
 
             self.code.value = flow_python(self.doc.flow)
-        self.redraw()
-        self._show_inspector()
+        if wires_only:
+            self.redraw_wires()
+            if self.selected is None:  # the flow summary counts wires; a node's panes do not
+                self._show_inspector()
+        else:
+            self.redraw()
+            self._show_inspector()
         for listener in self.listeners:
             listener(self.doc)
 
@@ -332,10 +352,10 @@ class FlowCanvas(pn.viewable.Viewer):
             wire = self.doc.connect(source, target)
         except WorkbenchError as exc:
             self.say(f"refused: {exc}", "error")
-            self._changed()
+            self.redraw_wires()  # takes back the wire the browser drew
             return False
         self.say(f"connected {wire}", "ok")
-        self._changed()
+        self._changed(wires_only=True)
         return True
 
     def toggle_code(self) -> str:
@@ -380,7 +400,7 @@ class FlowCanvas(pn.viewable.Viewer):
             if str(wire) == edge_id:
                 self.doc.disconnect(wire)
                 self.say(f"removed wire {wire}")
-                self._changed()
+                self._changed(wires_only=True)
                 return
 
     def _on_node_deleted(self, payload: dict[str, Any]) -> None:
