@@ -230,6 +230,37 @@ def test_sub_flow_opens_and_export_rebuilds_the_flow(context: Any, server: Serve
     page.close()
 
 
+def test_group_selected_nodes_into_a_sub_flow_and_undo(context: Any, server: Served, shots: Path) -> None:
+    page, _ = open_app(context, server, "triage", "classify")
+    page.locator('.react-flow__node[data-id="redact"]').click()
+    page.locator('.react-flow__node[data-id="classify"]').click(modifiers=["Shift"])  # adds to the selection
+    page.locator(".wb-group-button button").click()
+    message = page.locator(".wb-canvas-message")
+    message.get_by_text("grouped redact, classify as group1 (1 input, 3 outputs)").wait_for()
+    page.locator('.react-flow__node[data-id="group1"]').wait_for()
+    assert page.locator('.react-flow__node[data-id="redact"]').count() == 0
+    # Its ports are the wires that crossed the boundary, wired as before.
+    handle(page, "group1", "ticket", "target").wait_for()
+    page.locator('.react-flow__edge[data-id="group1.classify_urgency -> prioritise.urgency"]').wait_for(
+        state="attached"
+    )
+    page.wait_for_timeout(400)
+    save_shot(page, shots, "16-grouped")
+    page.locator('.react-flow__node[data-id="group1"]').click()
+    page.locator(".wb-open-subflow button").click()
+    page.locator('.react-flow__node[data-id="classify"]').wait_for()
+    page.locator('.react-flow__edge[data-id="redact.text -> classify.text"]').wait_for(state="attached")
+    page.wait_for_timeout(400)
+    save_shot(page, shots, "17-group-opened")
+    page.locator(".wb-crumb-0 button").click()
+    page.locator('.react-flow__node[data-id="group1"]').wait_for()
+    page.get_by_role("button", name="Undo").click()
+    message.get_by_text("undo: group redact, classify as group1").wait_for()
+    page.locator('.react-flow__node[data-id="redact"]').wait_for()
+    assert page.locator('.react-flow__node[data-id="group1"]').count() == 0
+    page.close()
+
+
 def test_breakpoint_pauses_then_step_and_continue(context: Any, server: Served, shots: Path) -> None:
     page, _ = open_app(context, server, "triage", "classify")
     tab(page, "Run").click()

@@ -110,6 +110,7 @@ class FlowCanvas(pn.viewable.Viewer):
         self._flow_info = text_pane(pre=True, css_classes=["wb-flow-info"])
         self._flow_panes: list[Any] = [pn.pane.HTML("<b>Inspector</b> (select a node)"), self._flow_info]
         self.selected: str | None = None
+        self.selection: list[str] = []  # every selected node (Shift-click adds one)
         palette = [
             pn.widgets.Button(label=f"+ {kind}", color="light", width=60, css_classes=[f"wb-add-{kind}"])
             for kind in KIND_TEMPLATES
@@ -120,6 +121,7 @@ class FlowCanvas(pn.viewable.Viewer):
         self.redo_button = pn.widgets.Button(label="Redo", width=60)
         self.delete_button = pn.widgets.Button(label="Delete", width=66, color="warning")
         self.layout_button = pn.widgets.Button(label="Layout", width=66)
+        self.group_button = pn.widgets.Button(label="Group", width=66, css_classes=["wb-group-button"])
         self.save_button = pn.widgets.Button(label="Save", width=60, color="primary")
         self.code_button = pn.widgets.Button(label="Python", width=70, css_classes=["wb-export-button"])
         self.code = pn.widgets.TextAreaInput(
@@ -136,6 +138,7 @@ class FlowCanvas(pn.viewable.Viewer):
         _on_click(self.redo_button, lambda: self._history(self.doc.redo, "redo"))
         _on_click(self.delete_button, self.delete_selected)
         _on_click(self.layout_button, self.relayout)
+        _on_click(self.group_button, self.group_selected)
         _on_click(self.save_button, self.save)
         _on_click(self.code_button, self.toggle_code)
         self.toolbar = pn.FlexBox(
@@ -143,6 +146,7 @@ class FlowCanvas(pn.viewable.Viewer):
             self.undo_button,
             self.redo_button,
             self.delete_button,
+            self.group_button,
             self.layout_button,
             self.save_button,
             self.code_button,
@@ -335,6 +339,24 @@ class FlowCanvas(pn.viewable.Viewer):
         else:
             self.say("select a node to delete first")
 
+    def group_selected(self, names: list[str] | None = None) -> str | None:
+        """Group the selected nodes (or ``names``) into one sub-flow node; None when refused."""
+        chosen = [n for n in (self.selection if names is None else names) if n in self.doc.flow.nodes]
+        try:
+            node = self.doc.group(chosen)
+        except WorkbenchError as exc:
+            self.say(str(exc), "error")
+            return None
+        self.selected, self.selection = node, [node]
+        ports = self.doc.flow.nodes[node]
+        counts = [
+            f"{len(p)} {side}{'' if len(p) == 1 else 's'}"
+            for side, p in (("input", ports.inputs), ("output", ports.outputs))
+        ]
+        self.say(f"grouped {', '.join(chosen)} as {node} ({', '.join(counts)})", "ok")
+        self._changed()
+        return node
+
     def relayout(self) -> None:
         """Lay every node out again (undoable)."""
         for node_id, pos in auto_layout(self.doc.flow).items():
@@ -424,6 +446,7 @@ class FlowCanvas(pn.viewable.Viewer):
 
     def _on_selection(self, payload: dict[str, Any]) -> None:
         nodes = payload.get("nodes") or []
+        self.selection = [n for n in nodes if n in self.doc.flow.nodes]
         selected = nodes[0] if nodes else None
         if selected != self.selected:
             self.selected = selected

@@ -8,7 +8,7 @@ overwrite a file that changed on disk since it was opened or last saved.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from workbench.errors import FlowError, UsageError
 from workbench.flow import Flow, Node, PortRef, RailSpec, Wire, dumps, load
 from workbench.types import Str, Type
 
+from .grouping import group_flow
 from .layout import INPUTS_ID, OUTPUTS_ID, Position, auto_layout, read_layout, write_layout
 
 __all__ = ["KIND_TEMPLATES", "FlowDocument", "IncompatibleConnection", "StaleFileError"]
@@ -196,6 +197,30 @@ class FlowDocument:
 
         self.edit(f"delete {name}", change)
         self.positions.pop(name, None)
+
+    def group(self, names: Iterable[str], name: str | None = None) -> str:
+        """Put nodes ``names`` into one sub-flow node (undoable); returns its name.
+
+        Its ports are the values crossing the group's boundary (``workbench.app.grouping``);
+        refused with the reason (``GroupRefused``) where that would change the flow or a
+        verdict of ``workbench check``.
+        """
+        chosen = [n for n in self.flow.nodes if n in set(names)]
+        grouped, node = group_flow(self.flow, names, name)
+        placed = [self.positions[n] for n in chosen if n in self.positions]
+
+        def change(flow: Flow) -> None:
+            flow.nodes, flow.wires = grouped.nodes, grouped.wires
+
+        self.edit(f"group {', '.join(chosen)} as {node}", change)
+        for n in chosen:
+            self.positions.pop(n, None)
+        if placed:
+            self.positions[node] = (
+                sum(x for x, _ in placed) / len(placed),
+                sum(y for _, y in placed) / len(placed),
+            )
+        return node
 
     def port_type(self, ref: PortRef, side: str) -> Type | None:
         """Type of a wire ``source`` or ``target`` end."""
