@@ -114,6 +114,33 @@ def test_rail_edit_shows_parse_errors_and_new_status(triage_page: Any, shots: Pa
     save_shot(page, shots, "03-rail-proved")
 
 
+def test_add_and_delete_rails_with_live_parse_errors(context: Any, server: Served, shots: Path) -> None:
+    page, _ = open_app(context, server, "triage", "classify")
+    tab(page, "Rails").click()
+    statuses = page.locator(".wb-rail-statuses")
+    statuses.get_by_text("enforced  no_email").wait_for()
+    page.locator(".wb-rail-new-name input").fill("at_least_one")
+    page.locator(".wb-rail-new-port select").select_option("prioritise.priority")
+    text = page.locator(".wb-rail-new-text input")
+    text.fill("priority >= ")
+    page.locator(".wb-rail-new-feedback").get_by_text("column").wait_for()
+    assert "^" in text_of(page, ".wb-rail-new-feedback")
+    save_shot(page, shots, "18-new-rail-parse-error")
+    text.fill("priority >= 1")
+    page.locator(".wb-rail-new-feedback").get_by_text("parses").wait_for()
+    page.locator(".wb-rail-add button").click()
+    # The background check answers with the new rail's status.
+    statuses.get_by_text("enforced  at_least_one").wait_for()
+    save_shot(page, shots, "19-rail-added")
+    page.locator(".wb-rail-choice select").select_option("no_email")
+    page.locator(".wb-rail-delete button").click()
+    page.locator(".wb-rail-feedback").get_by_text("deleted rail no_email").wait_for()
+    statuses.get_by_text("no_email").wait_for(state="detached")
+    statuses.get_by_text("enforced  at_least_one").wait_for()
+    save_shot(page, shots, "20-rail-deleted")
+    page.close()
+
+
 def test_add_two_nodes_connect_and_refuse_a_mismatch(triage_page: Any, shots: Path) -> None:
     page = triage_page
     page.get_by_role("button", name="+ tool").click()

@@ -154,6 +154,8 @@ class FlowCanvas(pn.viewable.Viewer):
             gap="4px",
         )
         self.listeners: list[Any] = []  # called with the document after every edit
+        # Edits made elsewhere (the rails panel) are undone here too: keep the buttons right.
+        doc.listeners.append(lambda _label: self._update_buttons())
         self.redraw()
         self._show_inspector()
 

@@ -309,6 +309,28 @@ class FlowDocument:
             return
         self.edit(f"edit rail {name}", lambda f: f.rails.__setitem__(name, spec))
 
+    def add_rail(self, name: str, on: str, check: str) -> None:
+        """Add rail ``name`` on port ``on`` (``node.port``, or a flow input or output) checking ``check``."""
+        if not name.isidentifier():
+            raise FlowError(f"rail name {name!r} is not an identifier")
+        if name in self.flow.rails:
+            raise FlowError(f"flow '{self.flow.name}' already has a rail '{name}'")
+        spec = RailSpec(name, PortRef.parse(on), check)
+        self.edit(f"add rail {name}", lambda f: f.rails.__setitem__(name, spec))
+
+    def remove_rail(self, name: str) -> None:
+        """Delete rail ``name``."""
+        if name not in self.flow.rails:
+            raise FlowError(f"flow '{self.flow.name}' has no rail '{name}'")
+        self.edit(f"delete rail {name}", lambda f: f.rails.pop(name))
+
+    def rail_ports(self) -> list[str]:
+        """Every port a rail can sit on: the flow's inputs and outputs, then each node's ports."""
+        ports = [*self.flow.inputs, *self.flow.outputs]
+        for node in self.flow.nodes.values():
+            ports += [f"{node.name}.{p}" for p in (*node.inputs, *node.outputs)]
+        return ports
+
     # -- files ----------------------------------------------------------------------------
 
     def text(self) -> str:
