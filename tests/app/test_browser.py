@@ -288,6 +288,29 @@ def test_group_selected_nodes_into_a_sub_flow_and_undo(context: Any, server: Ser
     page.close()
 
 
+def test_open_a_flow_by_path_and_refuse_one_outside(context: Any, server: Served, shots: Path) -> None:
+    from workbench.examples import flow_path
+    from workbench.flow import dumps, load
+
+    # Written after the server started: not on its list, but under its directory.
+    (server.cwd / "more").mkdir(exist_ok=True)
+    (server.cwd / "more" / "second.flow.yaml").write_text(dumps(load(flow_path("trader"))), encoding="utf-8")
+    page, _ = open_app(context, server)
+    box = page.locator(".wb-open-path input")
+    box.fill("../../etc/passwd.flow.yaml")
+    box.press("Enter")
+    status = page.locator(".wb-open-status")
+    status.get_by_text("is outside the served directory").wait_for()
+    save_shot(page, shots, "21-open-path-refused")
+    box.fill("more/second.flow.yaml")
+    box.press("Enter")
+    page.locator('.react-flow__node[data-id="analyst"]').wait_for()
+    status.get_by_text("second.flow.yaml").wait_for()
+    assert page.locator(".wb-picker select").input_value() == "second"
+    save_shot(page, shots, "22-open-path")
+    page.close()
+
+
 def test_breakpoint_pauses_then_step_and_continue(context: Any, server: Served, shots: Path) -> None:
     page, _ = open_app(context, server, "triage", "classify")
     tab(page, "Run").click()

@@ -76,6 +76,10 @@ def _on_click(button: pn.widgets.Button, action: Callable[[], object]) -> None:
     button.on_click(handler)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _css_id(value: str) -> str:
     # Canvas ids are identifiers or 'flow.inputs'/'flow.outputs': nothing to escape in CSS.
     return value.replace("\\", "").replace('"', "")
@@ -351,11 +355,8 @@ class FlowCanvas(pn.viewable.Viewer):
             return None
         self.selected, self.selection = node, [node]
         ports = self.doc.flow.nodes[node]
-        counts = [
-            f"{len(p)} {side}{'' if len(p) == 1 else 's'}"
-            for side, p in (("input", ports.inputs), ("output", ports.outputs))
-        ]
-        self.say(f"grouped {', '.join(chosen)} as {node} ({', '.join(counts)})", "ok")
+        counts = f"{_count(len(ports.inputs), 'input')}, {_count(len(ports.outputs), 'output')}"
+        self.say(f"grouped {', '.join(chosen)} as {node} ({counts})", "ok")
         self._changed()
         return node
 
@@ -460,7 +461,10 @@ class FlowCanvas(pn.viewable.Viewer):
         flow: Flow = self.doc.flow
         node = flow.nodes.get(self.selected or "")
         if node is None:
-            lines = [f"flow {flow.name}", f"{len(flow.nodes)} nodes, {len(flow.wires)} wires"]
+            lines = [
+                f"flow {flow.name}",
+                f"{_count(len(flow.nodes), 'node')}, {_count(len(flow.wires), 'wire')}",
+            ]
             if flow.description:
                 lines.append(flow.description)
             lines.append("inputs: " + ", ".join(f"{k}: {t.describe()}" for k, t in flow.inputs.items()))

@@ -20,7 +20,7 @@ from workbench.types import Str, Type
 from .grouping import group_flow
 from .layout import INPUTS_ID, OUTPUTS_ID, Position, auto_layout, read_layout, write_layout
 
-__all__ = ["KIND_TEMPLATES", "FlowDocument", "IncompatibleConnection", "StaleFileError"]
+__all__ = ["KIND_TEMPLATES", "FlowDocument", "IncompatibleConnection", "StaleFileError", "flow_under"]
 
 
 class IncompatibleConnection(FlowError):
@@ -29,6 +29,29 @@ class IncompatibleConnection(FlowError):
 
 class StaleFileError(UsageError):
     """The file on disk changed since it was opened: saving would lose someone's work."""
+
+
+def flow_under(root: str | Path, text: str) -> Path:
+    """The ``*.flow.yaml`` file that ``text`` names under ``root`` (relative to it, or absolute).
+
+    Refuses (``UsageError``, saying why) a path outside ``root`` (after following links),
+    one that is no ``*.flow.yaml`` file, or a file that does not exist: a served app opens
+    the flows of its directory, nothing else on the machine.
+    """
+    text = text.strip()
+    if not text:
+        raise UsageError("give the path of a *.flow.yaml file under the served directory")
+    base = Path(root).resolve()
+    path = (base / Path(text).expanduser()).resolve()
+    if not path.is_relative_to(base):
+        raise UsageError(
+            f"refused: {text} is outside the served directory {base}; only flows under it can be opened"
+        )
+    if not path.name.endswith(".flow.yaml"):
+        raise UsageError(f"{text} is not a flow file: give a path ending in .flow.yaml")
+    if not path.is_file():
+        raise UsageError(f"there is no file {path.relative_to(base)} in the served directory {base}")
+    return path
 
 
 def _template(kind: str) -> dict[str, Any]:
