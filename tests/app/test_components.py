@@ -209,7 +209,7 @@ def test_rails_panel_adds_and_deletes_rails(triage: Path) -> None:
     doc = FlowDocument.open(triage)
     canvas = FlowCanvas(doc)
     panel = RailsPanel(doc, on_marks=canvas.mark_rails)
-    assert "prioritise.priority" in panel.new_port.options and "ticket" in panel.new_port.options
+    assert "prioritise.priority" in panel.new_port.options and panel.new_port.value == "ticket"
     # Live: the text is parsed at the chosen port as it is typed, the column pointed at.
     panel.new_name.value, panel.new_port.value = "low", "prioritise.priority"
     panel.new_text.value_input = "priority <= "
@@ -234,3 +234,22 @@ def test_rails_panel_adds_and_deletes_rails(triage: Path) -> None:
     assert doc.undo() == "delete rail no_email" and "no_email" in doc.flow.rails
     assert doc.undo() == "add rail low" and "low" not in doc.flow.rails
     assert parse_problem(doc, "z", "nope >= 1", "nowhere.port") == "there is no node 'nowhere'"
+
+
+def test_a_wire_from_the_browser_is_one_update_of_the_edges(triage: Path) -> None:
+    """The browser's edge_added message is taken before panel-reactflow's handler sends a list of its own."""
+    from panel.models.esm import DataEvent
+
+    doc = FlowDocument.open(triage)
+    canvas = FlowCanvas(doc)
+    canvas.add_node("tool")
+    sent: list[list[str]] = []
+    canvas.flow_view.param.watch(lambda e: sent.append([x["id"] for x in e.new]), "edges")
+    edge = {"id": "xy", "source": "redact", "target": "tool1", "sourceHandle": "text", "targetHandle": "text"}
+    canvas.flow_view._process_event(DataEvent(model=None, data={"type": "edge_added", "edge": edge}))
+    assert len(sent) == 1 and "redact.text -> tool1.text" in sent[0] and "xy" not in sent[0]
+    assert "connected redact.text -&gt; tool1.text" in canvas.message.object
+    bad = {**edge, "target": "prioritise", "targetHandle": "urgency"}
+    canvas.flow_view._process_event(DataEvent(model=None, data={"type": "edge_added", "edge": bad}))
+    assert len(sent) == 2 and "xy" not in sent[1] and "redact.text -> prioritise.urgency" not in sent[1]
+    assert "refused" in canvas.message.object

@@ -104,6 +104,7 @@ class FlowCanvas(pn.viewable.Viewer):
             show_minimap=False,
             stylesheets=[BASE_CSS],
         )
+        self.flow_view.on_msg(self._on_msg)
         self.flow_view.on("edge_added", self._on_edge_added)
         self.flow_view.on("edge_deleted", self._on_edge_deleted)
         self.flow_view.on("node_deleted", self._on_node_deleted)
@@ -408,6 +409,20 @@ class FlowCanvas(pn.viewable.Viewer):
         if node_id in (INPUTS_ID, OUTPUTS_ID):
             return PortRef(None, port or "")
         return PortRef(node_id, port or "")
+
+    def _on_msg(self, event: Any) -> None:
+        """Take a wire drawn in the browser before panel-reactflow does.
+
+        Its own handler appends the browser's edge and sends the whole edge list, then ours
+        sends it again (the checked wire, or the list without it): two updates of every
+        edge where one does. Message callbacks run first and share the message, so the wire
+        is handled here and the message renamed for panel-reactflow (pinned) to ignore.
+        """
+        msg = getattr(event, "data", None)
+        if isinstance(msg, dict) and msg.get("type") == "edge_added" and isinstance(msg.get("edge"), dict):
+            msg["type"] = "edge_added_by_workbench"
+            with pn.io.hold():  # one patch for the wire and the message, as panel-reactflow does
+                self._on_edge_added({"edge": msg["edge"]})
 
     def _on_edge_added(self, payload: dict[str, Any]) -> None:
         if self._applying:

@@ -198,6 +198,8 @@ class RailsPanel(pn.viewable.Viewer):
         ports = self.doc.rail_ports()
         if ports != self.new_port.options:
             self.new_port.options = ports
+        if self.new_port.value not in ports:  # the browser shows the first one: so must we
+            self.new_port.value = ports[0] if ports else None
 
     def add_rail(self, name: str | None = None, on: str | None = None, text: str | None = None) -> bool:
         """Add the rail typed in the "new rail" fields (or the one given); False with the reason."""
