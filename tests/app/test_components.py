@@ -253,3 +253,27 @@ def test_a_wire_from_the_browser_is_one_update_of_the_edges(triage: Path) -> Non
     canvas.flow_view._process_event(DataEvent(model=None, data={"type": "edge_added", "edge": bad}))
     assert len(sent) == 2 and "xy" not in sent[1] and "redact.text -> prioritise.urgency" not in sent[1]
     assert "refused" in canvas.message.object
+
+
+def test_a_big_flow_sends_no_editor_per_node_and_one_type_per_port_shape() -> None:
+    """A 60-node chain: no data-editor model per node in the page, and one node type for them all."""
+    from bokeh.document import Document
+
+    from workbench.flow import Flow, Node
+
+    flow = Flow("chain", {"text": str}, {"text": str})
+    last = "text"
+    for i in range(60):
+        flow.add(
+            Node.tool(f"n{i}", "workbench.examples.support:redact", inputs={"t": str}, outputs={"o": str})
+        )
+        flow.connect(last, f"n{i}.t")
+        last = f"n{i}.o"
+    flow.connect(last, "text")
+    canvas = FlowCanvas(FlowDocument(flow))
+    root = canvas.flow_view.get_root(Document())
+    assert len(root.data.references()) < 10  # was 60 JSON editors and more
+    assert len(canvas.flow_view.node_types) == 3  # inputs, outputs, and the one shape of all 60
+    assert {n["type"] for n in canvas.flow_view.nodes if n["id"].startswith("n")} == {
+        next(k for k in canvas.flow_view.node_types if k.startswith("ports-"))
+    }

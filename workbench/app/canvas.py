@@ -11,6 +11,8 @@ and both types (``Type.accepts``).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +78,11 @@ def _on_click(button: pn.widgets.Button, action: Callable[[], object]) -> None:
     button.on_click(handler)
 
 
+def _no_editor(*_args: Any, **_kwargs: Any) -> None:
+    """panel-reactflow's editor factory for nodes and edges that have none."""
+    return None
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -102,6 +109,12 @@ class FlowCanvas(pn.viewable.Viewer):
             display_side_bar=False,
             min_zoom=0.1,
             show_minimap=False,
+            # The inspector is ours: no panel-reactflow data editor per node and per edge
+            # (it made one JSON editor model per node, sent with the page and walked by
+            # every update of the canvas: 202 of them in a 200-node flow).
+            editor_mode="side",
+            default_node_editor=_no_editor,
+            default_edge_editor=_no_editor,
             stylesheets=[BASE_CSS],
         )
         self.flow_view.on_msg(self._on_msg)
@@ -179,12 +192,14 @@ class FlowCanvas(pn.viewable.Viewer):
             self._node(OUTPUTS_ID, "outputs", "#f8fafc", len(flow.outputs)),
         ]
         for name, node in flow.nodes.items():
-            types[name] = NodeType(
-                type=name, label=name, inputs=_handles(node.inputs), outputs=_handles(node.outputs)
-            )
+            # Nodes with the same ports share one node type: a 200-node chain sends one type,
+            # not 200 (every update of the canvas walks them all, and the first page loads them).
+            inputs, outputs = _handles(node.inputs), _handles(node.outputs)
+            kind = "ports-" + hashlib.sha1(json.dumps([inputs, outputs]).encode()).hexdigest()[:12]
+            types.setdefault(kind, NodeType(type=kind, label=node.kind, inputs=inputs, outputs=outputs))
             ports = max(len(node.inputs), len(node.outputs))
             nodes.append(
-                self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports)
+                self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports, kind)
             )
         self._send(node_types=types, nodes=nodes)
         self._restyle()
@@ -211,12 +226,14 @@ class FlowCanvas(pn.viewable.Viewer):
         finally:
             self._applying = False
 
-    def _node(self, node_id: str, label: str, colour: str, ports: int) -> dict[str, Any]:
+    def _node(
+        self, node_id: str, label: str, colour: str, ports: int, node_type: str | None = None
+    ) -> dict[str, Any]:
         x, y = self.doc.positions[node_id]
         # Tall enough that the port names beside the handles do not overlap.
         return {
             "id": node_id,
-            "type": node_id,
+            "type": node_type or node_id,
             "label": label,
             "position": {"x": x, "y": y},
             "data": {},
