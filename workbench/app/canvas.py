@@ -195,7 +195,10 @@ class FlowCanvas(pn.viewable.Viewer):
             # Nodes with the same ports share one node type: a 200-node chain sends one type,
             # not 200 (every update of the canvas walks them all, and the first page loads them).
             inputs, outputs = _handles(node.inputs), _handles(node.outputs)
-            kind = "ports-" + hashlib.sha1(json.dumps([inputs, outputs]).encode()).hexdigest()[:12]
+            kind = (
+                "ports-"
+                + hashlib.sha1(json.dumps([inputs, outputs]).encode(), usedforsecurity=False).hexdigest()[:12]
+            )
             types.setdefault(kind, NodeType(type=kind, label=node.kind, inputs=inputs, outputs=outputs))
             ports = max(len(node.inputs), len(node.outputs))
             nodes.append(
