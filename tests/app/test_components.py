@@ -234,6 +234,8 @@ def test_rails_panel_adds_and_deletes_rails(triage: Path) -> None:
     assert doc.undo() == "delete rail no_email" and "no_email" in doc.flow.rails
     assert doc.undo() == "add rail low" and "low" not in doc.flow.rails
     assert parse_problem(doc, "z", "nope >= 1", "nowhere.port") == "there is no node 'nowhere'"
+    # A new rail's text is read at its own port, even under the name of another rail.
+    assert parse_problem(doc, "enterprise_first", "len(ticket) > 0", "ticket") is None
 
 
 def test_a_wire_from_the_browser_is_one_update_of_the_edges(triage: Path) -> None:

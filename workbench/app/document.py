@@ -228,6 +228,7 @@ class FlowDocument:
         refused with the reason (``GroupRefused``) where that would change the flow or a
         verdict of ``workbench check``.
         """
+        names = list(names)
         chosen = [n for n in self.flow.nodes if n in set(names)]
         grouped, node = group_flow(self.flow, names, name)
         placed = [self.positions[n] for n in chosen if n in self.positions]

@@ -199,6 +199,7 @@ def group_flow(flow: Flow, names: Iterable[str], name: str | None = None) -> tup
     Raises ``GroupRefused`` (saying why) where grouping would change the flow's meaning,
     its validity or a verdict of ``workbench check``. ``flow`` itself is not changed.
     """
+    names = list(names)
     chosen = [n for n in flow.nodes if n in set(names)] + [n for n in names if n not in flow.nodes]
     problem = _refusal(flow, chosen)
     if problem:

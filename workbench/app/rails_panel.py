@@ -41,7 +41,8 @@ _CHECKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-rails-check"
 def parse_problem(doc: FlowDocument, name: str, text: str, on: str | None = None) -> str | None:
     """Why rail ``name`` with ``text`` does not parse at its port (with a caret), or None.
 
-    ``on``: the port of a rail not in the flow yet (``node.port`` or a flow port).
+    ``on``: the port of a new rail (``node.port`` or a flow port); it wins over the port
+    of a rail of that name.
     """
     rail = doc.flow.rails.get(name)
     if rail is None and on is None:
@@ -50,10 +51,10 @@ def parse_problem(doc: FlowDocument, name: str, text: str, on: str | None = None
         return "a rail needs an expression"
     flow = doc.flow.copy()
     try:
-        if rail is None:
-            assert on is not None
+        if on is not None:
             spec = RailSpec(name, PortRef.parse(on), text)
         else:
+            assert rail is not None
             spec = RailSpec(name, rail.on, text, rail.enforce, rail.max_attempts)
         if spec.on.node is not None and spec.on.node not in flow.nodes:
             return f"there is no node '{spec.on.node}'"
