@@ -137,6 +137,9 @@ def test_add_and_delete_rails_with_live_parse_errors(context: Any, server: Serve
     page.locator(".wb-rail-feedback").get_by_text("deleted rail no_email").wait_for()
     statuses.get_by_text("no_email").wait_for(state="detached")
     statuses.get_by_text("enforced  at_least_one").wait_for()
+    # The deleted rail's port loses its ring on the canvas.
+    reply = handle(page, "summarise", "reply", "source").element_handle()
+    page.wait_for_function("e => getComputedStyle(e).boxShadow === 'none'", arg=reply)
     save_shot(page, shots, "20-rail-deleted")
     page.close()
 
