@@ -191,6 +191,12 @@ class _Parser:
                 warnings.simplefilter("ignore")
                 tree = ast.parse(self.text[self.offset :], mode="eval")
         except SyntaxError as exc:
+            if not exc.offset:  # Python points nowhere when the text ends too early: at its end
+                self.fail(
+                    RailSyntaxError,
+                    len(self.text.rstrip()),
+                    f"syntax error: the rail ends too early ({exc.msg})",
+                )
             line = exc.lineno or 1
             col_bytes = max((exc.offset or 1) - 1, 0)
             try:

@@ -1,7 +1,8 @@
 """A real ``workbench serve`` on a free loopback port, a temp cwd and a temp trace database.
 
-Browser tests drive Debian's Chromium (/usr/bin/chromium) with Playwright; where it is
-missing they skip with the reason (and CI, which turns every skip into a failure, fails).
+Browser tests drive Debian's Chromium (/usr/bin/chromium, flags in ``browser.py``) with
+Playwright; where it is missing they skip with the reason (and CI, which turns every skip
+into a failure, fails).
 """
 
 from __future__ import annotations
@@ -22,17 +23,6 @@ pytest.importorskip("panel", reason="the app tests need the app extra (panel, pa
 pytest.importorskip("panel_reactflow", reason="the app tests need the app extra (panel-reactflow)")
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Set WORKBENCH_SCREENSHOTS to a folder to keep a copy of every screenshot there.
 SHOTS_COPY = os.environ.get("WORKBENCH_SCREENSHOTS")
 

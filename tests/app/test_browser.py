@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, Served, save_shot
+from .browser import CHROMIUM, CHROMIUM_ARGS
+from .conftest import Served, save_shot
 
 FIRST_RENDER_LIMIT_S = 10.0  # a sanity bound only; the benchmark measures the real figure
 
@@ -111,6 +112,36 @@ def test_rail_edit_shows_parse_errors_and_new_status(triage_page: Any, shots: Pa
     ring = handle(page, "summarise", "reply", "source").evaluate("e => getComputedStyle(e).boxShadow")
     assert "22, 163, 74" in ring
     save_shot(page, shots, "03-rail-proved")
+
+
+def test_add_and_delete_rails_with_live_parse_errors(context: Any, server: Served, shots: Path) -> None:
+    page, _ = open_app(context, server, "triage", "classify")
+    tab(page, "Rails").click()
+    statuses = page.locator(".wb-rail-statuses")
+    statuses.get_by_text("enforced  no_email").wait_for()
+    page.locator(".wb-rail-new-name input").fill("at_least_one")
+    page.locator(".wb-rail-new-port select").select_option("prioritise.priority")
+    text = page.locator(".wb-rail-new-text input")
+    text.fill("priority >= ")
+    page.locator(".wb-rail-new-feedback").get_by_text("column").wait_for()
+    assert "^" in text_of(page, ".wb-rail-new-feedback")
+    save_shot(page, shots, "18-new-rail-parse-error")
+    text.fill("priority >= 1")
+    page.locator(".wb-rail-new-feedback").get_by_text("parses").wait_for()
+    page.locator(".wb-rail-add button").click()
+    # The background check answers with the new rail's status.
+    statuses.get_by_text("enforced  at_least_one").wait_for()
+    save_shot(page, shots, "19-rail-added")
+    page.locator(".wb-rail-choice select").select_option("no_email")
+    page.locator(".wb-rail-delete button").click()
+    page.locator(".wb-rail-feedback").get_by_text("deleted rail no_email").wait_for()
+    statuses.get_by_text("no_email").wait_for(state="detached")
+    statuses.get_by_text("enforced  at_least_one").wait_for()
+    # The deleted rail's port loses its ring on the canvas.
+    reply = handle(page, "summarise", "reply", "source").element_handle()
+    page.wait_for_function("e => getComputedStyle(e).boxShadow === 'none'", arg=reply)
+    save_shot(page, shots, "20-rail-deleted")
+    page.close()
 
 
 def test_add_two_nodes_connect_and_refuse_a_mismatch(triage_page: Any, shots: Path) -> None:
@@ -226,6 +257,60 @@ def test_sub_flow_opens_and_export_rebuilds_the_flow(context: Any, server: Serve
     assert isinstance(namespace["flow"], Flow)
     assert dumps(namespace["flow"]) == dumps(expected.flow)
     assert code == flow_python(expected.flow)
+    page.close()
+
+
+def test_group_selected_nodes_into_a_sub_flow_and_undo(context: Any, server: Served, shots: Path) -> None:
+    page, _ = open_app(context, server, "triage", "classify")
+    page.locator('.react-flow__node[data-id="redact"]').click()
+    page.locator('.react-flow__node[data-id="classify"]').click(modifiers=["Shift"])  # adds to the selection
+    page.locator(".wb-group-button button").click()
+    message = page.locator(".wb-canvas-message")
+    message.get_by_text("grouped redact, classify as group1 (1 input, 3 outputs)").wait_for()
+    page.locator('.react-flow__node[data-id="group1"]').wait_for()
+    assert page.locator('.react-flow__node[data-id="redact"]').count() == 0
+    # Its ports are the wires that crossed the boundary, wired as before.
+    handle(page, "group1", "ticket", "target").wait_for()
+    page.locator('.react-flow__edge[data-id="group1.classify_urgency -> prioritise.urgency"]').wait_for(
+        state="attached"
+    )
+    page.wait_for_timeout(400)
+    save_shot(page, shots, "16-grouped")
+    page.locator('.react-flow__node[data-id="group1"]').click()
+    page.locator(".wb-open-subflow button").click()
+    page.locator('.react-flow__node[data-id="classify"]').wait_for()
+    page.locator('.react-flow__edge[data-id="redact.text -> classify.text"]').wait_for(state="attached")
+    page.wait_for_timeout(400)
+    save_shot(page, shots, "17-group-opened")
+    page.locator(".wb-crumb-0 button").click()
+    page.locator('.react-flow__node[data-id="group1"]').wait_for()
+    page.get_by_role("button", name="Undo").click()
+    message.get_by_text("undo: group redact, classify as group1").wait_for()
+    page.locator('.react-flow__node[data-id="redact"]').wait_for()
+    assert page.locator('.react-flow__node[data-id="group1"]').count() == 0
+    page.close()
+
+
+def test_open_a_flow_by_path_and_refuse_one_outside(context: Any, server: Served, shots: Path) -> None:
+    from workbench.examples import flow_path
+    from workbench.flow import dumps, load
+
+    # Written after the server started: not on its list, but under its directory.
+    (server.cwd / "more").mkdir(exist_ok=True)
+    (server.cwd / "more" / "second.flow.yaml").write_text(dumps(load(flow_path("trader"))), encoding="utf-8")
+    page, _ = open_app(context, server)
+    box = page.locator(".wb-open-path input")
+    box.fill("../../etc/passwd.flow.yaml")
+    box.press("Enter")
+    status = page.locator(".wb-open-status")
+    status.get_by_text("is outside the served directory").wait_for()
+    save_shot(page, shots, "21-open-path-refused")
+    box.fill("more/second.flow.yaml")
+    box.press("Enter")
+    page.locator('.react-flow__node[data-id="analyst"]').wait_for()
+    status.get_by_text("second.flow.yaml").wait_for()
+    assert page.locator(".wb-picker select").input_value() == "second"
+    save_shot(page, shots, "22-open-path")
     page.close()
 
 

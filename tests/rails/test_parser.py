@@ -61,6 +61,8 @@ BAD = [
     ("tags[0] == 'a'", RailSyntaxError, 1, "indexing"),
     ("i if b else j", RailSyntaxError, 1, "conditional"),
     ("i > > 1", RailSyntaxError, 5, "syntax error"),
+    ("i > ", RailSyntaxError, 4, "ends too early"),  # just after the last character
+    ("b and", RailSyntaxError, 6, "ends too early"),
     ("i == 1; import os", RailSyntaxError, 7, "syntax error"),
     ('matches(s, "[")', RailSyntaxError, 12, "bad regex"),
     ("matches(s, t)", RailSyntaxError, 12, "constant regex"),

@@ -11,6 +11,8 @@ and both types (``Type.accepts``).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -82,6 +84,15 @@ def _on_click(button: pn.widgets.Button, action: Callable[[], object]) -> None:
     button.on_click(handler)
 
 
+def _no_editor(*_args: Any, **_kwargs: Any) -> None:
+    """panel-reactflow's editor factory for nodes and edges that have none."""
+    return None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _css_id(value: str) -> str:
     # Canvas ids are identifiers or 'flow.inputs'/'flow.outputs': nothing to escape in CSS.
     return value.replace("\\", "").replace('"', "")
@@ -119,8 +130,15 @@ class FlowCanvas(pn.viewable.Viewer):
             display_side_bar=False,
             min_zoom=0.1,
             show_minimap=False,
+            # The inspector is ours: no panel-reactflow data editor per node and per edge
+            # (it made one JSON editor model per node, sent with the page and walked by
+            # every update of the canvas: 202 of them in a 200-node flow).
+            editor_mode="side",
+            default_node_editor=_no_editor,
+            default_edge_editor=_no_editor,
             stylesheets=[BASE_CSS],
         )
+        self.flow_view.on_msg(self._on_msg)
         self.flow_view.on("edge_added", self._on_edge_added)
         self.flow_view.on("edge_deleted", self._on_edge_deleted)
         self.flow_view.on("node_deleted", self._on_node_deleted)
@@ -131,6 +149,7 @@ class FlowCanvas(pn.viewable.Viewer):
         self._flow_info = text_pane(pre=True, css_classes=["wb-flow-info"])
         self._flow_panes: list[Any] = [pn.pane.HTML("<b>Inspector</b> (select a node)"), self._flow_info]
         self.selected: str | None = None
+        self.selection: list[str] = []  # every selected node (Shift-click adds one)
         palette = [
             pn.widgets.Button(label=f"+ {kind}", color="light", width=60, css_classes=[f"wb-add-{kind}"])
             for kind in KIND_TEMPLATES
@@ -141,6 +160,7 @@ class FlowCanvas(pn.viewable.Viewer):
         self.redo_button = pn.widgets.Button(label="Redo", width=60)
         self.delete_button = pn.widgets.Button(label="Delete", width=66, color="warning")
         self.layout_button = pn.widgets.Button(label="Layout", width=66)
+        self.group_button = pn.widgets.Button(label="Group", width=66, css_classes=["wb-group-button"])
         self.save_button = pn.widgets.Button(label="Save", width=60, color="primary")
         self.code_button = pn.widgets.Button(label="Python", width=70, css_classes=["wb-export-button"])
         self.code = pn.widgets.TextAreaInput(
@@ -157,6 +177,7 @@ class FlowCanvas(pn.viewable.Viewer):
         _on_click(self.redo_button, lambda: self._history(self.doc.redo, "redo"))
         _on_click(self.delete_button, self.delete_selected)
         _on_click(self.layout_button, self.relayout)
+        _on_click(self.group_button, self.group_selected)
         _on_click(self.save_button, self.save)
         _on_click(self.code_button, self.toggle_code)
         self.toolbar = pn.FlexBox(
@@ -164,6 +185,7 @@ class FlowCanvas(pn.viewable.Viewer):
             self.undo_button,
             self.redo_button,
             self.delete_button,
+            self.group_button,
             self.layout_button,
             self.save_button,
             self.code_button,
@@ -171,6 +193,8 @@ class FlowCanvas(pn.viewable.Viewer):
             gap="4px",
         )
         self.listeners: list[Any] = []  # called with the document after every edit
+        # Edits made elsewhere (the rails panel) are undone here too: keep the buttons right.
+        doc.listeners.append(lambda _label: self._update_buttons())
         self.redraw()
         self._show_inspector()
 
@@ -189,31 +213,51 @@ class FlowCanvas(pn.viewable.Viewer):
             self._node(OUTPUTS_ID, "outputs", "#f8fafc", len(flow.outputs)),
         ]
         for name, node in flow.nodes.items():
-            types[name] = NodeType(
-                type=name, label=name, inputs=_handles(node.inputs), outputs=_handles(node.outputs)
+            # Nodes with the same ports share one node type: a 200-node chain sends one type,
+            # not 200 (every update of the canvas walks them all, and the first page loads them).
+            inputs, outputs = _handles(node.inputs), _handles(node.outputs)
+            kind = (
+                "ports-"
+                + hashlib.sha1(json.dumps([inputs, outputs]).encode(), usedforsecurity=False).hexdigest()[:12]
             )
+            types.setdefault(kind, NodeType(type=kind, label=node.kind, inputs=inputs, outputs=outputs))
             ports = max(len(node.inputs), len(node.outputs))
             nodes.append(
-                self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports)
+                self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports, kind)
             )
-        # A fresh class per redraw: the browser skips edge lists equal to the last one it
-        # was sent, and after a refused wire that is exactly what it gets (but shows one more).
-        self._revision += 1
-        edges = [self._edge(w) for w in flow.wires]
-        self._applying = True
-        try:
-            self.flow_view.param.update(node_types=types, nodes=nodes, edges=edges)
-        finally:
-            self._applying = False
+        self._send(node_types=types, nodes=nodes)
         self._restyle()
         self._update_buttons()
 
-    def _node(self, node_id: str, label: str, colour: str, ports: int) -> dict[str, Any]:
+    def redraw_wires(self) -> None:
+        """Send the wires only: after an edit that changed nothing but wires (a connect).
+
+        Nodes, their port types and the port colours are unchanged, so neither they nor
+        the stylesheet go to the browser again: React Flow redraws edges, not every node
+        (a whole redraw of a 200-node flow took most of a connect's time).
+        """
+        self._send()
+        self._update_buttons()
+
+    def _send(self, **params: Any) -> None:
+        # A fresh class per send: the browser skips edge lists equal to the last one it
+        # was sent, and after a refused wire that is exactly what it gets (but shows one more).
+        self._revision += 1
+        edges = [self._edge(w) for w in self.doc.flow.wires]
+        self._applying = True
+        try:
+            self.flow_view.param.update(**params, edges=edges)
+        finally:
+            self._applying = False
+
+    def _node(
+        self, node_id: str, label: str, colour: str, ports: int, node_type: str | None = None
+    ) -> dict[str, Any]:
         x, y = self.doc.positions[node_id]
         # Tall enough that the port names beside the handles do not overlap.
         return {
             "id": node_id,
-            "type": node_id,
+            "type": node_type or node_id,
             "label": label,
             "position": {"x": x, "y": y},
             "data": {},
@@ -285,8 +329,9 @@ class FlowCanvas(pn.viewable.Viewer):
 
     def mark_rails(self, marks: dict[str, str]) -> None:
         """Show rail statuses on ports (``{"node.port": "proved"|"conflict"|...}``)."""
-        self.rail_marks = dict(marks)
-        self._restyle()
+        if marks != self.rail_marks:  # most re-checks after an edit change no verdict
+            self.rail_marks = dict(marks)
+            self._restyle()
 
     def mark_run(self, node: str, state: str | None) -> None:
         """Light up a node while it runs (``running``, ``paused``, ``done``, ``failed``; None clears)."""
@@ -316,13 +361,19 @@ class FlowCanvas(pn.viewable.Viewer):
 
     # -- edits ----------------------------------------------------------------------------
 
-    def _changed(self) -> None:
+    def _changed(self, *, wires_only: bool = False) -> None:
+        """Show the document after an edit; ``wires_only``: it changed nothing but wires."""
         if self.code.visible:  # keep the shown code in step with the flow
             from .export import flow_python
 
             self.code.value = flow_python(self.doc.flow)
-        self.redraw()
-        self._show_inspector()
+        if wires_only:
+            self.redraw_wires()
+            if self.selected is None:  # the flow summary counts wires; a node's panes do not
+                self._show_inspector()
+        else:
+            self.redraw()
+            self._show_inspector()
         for listener in self.listeners:
             listener(self.doc)
 
@@ -349,6 +400,21 @@ class FlowCanvas(pn.viewable.Viewer):
         else:
             self.say("select a node to delete first")
 
+    def group_selected(self, names: list[str] | None = None) -> str | None:
+        """Group the selected nodes (or ``names``) into one sub-flow node; None when refused."""
+        chosen = [n for n in (self.selection if names is None else names) if n in self.doc.flow.nodes]
+        try:
+            node = self.doc.group(chosen)
+        except WorkbenchError as exc:
+            self.say(str(exc), "error")
+            return None
+        self.selected, self.selection = node, [node]
+        ports = self.doc.flow.nodes[node]
+        counts = f"{_count(len(ports.inputs), 'input')}, {_count(len(ports.outputs), 'output')}"
+        self.say(f"grouped {', '.join(chosen)} as {node} ({counts})", "ok")
+        self._changed()
+        return node
+
     def relayout(self) -> None:
         """Lay every node out again (undoable)."""
         for node_id, pos in auto_layout(self.doc.flow).items():
@@ -366,10 +432,10 @@ class FlowCanvas(pn.viewable.Viewer):
             wire = self.doc.connect(source, target)
         except WorkbenchError as exc:
             self.say(f"refused: {exc}", "error")
-            self._changed()
+            self.redraw_wires()  # takes back the wire the browser drew
             return False
         self.say(f"connected {wire}", "ok")
-        self._changed()
+        self._changed(wires_only=True)
         return True
 
     def toggle_code(self) -> str:
@@ -398,6 +464,20 @@ class FlowCanvas(pn.viewable.Viewer):
             return PortRef(None, port or "")
         return PortRef(node_id, port or "")
 
+    def _on_msg(self, event: Any) -> None:
+        """Take a wire drawn in the browser before panel-reactflow does.
+
+        Its own handler appends the browser's edge and sends the whole edge list, then ours
+        sends it again (the checked wire, or the list without it): two updates of every
+        edge where one does. Message callbacks run first and share the message, so the wire
+        is handled here and the message renamed for panel-reactflow (pinned) to ignore.
+        """
+        msg = getattr(event, "data", None)
+        if isinstance(msg, dict) and msg.get("type") == "edge_added" and isinstance(msg.get("edge"), dict):
+            msg["type"] = "edge_added_by_workbench"
+            with pn.io.hold():  # one patch for the wire and the message, as panel-reactflow does
+                self._on_edge_added({"edge": msg["edge"]})
+
     def _on_edge_added(self, payload: dict[str, Any]) -> None:
         if self._applying:
             return
@@ -414,7 +494,7 @@ class FlowCanvas(pn.viewable.Viewer):
             if str(wire) == edge_id:
                 self.doc.disconnect(wire)
                 self.say(f"removed wire {wire}")
-                self._changed()
+                self._changed(wires_only=True)
                 return
 
     def _on_node_deleted(self, payload: dict[str, Any]) -> None:
@@ -438,6 +518,7 @@ class FlowCanvas(pn.viewable.Viewer):
 
     def _on_selection(self, payload: dict[str, Any]) -> None:
         nodes = payload.get("nodes") or []
+        self.selection = [n for n in nodes if n in self.doc.flow.nodes]
         selected = nodes[0] if nodes else None
         if selected != self.selected:
             self.selected = selected
@@ -449,7 +530,10 @@ class FlowCanvas(pn.viewable.Viewer):
         flow: Flow = self.doc.flow
         node = flow.nodes.get(self.selected or "")
         if node is None:
-            lines = [f"flow {flow.name}", f"{len(flow.nodes)} nodes, {len(flow.wires)} wires"]
+            lines = [
+                f"flow {flow.name}",
+                f"{_count(len(flow.nodes), 'node')}, {_count(len(flow.wires), 'wire')}",
+            ]
             if flow.description:
                 lines.append(flow.description)
             lines.append("inputs: " + ", ".join(f"{k}: {t.describe()}" for k, t in flow.inputs.items()))

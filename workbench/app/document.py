@@ -8,7 +8,7 @@ overwrite a file that changed on disk since it was opened or last saved.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ from workbench.errors import FlowError, UsageError
 from workbench.flow import Flow, Node, PortRef, RailSpec, Wire, dumps, load
 from workbench.types import Str, Type
 
+from .grouping import group_flow
 from .layout import INPUTS_ID, OUTPUTS_ID, Position, auto_layout, read_layout, write_layout
 
-__all__ = ["KIND_TEMPLATES", "FlowDocument", "IncompatibleConnection", "StaleFileError"]
+__all__ = ["KIND_TEMPLATES", "FlowDocument", "IncompatibleConnection", "StaleFileError", "flow_under"]
 
 
 class IncompatibleConnection(FlowError):
@@ -28,6 +29,29 @@ class IncompatibleConnection(FlowError):
 
 class StaleFileError(UsageError):
     """The file on disk changed since it was opened: saving would lose someone's work."""
+
+
+def flow_under(root: str | Path, text: str) -> Path:
+    """The ``*.flow.yaml`` file that ``text`` names under ``root`` (relative to it, or absolute).
+
+    Refuses (``UsageError``, saying why) a path outside ``root`` (after following links),
+    one that is no ``*.flow.yaml`` file, or a file that does not exist: a served app opens
+    the flows of its directory, nothing else on the machine.
+    """
+    text = text.strip()
+    if not text:
+        raise UsageError("give the path of a *.flow.yaml file under the served directory")
+    base = Path(root).resolve()
+    path = (base / Path(text).expanduser()).resolve()
+    if not path.is_relative_to(base):
+        raise UsageError(
+            f"refused: {text} is outside the served directory {base}; only flows under it can be opened"
+        )
+    if not path.name.endswith(".flow.yaml"):
+        raise UsageError(f"{text} is not a flow file: give a path ending in .flow.yaml")
+    if not path.is_file():
+        raise UsageError(f"there is no file {path.relative_to(base)} in the served directory {base}")
+    return path
 
 
 def _template(kind: str) -> dict[str, Any]:
@@ -197,6 +221,31 @@ class FlowDocument:
         self.edit(f"delete {name}", change)
         self.positions.pop(name, None)
 
+    def group(self, names: Iterable[str], name: str | None = None) -> str:
+        """Put nodes ``names`` into one sub-flow node (undoable); returns its name.
+
+        Its ports are the values crossing the group's boundary (``workbench.app.grouping``);
+        refused with the reason (``GroupRefused``) where that would change the flow or a
+        verdict of ``workbench check``.
+        """
+        names = list(names)
+        chosen = [n for n in self.flow.nodes if n in set(names)]
+        grouped, node = group_flow(self.flow, names, name)
+        placed = [self.positions[n] for n in chosen if n in self.positions]
+
+        def change(flow: Flow) -> None:
+            flow.nodes, flow.wires = grouped.nodes, grouped.wires
+
+        self.edit(f"group {', '.join(chosen)} as {node}", change)
+        for n in chosen:
+            self.positions.pop(n, None)
+        if placed:
+            self.positions[node] = (
+                sum(x for x, _ in placed) / len(placed),
+                sum(y for _, y in placed) / len(placed),
+            )
+        return node
+
     def port_type(self, ref: PortRef, side: str) -> Type | None:
         """Type of a wire ``source`` or ``target`` end."""
         return self.flow.source_type(ref) if side == "source" else self.flow.target_type(ref)
@@ -283,6 +332,28 @@ class FlowDocument:
         if old == spec:
             return
         self.edit(f"edit rail {name}", lambda f: f.rails.__setitem__(name, spec))
+
+    def add_rail(self, name: str, on: str, check: str) -> None:
+        """Add rail ``name`` on port ``on`` (``node.port``, or a flow input or output) checking ``check``."""
+        if not name.isidentifier():
+            raise FlowError(f"rail name {name!r} is not an identifier")
+        if name in self.flow.rails:
+            raise FlowError(f"flow '{self.flow.name}' already has a rail '{name}'")
+        spec = RailSpec(name, PortRef.parse(on), check)
+        self.edit(f"add rail {name}", lambda f: f.rails.__setitem__(name, spec))
+
+    def remove_rail(self, name: str) -> None:
+        """Delete rail ``name``."""
+        if name not in self.flow.rails:
+            raise FlowError(f"flow '{self.flow.name}' has no rail '{name}'")
+        self.edit(f"delete rail {name}", lambda f: f.rails.pop(name))
+
+    def rail_ports(self) -> list[str]:
+        """Every port a rail can sit on: the flow's inputs and outputs, then each node's ports."""
+        ports = [*self.flow.inputs, *self.flow.outputs]
+        for node in self.flow.nodes.values():
+            ports += [f"{node.name}.{p}" for p in (*node.inputs, *node.outputs)]
+        return ports
 
     # -- files ----------------------------------------------------------------------------
 

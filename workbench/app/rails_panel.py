@@ -3,6 +3,7 @@
 Statuses: proved, enforced (with a counterexample), conflict (with the conflicting
 rails), vacuous, unsupported (with the reason). Typing in the editor parses the text at
 once and points at the column of a parse error; applying it (Enter) re-checks the flow.
+Rails are added (a name, a port, the text, parsed as it is typed) and deleted here too.
 
 In a served page the Z3 check runs on a worker thread (``refresh_soon``), so an edit on
 the canvas answers at once: the panel says "checking…" and shows the statuses when the
@@ -21,6 +22,7 @@ from typing import Any
 import panel as pn
 
 from workbench.errors import WorkbenchError
+from workbench.flow import PortRef, RailSpec
 from workbench.flow.port_rails import flow_rails
 from workbench.flow.verify import check_report
 
@@ -36,18 +38,27 @@ STATUS_STYLE = {"proved": "ok", "conflict": "error", "enforced": "info"}
 _CHECKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-rails-check")
 
 
-def parse_problem(doc: FlowDocument, name: str, text: str) -> str | None:
-    """Why rail ``name`` with ``text`` does not parse at its port (with a caret), or None."""
+def parse_problem(doc: FlowDocument, name: str, text: str, on: str | None = None) -> str | None:
+    """Why rail ``name`` with ``text`` does not parse at its port (with a caret), or None.
+
+    ``on``: the port of a new rail (``node.port`` or a flow port); it wins over the port
+    of a rail of that name.
+    """
     rail = doc.flow.rails.get(name)
-    if rail is None:
+    if rail is None and on is None:
         return f"no rail '{name}'"
     if not text.strip():
         return "a rail needs an expression"
     flow = doc.flow.copy()
     try:
-        from workbench.flow import RailSpec
-
-        flow.rails[name] = RailSpec(name, rail.on, text, rail.enforce, rail.max_attempts)
+        if on is not None:
+            spec = RailSpec(name, PortRef.parse(on), text)
+        else:
+            assert rail is not None
+            spec = RailSpec(name, rail.on, text, rail.enforce, rail.max_attempts)
+        if spec.on.node is not None and spec.on.node not in flow.nodes:
+            return f"there is no node '{spec.on.node}'"
+        flow.rails[name] = spec
         flow_rails(flow)
     except WorkbenchError as exc:
         column = getattr(exc, "column", None)
@@ -85,6 +96,24 @@ class RailsPanel(pn.viewable.Viewer):
             label="rail text (Enter applies)", sizing_mode="stretch_width", css_classes=["wb-rail-editor"]
         )
         self.feedback = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-rail-feedback"])
+        self.delete_button = pn.widgets.Button(
+            label="Delete rail", width=100, color="warning", css_classes=["wb-rail-delete"]
+        )
+        self.new_name = pn.widgets.TextInput(label="new rail", width=120, css_classes=["wb-rail-new-name"])
+        self.new_port = pn.widgets.Select(
+            label="on port", options=[], width=160, css_classes=["wb-rail-new-port"]
+        )
+        self.new_text = pn.widgets.TextInput(
+            label="rail text", sizing_mode="stretch_width", css_classes=["wb-rail-new-text"]
+        )
+        self.add_button = pn.widgets.Button(label="Add rail", width=90, css_classes=["wb-rail-add"])
+        self.new_feedback = text_pane(
+            pre=True, sizing_mode="stretch_width", css_classes=["wb-rail-new-feedback"]
+        )
+        self.delete_button.on_click(self._on_delete)
+        self.add_button.on_click(self._on_add)
+        self.new_text.param.watch(self._live_new, "value_input")
+        self.new_port.param.watch(self._live_new, "value")
         self.checking = text_pane(css_classes=["wb-rail-checking"])
         self.choice.param.watch(self._choose, "value")
         self.editor.param.watch(self._live, "value_input")
@@ -149,12 +178,7 @@ class RailsPanel(pn.viewable.Viewer):
         if not blocks:
             blocks.append(text_html("this flow has no rails", "plain"))
         self.statuses.object = '<div style="display:grid;gap:6px">' + "".join(blocks) + "</div>"
-        names = list(self.doc.flow.rails)
-        self.choice.options = names
-        if names and self.choice.value not in names:
-            self.choice.value = names[0]
-        elif not names:
-            self.editor.value = ""
+        self._sync_choices()
         if self.on_marks is not None:
             marks: dict[str, str] = {}
             for rail in self.report["rails"]:
@@ -162,6 +186,75 @@ class RailsPanel(pn.viewable.Viewer):
                 if marks.get(rail["port"]) != "conflict":
                     marks[rail["port"]] = rail["status"]
             self.on_marks(marks)
+
+    def _sync_choices(self) -> None:
+        """The rail and port lists as the document has them now."""
+        names = list(self.doc.flow.rails)
+        self.choice.options = names
+        if names and self.choice.value not in names:
+            self.choice.value = names[0]
+        elif not names:
+            self.editor.value = ""
+        self.delete_button.disabled = not names
+        ports = self.doc.rail_ports()
+        if ports != self.new_port.options:
+            self.new_port.options = ports
+        if self.new_port.value not in ports:  # the browser shows the first one: so must we
+            self.new_port.value = ports[0] if ports else None
+
+    def add_rail(self, name: str | None = None, on: str | None = None, text: str | None = None) -> bool:
+        """Add the rail typed in the "new rail" fields (or the one given); False with the reason."""
+        name = ((self.new_name.value or "") if name is None else name).strip()
+        on = self.new_port.value if on is None else on
+        text = self.new_text.value_input if text is None else text
+        text = text or ""
+        if not name.isidentifier():
+            message(self.new_feedback, f"a rail needs a name that is an identifier, not {name!r}", "error")
+            return False
+        if name in self.doc.flow.rails:
+            message(self.new_feedback, f"there is a rail '{name}' already: pick another name", "error")
+            return False
+        if not on:
+            message(self.new_feedback, "pick the port the rail sits on", "error")
+            return False
+        problem = parse_problem(self.doc, name, text, on)
+        if problem:
+            message(self.new_feedback, problem, "error")
+            return False
+        self.doc.add_rail(name, on, text)
+        message(self.new_feedback, f"added rail {name} on {on}", "ok")
+        self.new_name.value, self.new_text.value = "", ""
+        self._sync_choices()
+        self.choice.value = name
+        self.refresh_soon()
+        return True
+
+    def delete_rail(self, name: str | None = None) -> bool:
+        """Delete the chosen rail (or ``name``)."""
+        name = self.choice.value if name is None else name
+        if not name or name not in self.doc.flow.rails:
+            message(self.feedback, "choose a rail to delete first", "error")
+            return False
+        self.doc.remove_rail(name)
+        self._sync_choices()  # choosing another rail clears the feedback: say it after
+        message(self.feedback, f"deleted rail {name}", "ok")
+        self.refresh_soon()
+        return True
+
+    def _on_add(self, _event: Any) -> None:
+        self.add_rail()
+
+    def _on_delete(self, _event: Any) -> None:
+        self.delete_rail()
+
+    def _live_new(self, _event: Any) -> None:
+        name = (self.new_name.value or "").strip() or "new_rail"
+        text = self.new_text.value_input or ""
+        if not text.strip() or not self.new_port.value:
+            message(self.new_feedback, "")
+            return
+        problem = parse_problem(self.doc, name, text, self.new_port.value)
+        message(self.new_feedback, problem or "parses", "error" if problem else "ok")
 
     def _choose(self, event: Any) -> None:
         rail = self.doc.flow.rails.get(event.new or "")
@@ -192,7 +285,10 @@ class RailsPanel(pn.viewable.Viewer):
         return pn.Column(
             pn.Row(pn.pane.HTML("<b>Rails</b>"), self.checking),
             self.statuses,
-            pn.Row(self.choice, self.editor, sizing_mode="stretch_width"),
+            pn.Row(self.choice, self.editor, self.delete_button, sizing_mode="stretch_width"),
             self.feedback,
+            pn.Row(self.new_name, self.new_port, sizing_mode="stretch_width"),
+            pn.Row(self.new_text, self.add_button, sizing_mode="stretch_width"),
+            self.new_feedback,
             sizing_mode="stretch_width",
         )

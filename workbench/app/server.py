@@ -239,6 +239,7 @@ def serve(
             save_to=save_to,
             tracer=lambda: (writer, False),
             store=writer.store,
+            root=cwd,
         )
 
     pn.extension("tabulator", notifications=False)

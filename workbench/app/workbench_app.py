@@ -14,11 +14,11 @@ from typing import Any
 
 import panel as pn
 
-from workbench.errors import WorkbenchError
+from workbench.errors import UsageError, WorkbenchError
 from workbench.flow import Flow
 
 from .canvas import FlowCanvas
-from .document import FlowDocument
+from .document import FlowDocument, flow_under
 from .rails_panel import RailsPanel
 from .run_view import RunView
 from .text import message, text_pane
@@ -68,10 +68,11 @@ class Workbench(pn.viewable.Viewer):
         save_to: dict[str, Path] | None = None,
         tracer: Callable[[], tuple[Any, bool]] | None = None,
         store: Callable[[], Any] | None = None,
+        root: Path | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
-        self.flows = flows
+        self.flows = dict(flows)  # this session's: a flow opened by path is not everyone's
         self.save_to = save_to or {}
         self._tracer = tracer
         self._store = store
@@ -82,7 +83,16 @@ class Workbench(pn.viewable.Viewer):
         self.picker = pn.widgets.Select(
             label="flow", options=list(flows), width=220, css_classes=["wb-picker"]
         )
-        self.status = text_pane(css_classes=["wb-open-status"])
+        self.status = text_pane(css_classes=["wb-open-status"], sizing_mode="stretch_width")
+        # Open any *.flow.yaml under the served directory by its path (``root``; none: no box).
+        self.root = root
+        self.path_box = pn.widgets.TextInput(
+            label="open by path",
+            placeholder="path/to/a.flow.yaml (Enter opens)",
+            width=260,
+            css_classes=["wb-open-path"],
+        )
+        self.path_box.param.watch(lambda e: self.open_path(e.new) if e.new else None, "value")
         self.description = text_pane(css_classes=["wb-description"], sizing_mode="stretch_width")
         self.main = pn.Row(sizing_mode="stretch_width")
         self.crumbs = pn.Row(css_classes=["wb-breadcrumb"])
@@ -103,6 +113,33 @@ class Workbench(pn.viewable.Viewer):
         message(self.status, f"{doc.path}")
         self.stack = [(self._session(doc), None)]
         self._show()
+
+    def open_path(self, text: str) -> bool:
+        """Open the ``*.flow.yaml`` at ``text`` under the served directory; False (and why) if not."""
+        try:
+            if self.root is None:
+                raise UsageError("this app opens the flows of its list only (it serves no directory)")
+            path = flow_under(self.root, text)
+        except WorkbenchError as exc:
+            message(self.status, str(exc), "error")
+            return False
+        try:
+            FlowDocument.open(path)  # a file that does not load stays out of the list
+        except WorkbenchError as exc:
+            message(self.status, f"cannot open {text.strip()}: {exc}", "error")
+            return False
+        name = next((n for n, p in self.flows.items() if p.resolve() == path), None)
+        if name is None:
+            name = path.name.removesuffix(".flow.yaml")
+            if name in self.flows:  # another flow of that name: show where this one is
+                name = str(path.relative_to(self.root.resolve()))
+            self.flows[name] = path
+            self.picker.options = list(self.flows)
+        if self.picker.value == name:
+            self.open(name)
+        else:
+            self.picker.value = name  # opens it
+        return self.session is not None and self.session.doc.path == path
 
     def _session(self, doc: FlowDocument) -> FlowSession:
         session = FlowSession(doc, tracer=self._tracer, on_run=self._run_done)
@@ -183,6 +220,7 @@ class Workbench(pn.viewable.Viewer):
         header = pn.Row(
             pn.pane.HTML('<span class="wb-title">Agent Workbench</span>', stylesheets=[HEADER_CSS]),
             self.picker,
+            *([self.path_box] if self.root is not None else []),
             self.status,
             sizing_mode="stretch_width",
         )
