@@ -17,7 +17,8 @@ import pytest
 from tests.app.agent_flows import FINAL, NEWS, desk_text
 from tests.runtime.scripted_openai import ScriptedServer, answer, calls, scripted
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, Served, save_shot, start_server, stop_server
+from .browser import CHROMIUM, CHROMIUM_ARGS
+from .conftest import Served, save_shot, start_server, stop_server
 from .test_browser import open_app, tab, text_of
 
 

@@ -351,7 +351,16 @@ def test_script_in_flow_text_never_runs(context: Any, server: Served, shots: Pat
 
 
 def test_every_request_stays_on_the_local_server(context: Any, server: Served) -> None:
-    """Runs last in this module: every page above made its requests by now."""
+    """Runs last in this module: every page above (on this test worker) made its requests by now.
+
+    Under xdist the pages may have run on another worker, so this test opens one itself and
+    walks the tabs that load more (the traces view's plots, the run form).
+    """
+    page, _ = open_app(context, server, "triage", "redact")
+    for name in ("Rails", "Run", "Traces", "Latency", "SQL"):
+        tab(page, name).click()
+        page.wait_for_timeout(300)
+    page.close()
     assert context.requests, "no requests were recorded"
     host = server.url.removeprefix("http://")
     # blob: URLs are in-page memory of this origin (the ES module shim loads modules so).

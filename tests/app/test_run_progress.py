@@ -64,12 +64,11 @@ def test_canvas_styles_ports_by_type_once_and_tints_progress_of_big_flows() -> N
     # Three (port, type) pairs for every handle of the chain, not one rule per handle.
     assert css.count("background: #") == 3
     assert '.react-flow__handle[data-tooltip="ticket (str)"]' in css
-    assert ".react-flow__node-n0.react-flow__node-n0 { background-image: linear-gradient(#16a34a66" in css
+    assert ".wb-n-n0.wb-n-n0 { background-image: linear-gradient(#16a34a66" in css
     assert "box-shadow: 0 0 0 4px" not in css
 
     small = FlowCanvas(FlowDocument(load(flow_path("triage"))))
     small.mark_runs({"classify": "paused"})
     assert (
-        ".react-flow__node-classify.react-flow__node-classify { box-shadow: 0 0 0 4px #7c3aed; }"
-        in (small.flow_view.stylesheets[-1])
+        ".wb-n-classify.wb-n-classify { box-shadow: 0 0 0 4px #7c3aed; }" in (small.flow_view.stylesheets[-1])
     )

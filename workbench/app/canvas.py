@@ -99,12 +99,13 @@ def _css_id(value: str) -> str:
 
 
 def _node_sel(node_id: str) -> str:
-    """A node by the class React Flow gives it from its type (the node id here), twice for weight.
+    """A node by the class the canvas gives it (``wb-n-`` + its id), twice for weight.
 
     A class, not ``[data-id=...]``: the browser files rules under their class, so restyling
     matches each node against its own rule, not against one rule per node of the flow.
+    (Not React Flow's type class either: nodes with the same ports share one type.)
     """
-    cls = "react-flow__node-" + re.sub(r"[^A-Za-z0-9_-]", lambda m: "\\" + m.group(), node_id)
+    cls = "wb-n-" + re.sub(r"[^A-Za-z0-9_-]", lambda m: "\\" + m.group(), node_id)
     return f".{cls}.{cls}"
 
 
@@ -258,6 +259,7 @@ class FlowCanvas(pn.viewable.Viewer):
         return {
             "id": node_id,
             "type": node_type or node_id,
+            "className": f"wb-n-{node_id}",  # run marks select it (_node_sel); ids hold no spaces
             "label": label,
             "position": {"x": x, "y": y},
             "data": {},
