@@ -51,13 +51,30 @@ SPECIAL_TOKENS = [PAD, BOS, EOS, *ROLE_TOKENS]
 
 # One line, newlines only inside string literals: renders the same under plain jinja2 and
 # under Hugging Face's environment (trim_blocks/lstrip_blocks), which treats literal
-# newlines after block tags differently.
+# newlines after block tags differently. With ``tools`` a system turn lists them compactly
+# (``Tools: quote(ticker), buy(ticker, qty, price)``: the model's context is 512 tokens);
+# an assistant turn's ``tool_calls`` are written as Hermes/Qwen-style blocks,
+# ``<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>``, one per call; a ``tool``
+# message is a ``<|tool|>`` turn with the tool's answer.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
+    "{% if tools %}{{ '<|system|>\nTools:' }}{% for tool in tools %}"
+    "{% set f = tool.function if tool.function is defined else tool %}"
+    "{{ (' ' if loop.first else ', ') + f.name + '(' + (f.parameters.properties"
+    " if f.parameters is defined and f.parameters.properties is defined else {}) | join(', ') + ')' }}"
+    "{% endfor %}{{ '<|end|>\n' }}{% endif %}"
     "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' }}"
+    "{{ '<|' + message['role'] + '|>\n' }}"
+    "{% if message['content'] %}{{ message['content'] }}{% endif %}"
+    "{% if message['tool_calls'] %}{% for call in message['tool_calls'] %}"
+    "{% set f = call.function if call.function is defined else call %}"
+    "{% if message['content'] or not loop.first %}{{ '\n' }}{% endif %}"
+    '{{ \'<tool_call>\n{"name": "\' + f.name + \'", "arguments": \' }}'
+    "{% if f.arguments is string %}{{ f.arguments }}{% else %}{{ f.arguments | tojson }}{% endif %}"
+    "{{ '}\n</tool_call>' }}{% endfor %}{% endif %}"
+    "{{ '<|end|>\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 
 MODEL_SHAPE = {
@@ -98,22 +115,38 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
     return tok
 
 
-def render_chat(messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+def render_chat(messages: list[dict[str, Any]], add_generation_prompt: bool,
+                tools: list[dict[str, Any]] | None = None) -> str:  # fmt: skip
     """The chat template rendered with plain jinja2 (what our runtime does too)."""
     import jinja2
 
     env = jinja2.Environment()
     return env.from_string(CHAT_TEMPLATE).render(
-        messages=messages, add_generation_prompt=add_generation_prompt, bos_token=BOS, eos_token=EOS
-    )
+        messages=messages, add_generation_prompt=add_generation_prompt, bos_token=BOS, eos_token=EOS,
+        tools=tools,
+    )  # fmt: skip
 
 
 def encode_example(tok: Tokenizer, ex: Example) -> tuple[list[int], list[int]]:
-    """Token ids of prompt + answer, and labels that score only the answer and its EOS."""
-    prompt_ids = tok.encode(render_chat(ex.messages(with_answer=False), True)).ids
-    answer_ids = tok.encode(ex.answer + EOS).ids
-    ids = prompt_ids + answer_ids
-    labels = [-100] * len(prompt_ids) + answer_ids
+    """Token ids of the conversation, and labels that score only the assistant turns and their EOS.
+
+    Rendered turn by turn: each piece starts right after a special token, so the pieces
+    tokenize as the whole conversation does when the runtime renders it again.
+    """
+    messages, tools = ex.messages(), list(ex.tools) or None
+    ids: list[int] = []
+    labels: list[int] = []
+    done = ""
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = render_chat(messages[:i], True, tools)
+        full = render_chat(messages[: i + 1], False, tools)
+        context = tok.encode(prompt[len(done) :]).ids
+        answer = tok.encode(full[len(prompt) : -1]).ids  # the answer and its EOS, not the newline after
+        ids += context + answer
+        labels += [-100] * len(context) + answer
+        done = full[:-1]
     return ids, labels
 
 
@@ -131,7 +164,7 @@ def make_batch(tok: Tokenizer, exs: list[Example], pad_id: int) -> dict[str, tor
     return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
 
 
-def save_tokenizer(tok: Tokenizer, out: Path) -> None:
+def save_tokenizer(tok: Tokenizer, out: Path, context: int) -> None:
     """tokenizer.json plus an HF-style tokenizer_config.json with the chat template."""
     tok.save(str(out / "tokenizer.json"))
     config = {
@@ -142,12 +175,22 @@ def save_tokenizer(tok: Tokenizer, out: Path) -> None:
         "add_bos_token": False,  # the chat template writes the BOS itself
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
-        "model_max_length": MODEL_SHAPE["max_position_embeddings"],
+        "model_max_length": context,
         "chat_template": CHAT_TEMPLATE,
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     special = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD}
     (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+
+
+def save(model: Any, tok: Tokenizer, out: Path, pad_id: int) -> None:
+    """Config, weights (safetensors) and tokenizer files of ``model`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    model.generation_config.pad_token_id = pad_id
+    model.save_pretrained(out, safe_serialization=True)
+    save_tokenizer(tok, out, model.config.max_position_embeddings)
+    model.train()
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -161,7 +204,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         # A second stage on the saved model and tokenizer, with fresh examples (another data seed).
         tok = Tokenizer.from_file(str(Path(args.resume) / "tokenizer.json"))
         model = LlamaForCausalLM.from_pretrained(args.resume, dtype=torch.float32)
-        data_seed = args.seed + 3
+        if args.context:  # RoPE has no learnt positions: a longer context needs only training on it
+            model.config.max_position_embeddings = args.context
+        data_seed = args.seed + 3 if args.data_seed is None else args.data_seed
     else:
         tok_texts = [render_chat(ex.messages(), False) for ex in make_corpus(20000, seed=args.seed + 1)]
         tok = build_tokenizer(tok_texts, args.vocab_size)
@@ -170,7 +215,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         config = LlamaConfig(vocab_size=tok.get_vocab_size(), attention_bias=False, mlp_bias=False,
                              hidden_act="silu", **ids, **MODEL_SHAPE)  # fmt: skip
         model = LlamaForCausalLM(config)
-        data_seed = args.seed + 2
+        data_seed = args.seed + 2 if args.data_seed is None else args.data_seed
     pad_id = tok.token_to_id(PAD)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"vocab {tok.get_vocab_size()}, params {n_params:,}", flush=True)
@@ -185,40 +230,47 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     data = make_corpus(args.steps * args.batch_size, seed=data_seed)
+    # Desk transcripts are ~5x longer than the other examples: a batch of their own, so the
+    # short examples are not padded to their length (that padding cost ~10x per step).
+    desk = make_corpus(args.steps * args.desk_batch, seed=data_seed + 100, triage_share=0.0, desk_share=1.0)
     model.train()
     losses: list[float] = []
     for step in range(args.steps):
-        batch = make_batch(tok, data[step * args.batch_size : (step + 1) * args.batch_size], pad_id)
+        parts = [make_batch(tok, data[step * args.batch_size : (step + 1) * args.batch_size], pad_id)]
+        if args.desk_batch:
+            parts.append(make_batch(tok, desk[step * args.desk_batch : (step + 1) * args.desk_batch], pad_id))
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        loss = model(**batch).loss
+        # the mean over every scored token of both batches (the model shifts labels by one)
+        counts = [int((part["labels"][:, 1:] != -100).sum()) for part in parts]
+        loss = sum(model(**part).loss * n for part, n in zip(parts, counts)) / sum(counts)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
-        if step % 50 == 0 or step == args.steps - 1:
+        if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
+            save(model, tok, Path(args.out) / f"step{step + 1}", pad_id)  # to stop early, if need be
+        if step % 25 == 0 or step == args.steps - 1:
             recent = sum(losses[-50:]) / len(losses[-50:])
             print(
                 f"step {step:5d}  loss {recent:.4f}  lr {lr_at(step):.2e}  {time.time() - started:6.0f}s",
                 flush=True,
             )
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    model.generation_config.pad_token_id = pad_id
-    model.save_pretrained(out, safe_serialization=True)
-    save_tokenizer(tok, out)
+    save(model, tok, Path(args.out), pad_id)
     final = sum(losses[-100:]) / len(losses[-100:])
     return {
         "params": n_params,
         "vocab_size": tok.get_vocab_size(),
         "steps": args.steps,
         "batch_size": args.batch_size,
-        "examples_seen": args.steps * args.batch_size,
+        "examples_seen": args.steps * (args.batch_size + args.desk_batch),
+        "desk_batch": args.desk_batch,
         "lr": args.lr,
         "seed": args.seed,
+        "data_seed": data_seed,
+        "context": model.config.max_position_embeddings,
         "resumed_from": args.resume,
         "threads": torch.get_num_threads(),
         "train_seconds": round(time.time() - started, 1),
@@ -389,6 +441,14 @@ def main() -> None:
     parser.add_argument("--eval-n", type=int, default=300)
     parser.add_argument("--eval-only", action="store_true")
     parser.add_argument("--resume", default=None, help="continue training the checkpoint in this folder")
+    parser.add_argument(
+        "--data-seed", type=int, default=None, help="corpus seed (default: seed+2, resumed seed+3)"
+    )
+    parser.add_argument(
+        "--desk-batch", type=int, default=0, help="desk agent transcripts per step, beside the batch"
+    )
+    parser.add_argument("--save-every", type=int, default=0, help="also save a checkpoint every N steps")
+    parser.add_argument("--context", type=int, default=None, help="with --resume: a new context length")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/tiny_model.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
