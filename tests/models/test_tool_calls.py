@@ -129,3 +129,28 @@ def test_the_tiny_models_template_renders_tools_and_calls_as_transformers_does()
         assert ours.apply_chat_template(messages, add_generation_prompt=False, tools=DESK_TOOLS) == expected
     assert "Tools: quote(ticker), buy(ticker, qty, price)" in expected
     assert '<tool_call>\n{"name": "quote", "arguments": {"ticker": ' in expected
+
+
+BUY = {"type": "object", "properties": {"ticker": {"type": "string", "pattern": "^[A-Z]{1,3}$"},
+       "qty": {"type": "integer", "minimum": 1, "maximum": 999}, "price": {"type": "number", "exclusiveMinimum": 0, "maximum": 99}},
+       "required": ["ticker", "qty", "price"], "additionalProperties": False}  # fmt: skip
+
+
+def test_decode_rails_on_a_tool_shape_its_arguments(random_model: LocalModel) -> None:
+    from workbench.decoding import request_rails
+
+    tools = [{"type": "function", "function": {"name": "buy", "parameters": BUY}}]
+    over = done = 0
+    for seed in range(8):
+        base = dict(messages=[{"role": "user", "content": "call"}], tools=tools, tool_choice="required",
+                    max_tokens=240, temperature=1.0, seed=seed, parallel_tool_calls=False)  # fmt: skip
+        hook = request_rails(BUY, ["output.qty * output.price <= 50"])
+        (railed,) = random_model.generate_sync([GenerationRequest(**base, tool_rails={"buy": hook})])
+        for call in railed.tool_calls:  # none when a random model's long fraction ran out of tokens
+            args = json.loads(call.arguments)
+            assert valid(args, BUY) and args["qty"] * args["price"] <= 50, args
+            done += 1
+        (free,) = random_model.generate_sync([GenerationRequest(**base)])
+        over += any(json.loads(c.arguments)["qty"] * json.loads(c.arguments)["price"] > 50 for c in free.tool_calls)
+    assert done >= 5
+    assert over > 0  # without the rails the same model overspends: the mask did the work
