@@ -299,22 +299,72 @@ def _schema_valid(value: Any) -> bool:
 
 def _hf_greedy(path: Path, exs: list[Example]) -> list[str]:
     """Greedy answers from ``transformers`` (the reference implementation), batched."""
+    return _hf_greedy_chats(path, [(ex.messages(False), None) for ex in exs], 48)
+
+
+def _hf_greedy_chats(path: Path, chats: list[tuple[list[dict[str, Any]], Any]], max_new_tokens: int) -> list[str]:
+    """Greedy answers from ``transformers`` for (messages, tools) pairs, batched."""
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     out: list[str] = []
-    for i in range(0, len(exs), 50):
-        chunk = exs[i : i + 50]
-        texts = [tok.apply_chat_template(ex.messages(False), tokenize=False, add_generation_prompt=True)
-                 for ex in chunk]  # fmt: skip
+    for i in range(0, len(chats), 50):
+        chunk = chats[i : i + 50]
+        texts = [tok.apply_chat_template(m, tools=t, tokenize=False, add_generation_prompt=True) for m, t in chunk]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=48, do_sample=False, eos_token_id=tok.eos_token_id,
-                                 pad_token_id=tok.pad_token_id)  # fmt: skip
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
         out += [tok.decode(row, skip_special_tokens=True) for row in gen[:, enc["input_ids"].shape[1] :]]
     return out
+
+
+def evaluate_desk(path: Path, n: int, seed: int) -> dict[str, Any]:
+    """Each assistant turn of ``n`` held-out desk transcripts, greedy after the reference turns
+    before it (no constraint): calls well-formed and equal to the reference, the final answer."""
+    from workbench.models.tool_calls import parse_tool_calls
+
+    exs = make_corpus(n, seed=seed, triage_share=0.0, desk_share=1.0)
+    turns = []
+    for ex in exs:
+        messages = ex.messages()
+        turns += [(messages[:i], ex) for i, m in enumerate(messages) if m["role"] == "assistant"]
+    answers = _hf_greedy_chats(path, [(m, list(ex.tools)) for m, ex in turns], 64)
+    counts = dict.fromkeys(["quote", "quote_ok", "buy", "buy_ok", "buy_within", "final", "final_json",
+                            "final_ok", "calls_parse"], 0)  # fmt: skip
+    for (before, ex), text in zip(turns, answers, strict=True):
+        reference = ex.messages()[len(before)]
+        _, calls = parse_tool_calls(text)
+        if reference.get("tool_calls"):
+            want = reference["tool_calls"][0]["function"]
+            kind = want["name"]
+            counts[kind] += 1
+            counts["calls_parse"] += len(calls) == 1
+            if len(calls) == 1 and calls[0].name == kind:
+                got = json.loads(calls[0].arguments)
+                counts[f"{kind}_ok"] += got == json.loads(want["arguments"])
+                if kind == "buy" and isinstance(got.get("qty"), int) and isinstance(got.get("price"), float | int):
+                    counts["buy_within"] += got["qty"] * got["price"] <= ex.labels["cash"]
+        else:
+            counts["final"] += 1
+            try:
+                value = json.loads(text)
+            except ValueError:
+                continue
+            counts["final_json"] += isinstance(value, dict) and list(value) == ["ticker", "qty", "note"]
+            counts["final_ok"] += value == json.loads(reference["content"])
+    calls = counts["quote"] + counts["buy"]
+    return {
+        "transcripts": n,
+        "call turns parsed as one call": round(counts["calls_parse"] / calls, 3),
+        "quote call equal to the reference": round(counts["quote_ok"] / counts["quote"], 3),
+        "buy call equal to the reference": round(counts["buy_ok"] / max(1, counts["buy"]), 3),
+        "buy call within cash": round(counts["buy_within"] / max(1, counts["buy"]), 3),
+        "final answer a Result": round(counts["final_json"] / counts["final"], 3),
+        "final answer equal to the reference": round(counts["final_ok"] / counts["final"], 3),
+    }
 
 
 def _runtime_greedy(path: Path, exs: list[Example]) -> list[str] | None:
@@ -401,7 +451,7 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def write_doc_figures(training: dict[str, Any] | None, results: dict[str, dict[str, Any]],
-                      triage: dict[str, Any]) -> None:  # fmt: skip
+                      triage: dict[str, Any], desk: dict[str, Any]) -> None:  # fmt: skip
     """Replace the generated block of docs/tiny_model.md with the new figures."""
     block = ["<!-- figures:start (written by scripts/train_tiny_model.py) -->", ""]
     if training:
@@ -416,6 +466,13 @@ def write_doc_figures(training: dict[str, Any] | None, results: dict[str, dict[s
         "",
         f"Triage task (n={triage['n']}): valid JSON {triage['json']:.1%}, category correct "
         f"{triage['category']:.1%}, urgency correct {triage['urgency']:.1%}.",
+        "",
+        f"Desk agent task (n={desk['transcripts']} transcripts, each turn greedy after the reference turns "
+        "before it, no constraint):",
+        "",
+        "| metric | share |",
+        "|---|---|",
+        *(f"| {k} | {v:.1%} |" for k, v in desk.items() if k != "transcripts"),
         "",
         "<!-- figures:end -->",
     ]
@@ -471,9 +528,10 @@ def main() -> None:
         "unseen phrasings": evaluate(Path(args.out), args.eval_n // 2, seed=13579, heldout_templates=True),
     }
     triage = evaluate_triage(Path(args.out), args.eval_n // 3, seed=24680)
-    print(json.dumps({**results, "triage": triage}, indent=2), flush=True)
+    desk = evaluate_desk(Path(args.out), args.eval_n // 5, seed=97531)
+    print(json.dumps({**results, "triage": triage, "desk": desk}, indent=2), flush=True)
     if not args.no_doc and Path(args.out).resolve() == OUT_DIR.resolve():
-        write_doc_figures(training, results, triage)
+        write_doc_figures(training, results, triage, desk)
 
 
 if __name__ == "__main__":
