@@ -77,13 +77,22 @@ def _valid(calls: list[Any], checkers: dict[str, Any]) -> bool:
     return True
 
 
-def run_mode(model: LocalModel, turns: list, mode: str, temperature: float, max_tokens: int) -> dict[str, Any]:
+def run_mode(
+    model: LocalModel, turns: list, mode: str, temperature: float, max_tokens: int
+) -> dict[str, Any]:
     """Generate every turn in one mode; the validity and agreement figures."""
     valid = same = tokens = attempts = 0
     started = time.perf_counter()
     for i, (messages, tools, reference) in enumerate(turns):
-        request = GenerationRequest(messages=messages, tools=tools, tool_choice=MODES[mode], max_tokens=max_tokens,
-                                    temperature=temperature, seed=i, parallel_tool_calls=False)  # fmt: skip
+        request = GenerationRequest(
+            messages=messages,
+            tools=tools,
+            tool_choice=MODES[mode],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=i,
+            parallel_tool_calls=False,
+        )
         (generation,) = model.generate_sync([request])
         tokens += generation.output_tokens
         if mode == "unconstrained":
@@ -98,9 +107,15 @@ def run_mode(model: LocalModel, turns: list, mode: str, temperature: float, max_
             same += json.loads(calls[0].arguments) == json.loads(reference["arguments"])
     seconds = time.perf_counter() - started
     n = len(turns)
-    return {"wrote_a_call": round(attempts / n, 4), "valid": round(valid / n, 4),
-            "valid_of_written": round(valid / attempts, 4) if attempts else None, "reference_call": round(same / n, 4), "tokens": tokens,
-            "tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2)}  # fmt: skip
+    return {
+        "wrote_a_call": round(attempts / n, 4),
+        "valid": round(valid / n, 4),
+        "valid_of_written": round(valid / attempts, 4) if attempts else None,
+        "reference_call": round(same / n, 4),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1),
+        "seconds": round(seconds, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -108,9 +123,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100, help="tool-call turns per mode (100)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
-    parser.add_argument("--max-tokens", type=int, default=80, help="token limit of each turn (80)")
+    parser.add_argument("--max-tokens", type=int, default=160, help="token limit of each turn (160)")
     parser.add_argument("--seed", type=int, default=777, help="corpus seed of the transcripts (777)")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint (default: the tiny model)")
+    parser.add_argument(
+        "--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint (default: the tiny model)"
+    )
     parser.add_argument("--json", default=None, help="also write the report here")
     args = parser.parse_args(argv)
     model = LocalModel.from_pretrained(args.model, name="default", device="cpu")

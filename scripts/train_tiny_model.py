@@ -302,7 +302,9 @@ def _hf_greedy(path: Path, exs: list[Example]) -> list[str]:
     return _hf_greedy_chats(path, [(ex.messages(False), None) for ex in exs], 48)
 
 
-def _hf_greedy_chats(path: Path, chats: list[tuple[list[dict[str, Any]], Any]], max_new_tokens: int) -> list[str]:
+def _hf_greedy_chats(
+    path: Path, chats: list[tuple[list[dict[str, Any]], Any]], max_new_tokens: int
+) -> list[str]:
     """Greedy answers from ``transformers`` for (messages, tools) pairs, batched."""
     from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -312,7 +314,9 @@ def _hf_greedy_chats(path: Path, chats: list[tuple[list[dict[str, Any]], Any]], 
     out: list[str] = []
     for i in range(0, len(chats), 50):
         chunk = chats[i : i + 50]
-        texts = [tok.apply_chat_template(m, tools=t, tokenize=False, add_generation_prompt=True) for m, t in chunk]
+        texts = [
+            tok.apply_chat_template(m, tools=t, tokenize=False, add_generation_prompt=True) for m, t in chunk
+        ]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
@@ -345,7 +349,11 @@ def evaluate_desk(path: Path, n: int, seed: int) -> dict[str, Any]:
             if len(calls) == 1 and calls[0].name == kind:
                 got = json.loads(calls[0].arguments)
                 counts[f"{kind}_ok"] += got == json.loads(want["arguments"])
-                if kind == "buy" and isinstance(got.get("qty"), int) and isinstance(got.get("price"), float | int):
+                if (
+                    kind == "buy"
+                    and isinstance(got.get("qty"), int)
+                    and isinstance(got.get("price"), float | int)
+                ):
                     counts["buy_within"] += got["qty"] * got["price"] <= ex.labels["cash"]
         else:
             counts["final"] += 1

@@ -11,7 +11,7 @@ from tests.bench_loader import load_benchmark
 def test_quick_run_reports_every_mode_and_constrained_calls_are_valid(tmp_path):
     bench = load_benchmark("bench_tool_calls")
     out = tmp_path / "report.json"
-    report = bench.main(["--cases", "3", "--max-tokens", "60", "--json", str(out)])
+    report = bench.main(["--cases", "3", "--max-tokens", "160", "--json", str(out)])
     assert out.exists()
     modes = report["modes"]
     assert set(modes) == {"unconstrained", "auto", "required"}

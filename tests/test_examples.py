@@ -54,7 +54,7 @@ def test_trader_runs_on_the_tiny_model_and_traces_every_token():
     from workbench.spans import MemoryTracer
 
     tracer = MemoryTracer()
-    news = "BOLT shares jump after a record quarter; the stock trades at 12.50"
+    news = "BOLT shares jump after a record quarter; the stock trades at 12.5"
     result = Executor(load(flow_path("trader")), tracer=tracer).run({"news": news, "cash": 1000.0})
     assert result.status == "ok", result.error
     order = result.outputs["approved"]

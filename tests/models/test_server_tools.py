@@ -12,10 +12,8 @@ import math
 from collections.abc import Iterator
 
 import httpx
+import openai
 import pytest
-
-pytest.importorskip("torch")
-openai = pytest.importorskip("openai")
 
 from workbench.models.base import GenerationRequest
 from workbench.models.corpus import DESK_TOOLS, desk_messages

@@ -329,8 +329,9 @@ def _calls(calls: Any, where: str) -> list[dict[str, Any]]:
                 f"{where}.tool_calls[{j}] must be {{id, type: function, function: {{name, arguments}}}}",
                 param=where,
             )
+        arguments = function.get("arguments", "{}")
         out.append({"id": str(call.get("id", "")), "type": "function",
-                    "function": {"name": function["name"], "arguments": function.get("arguments", "{}")}})  # fmt: skip
+                    "function": {"name": function["name"], "arguments": arguments}})  # fmt: skip
     return out
 
 
@@ -472,7 +473,7 @@ class _Handlers:
         return GenerationRequest(**what, **sampling, response_schema=schema, constraint=constraint)
 
     def _copies(self, request: GenerationRequest, n: int) -> list[GenerationRequest]:
-        """``n`` requests for ``n`` choices; seeded ones get seeds seed, seed+1, ... (distinct, reproducible)."""
+        """``n`` requests for ``n`` choices; seeded ones get seeds seed, seed+1, ... (reproducible)."""
         if n == 1:
             return [request]
         return [

@@ -9,6 +9,7 @@ templates written for ``transformers`` render the same text here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -130,7 +131,7 @@ class Tokenizer:
         tools: Sequence[dict[str, Any]] | None = None,
         **extra: Any,
     ) -> str:
-        """Render chat ``messages`` (and the offered ``tools``) into prompt text with the checkpoint's template.
+        """Render chat ``messages`` (and offered ``tools``) into prompt text with the checkpoint's template.
 
         As ``transformers`` passes them: ``tools`` only when there are some, and a past call's
         ``arguments`` as an object (OpenAI sends JSON text; templates write it with ``tojson``).
@@ -160,9 +161,7 @@ def _with_argument_objects(message: Any) -> Any:
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            try:
+            with contextlib.suppress(ValueError):  # not JSON: the template gets the text as sent
                 call = {**call, "function": {**function, "arguments": json.loads(function["arguments"])}}
-            except ValueError:
-                pass  # not JSON: the template gets the text as sent
         out.append(call)
     return {**message, "tool_calls": out}

@@ -226,7 +226,9 @@ class AgentRunner(LlmRunner):
         """Model turns and their tool calls until a valid answer or ``max_steps``."""
         span = run.span
         steps = 0
-        tool_rails = {n: h for n, e in self.decode.items() if (h := e.bind_tool(run.env, model, span)) is not None}
+        tool_rails = {
+            n: h for n, e in self.decode.items() if (h := e.bind_tool(run.env, model, span)) is not None
+        }
         try:
             for steps in range(1, self.max_steps + 1):
                 generation = await self._chat(model, messages, span, steps, tool_rails or None)
