@@ -198,10 +198,8 @@ class LocalModel:
         """
         choice = tool_choice(request.tools, request.tool_choice, request.parallel_tool_calls)
         if choice.calls_allowed and request.constraint is None and json_constraint_available():
-            constraint = ToolCallConstraint(
-                choice, self.tokenizer, request.response_schema, request.tool_rails
-            )
-            return Job(request=dataclasses.replace(request, constraint=constraint),
+            calls = ToolCallConstraint(choice, self.tokenizer, request.response_schema, request.tool_rails)
+            return Job(request=dataclasses.replace(request, constraint=calls),
                        prompt_ids=self.engine.encode_request(request))  # fmt: skip
         if request.response_schema is not None and request.constraint is None and json_constraint_available():
             constraint: Constraint = JsonSchemaConstraint(request.response_schema, self.tokenizer)

@@ -131,7 +131,7 @@ def call_head(name: str) -> str:
 
 def tool_grammar(choice: ToolChoice, answer_schema: Mapping[str, Any] | None = None) -> str:
     """The llguidance (lark) grammar of an answer under ``choice``: text or well-formed calls."""
-    names = [choice.name] if choice.mode == "named" else list(choice.tools)
+    names = [choice.name] if choice.name is not None else list(choice.tools)
     lines = ["%llguidance {}"]
     alternatives = []
     for i, name in enumerate(names):

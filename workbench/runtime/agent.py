@@ -126,7 +126,7 @@ class AgentRunner(LlmRunner):
         self.tools = {name: self._plan_tool(name, spec) for name, spec in node.config["tools"].items()}
         self.offers = [tool.offer for tool in self.tools.values()]
         # rails ``enforce: decode`` on a tool shape its arguments while a local model writes them
-        self.decode = {
+        self.tool_decode = {
             name: enforcer
             for name, tool in self.tools.items()
             if (enforcer := DecodeEnforcer.for_tool(node, name, tool.arguments, tool.rails)) is not None
@@ -227,7 +227,7 @@ class AgentRunner(LlmRunner):
         span = run.span
         steps = 0
         tool_rails = {
-            n: h for n, e in self.decode.items() if (h := e.bind_tool(run.env, model, span)) is not None
+            n: h for n, e in self.tool_decode.items() if (h := e.bind_tool(run.env, model, span)) is not None
         }
         try:
             for steps in range(1, self.max_steps + 1):
