@@ -107,3 +107,16 @@ def test_desk_agent_on_the_tiny_model_buys_nothing_on_bad_news():
     )
     assert result.status == "ok", result.error
     assert result.outputs["result"]["qty"] == 0 and desk.LEDGER == []
+
+
+def test_the_tiny_models_desk_transcripts_match_what_the_agent_sends():
+    # the corpus writes the desk agent's tools and first messages itself (models sit below the
+    # runtime); they must stay what the agent node renders, or the trained model sees other text
+    from workbench.models.corpus import DESK_TOOLS, desk_messages
+    from workbench.runtime.agent import AgentRunner
+
+    flow = load(flow_path("desk"))
+    runner = AgentRunner(flow.nodes["desk"], flow, {"trust": True})
+    inputs = {"news": "BOLT shares jump after a record quarter", "cash": 1000.0}
+    assert runner.agent_messages(inputs, inputs) == desk_messages(inputs["news"], "1000.0")
+    assert runner.offers == list(DESK_TOOLS)
