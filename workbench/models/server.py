@@ -463,10 +463,6 @@ class _Handlers:
         sampling = {k: fields[k] for k in keys}
         if fields["tools"] and fields["tool_choice"] != "none":
             # the calls' grammar (and the answer's schema inside it) is built by the model
-            try:
-                tool_choice(fields["tools"], fields["tool_choice"], fields["parallel_tool_calls"])
-            except UsageError as exc:
-                raise RequestError(str(exc), param="tools") from None
             if fields["rails"]:
                 raise RequestError("rails are not supported together with tools", param="rails")
             constraint = None
