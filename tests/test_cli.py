@@ -277,7 +277,7 @@ ENTRY_WITH_TEARDOWN_PROBE = (
 
 def test_run_exits_without_teardown_after_flushing_output_and_trace(tmp_path):
     db = tmp_path / "traces.duckdb"
-    news = "news=BOLT shares jump after a record quarter; the stock trades at 12.50"
+    news = "news=BOLT shares jump after a record quarter; the stock trades at 12.5"
     argv = ["run", "trader", "-i", news, "-i", "cash=1000", "--db", str(db)]
     proc = subprocess.run(
         [sys.executable, "-c", ENTRY_WITH_TEARDOWN_PROBE, *argv],

@@ -54,7 +54,7 @@ def test_trader_runs_on_the_tiny_model_and_traces_every_token():
     from workbench.spans import MemoryTracer
 
     tracer = MemoryTracer()
-    news = "BOLT shares jump after a record quarter; the stock trades at 12.50"
+    news = "BOLT shares jump after a record quarter; the stock trades at 12.5"
     result = Executor(load(flow_path("trader")), tracer=tracer).run({"news": news, "cash": 1000.0})
     assert result.status == "ok", result.error
     order = result.outputs["approved"]
@@ -65,3 +65,58 @@ def test_trader_runs_on_the_tiny_model_and_traces_every_token():
     assert len(steps) == chat.attributes["gen_ai.usage.output_tokens"]
     text = "".join(e.attributes["workbench.decode.token"] for e in steps)
     assert text == chat.attributes["gen_ai.completion"]
+
+
+def test_desk_agent_runs_on_the_tiny_model_end_to_end():
+    import json
+
+    from workbench.examples import desk
+    from workbench.runtime import Approve, Executor
+    from workbench.spans import MemoryTracer
+
+    asked = []
+
+    def approve(node, tool, call_id, arguments):
+        asked.append((tool, arguments))
+        return Approve()
+
+    desk.LEDGER.clear()
+    tracer = MemoryTracer()
+    flow = load(flow_path("desk"))
+    result = Executor(flow, tracer=tracer, approve=approve).run(
+        {"news": "BOLT shares jump after a record quarter", "cash": 1000.0}
+    )
+    assert result.status == "ok", result.error
+    assert result.outputs["result"] == {"ticker": "BOLT", "qty": 10, "note": "bought 10 BOLT at 12.5"}
+    assert desk.LEDGER == [{"ticker": "BOLT", "qty": 10, "price": 12.5}] == [a for _, a in asked]
+    (agent,) = tracer.by_name("invoke_agent desk")
+    transcript = json.loads(agent.attributes["workbench.agent.transcript"])
+    calls = [c["function"]["name"] for m in transcript for c in m.get("tool_calls") or []]
+    assert calls == ["quote", "buy"]
+    assert [r.verdict for r in result.rails if r.name == "cap"] == ["pass"]
+    desk.LEDGER.clear()
+
+
+def test_desk_agent_on_the_tiny_model_buys_nothing_on_bad_news():
+    from workbench.examples import desk
+    from workbench.runtime import Approve, Executor
+
+    desk.LEDGER.clear()
+    result = Executor(load(flow_path("desk")), approve=lambda *a: Approve()).run(
+        {"news": "ACME plunges 12% as regulators open a probe", "cash": 5000.0}
+    )
+    assert result.status == "ok", result.error
+    assert result.outputs["result"]["qty"] == 0 and desk.LEDGER == []
+
+
+def test_the_tiny_models_desk_transcripts_match_what_the_agent_sends():
+    # the corpus writes the desk agent's tools and first messages itself (models sit below the
+    # runtime); they must stay what the agent node renders, or the trained model sees other text
+    from workbench.models.corpus import DESK_TOOLS, desk_messages
+    from workbench.runtime.agent import AgentRunner
+
+    flow = load(flow_path("desk"))
+    runner = AgentRunner(flow.nodes["desk"], flow, {"trust": True})
+    inputs = {"news": "BOLT shares jump after a record quarter", "cash": 1000.0}
+    assert runner.agent_messages(inputs, inputs) == desk_messages(inputs["news"], "1000.0")
+    assert runner.offers == list(DESK_TOOLS)

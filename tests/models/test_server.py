@@ -168,7 +168,7 @@ def test_completions_streaming(http: httpx.Client) -> None:
         ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "role"),
         ({"messages": MESSAGES, "temperature": 7}, 400, "temperature"),
         ({"messages": MESSAGES, "max_tokens": -1}, 400, "max_tokens"),
-        ({"messages": MESSAGES, "n": 3}, 400, "n must be 1"),
+        ({"messages": MESSAGES, "n": 3, "stream": True}, 400, "n > 1"),
         ({"messages": MESSAGES, "model": "gpt-9"}, 404, "gpt-9"),
         ({"messages": MESSAGES, "response_format": {"type": "xml"}}, 400, "response_format"),
         ({"messages": [{"role": "user", "content": "word " * 3000}]}, 400, "context"),

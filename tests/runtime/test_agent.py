@@ -340,7 +340,10 @@ def test_bad_calls_become_tool_messages_and_nothing_crashes():
     assert retry["role"] == "user" and "not valid JSON" in retry["content"]
 
 
-def test_a_model_without_tool_support_fails_clearly():
+def test_a_model_without_tool_support_fails_clearly(monkeypatch):
+    from workbench.models.local import LocalModel
+
+    monkeypatch.setattr(LocalModel, "supports_tools", False)  # the local runtime takes tools now
     flow = _agent_flow({"quote": AgentTool.of(desk.quote, inputs={"ticker": str}, outputs={"price": float})})
     result = Executor(flow).run({"task": "t"})
     assert result.status == "failed"

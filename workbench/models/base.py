@@ -12,7 +12,7 @@ XGrammar share) and tells it which token was chosen.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -85,11 +85,16 @@ class GenerationRequest:
     response_schema: dict[str, Any] | None = None  # JSON Schema the text must satisfy
     constraint: Constraint | None = None
     logprobs: bool = False  # fill Generation.logprobs / TokenEvent.logprob (log-softmax of raw logits)
+    top_logprobs: int = 0  # also the most likely tokens per step: Generation.top_logprobs
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None  # "auto", "none", "required" or one function
+    parallel_tool_calls: bool = True  # may one answer hold several calls
     # rails the answer must satisfy, enforced while decoding by backends with
     # ``supports_decode_rails = True`` (others ignore it; the runtime's check stays the guarantee)
     decode_rails: DecodeRailsHook | None = None
+    # per tool name: rails its call's arguments must satisfy, enforced the same way while the
+    # local runtime writes them
+    tool_rails: Mapping[str, DecodeRailsHook] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,8 @@ class Generation:
     output_tokens: int = 0
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] | None = None
+    # per generated token, the ``top_logprobs`` most likely (token id, logprob), most likely first
+    top_logprobs: list[list[tuple[int, float]]] | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)  # finish_reason is then "tool_calls"
 
 

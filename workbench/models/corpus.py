@@ -1,13 +1,18 @@
 """Synthetic corpus for the built-in tiny model: the example flows' tasks as chat pairs.
 
 Two tool-free tasks, each a user prompt (exactly what the flow's llm node renders) and
-the JSON answer the node's single output port expects:
+the JSON answer the node's single output port expects, and one agent task:
 
 - ``trader``: ``News: ...\\nCash: ...\\nPropose one order as JSON.`` ->
   ``{"side": ..., "ticker": ..., "qty": ..., "price": ...}`` (the ``Order`` type of
   the trader flow, keys in field order). Good news -> buy, bad news -> sell, neutral -> hold.
 - ``triage``: ``Ticket: ...\\nClassify the ticket as JSON.`` ->
   ``{"category": ..., "urgency": ...}`` (the triage flow's ``Category`` and urgency 0-3).
+- ``desk``: the desk flow's agent node, a whole tool-calling transcript: the agent's
+  system message, ``News: ...`` with the cash, a ``quote`` call, its ``tool`` answer, a
+  ``buy`` call within the cash on good news (none on bad or neutral news), its answer
+  (filled, refused by the ``cap`` rail, or denied by the approver), then the ``Result``
+  JSON. Tool calls are written as the tiny model's chat template writes them.
 
 Everything is drawn from a ``random.Random(seed)``, so a seed names a corpus. The
 held-out phrasings (``heldout_templates=True``) never occur in training data: the
@@ -31,11 +36,14 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "DESK_TOOLS",
     "ORDER_SCHEMA",
     "OVERSPEND_RATE",
     "TICKET_SCHEMA",
     "Example",
+    "desk_messages",
     "make_corpus",
+    "make_desk_example",
     "make_ticket_example",
     "make_trader_example",
     "order_within_cash",
@@ -69,20 +77,24 @@ TICKET_SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Example:
-    """One chat pair: the user prompt, the JSON answer, and the labels behind it."""
+    """One chat pair (the user prompt, the JSON answer, the labels behind it), or with
+    ``turns`` a whole agent transcript after the prompt: assistant turns (``tool_calls``
+    or the final answer ``answer``) and ``tool`` messages, offered ``tools``."""
 
     task: str
     prompt: str
     answer: str
     labels: dict[str, Any]
     system: str | None = None
+    turns: tuple[dict[str, Any], ...] = ()
+    tools: tuple[dict[str, Any], ...] = ()
 
-    def messages(self, with_answer: bool = True) -> list[dict[str, str]]:
-        """The example as chat messages (optionally without the assistant turn)."""
-        msgs = [{"role": "system", "content": self.system}] if self.system else []
+    def messages(self, with_answer: bool = True) -> list[dict[str, Any]]:
+        """The example as chat messages (optionally without the assistant turns)."""
+        msgs: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system else []
         msgs.append({"role": "user", "content": self.prompt})
         if with_answer:
-            msgs.append({"role": "assistant", "content": self.answer})
+            msgs += list(self.turns) or [{"role": "assistant", "content": self.answer}]
         return msgs
 
 
@@ -314,15 +326,161 @@ def make_ticket_example(rng: random.Random) -> Example:
     return Example("triage", f"Ticket: {text}\nClassify the ticket as JSON.", json.dumps(answer), answer)
 
 
+# --- desk (an agent with tools) --------------------------------------------------------
+
+# The desk example flow's tools as its agent node offers them, and how the agent asks for
+# the answer (a test checks both against workbench.runtime.agent, which writes them).
+_TICKER_SCHEMA = {"type": "string", "pattern": "^(?:[A-Z]{1,5})$"}
+DESK_TOOLS: tuple[dict[str, Any], ...] = (
+    {"type": "function", "function": {
+        "name": "quote",
+        "parameters": {"type": "object", "properties": {"ticker": _TICKER_SCHEMA},
+                       "required": ["ticker"], "additionalProperties": False},
+        "description": "The last price of a ticker"}},
+    {"type": "function", "function": {
+        "name": "buy",
+        "parameters": {"type": "object", "properties": {
+            "ticker": _TICKER_SCHEMA, "qty": {"type": "integer", "minimum": 1},
+            "price": {"type": "number", "exclusiveMinimum": 0}},
+            "required": ["ticker", "qty", "price"], "additionalProperties": False},
+        "description": "Buy qty shares of a ticker at a price"}},
+)  # fmt: skip
+_RESULT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "ticker": _TICKER_SCHEMA,
+        "qty": {"type": "integer", "minimum": 0},
+        "note": {"type": "string"},
+    },
+    "required": ["ticker", "qty", "note"],
+    "additionalProperties": False,
+}
+_AGENT_HOWTO = (
+    "Use the tools to do the task. When you are done, reply without calling a tool, with "
+    "only JSON that matches this JSON Schema: "
+)
+_DESK_GOOD = [
+    "{T} shares jump after a record quarter",
+    "{N} ({T}) beats revenue estimates",
+    "Analysts upgrade {T} to outperform",
+    "{N} wins a major government contract",
+    "{T} raises full-year guidance",
+    "{N} announces a large buyback",
+    "Regulators approve {N}'s new drug, sending {T} up {pct}%",
+    "{T} surges on strong demand for its products",
+    "{N} reports profit well above forecasts",
+    "{T} rallies {pct}% after a takeover offer",
+]
+_DESK_BAD = [
+    "{T} plunges {pct}% as regulators open a probe",
+    "{N} misses earnings estimates",
+    "{N} recalls its flagship product",
+    "{T} cuts its forecast",
+    "Analysts downgrade {T} to sell",
+    "{T} tumbles after a data breach at {N}",
+]
+_DESK_NEUTRAL = [
+    "{T} trades flat ahead of its annual meeting",
+    "{N} ({T}) names a new board member",
+    "{T} is unchanged in quiet trading",
+    "{N} opens a new office",
+]
+
+
+def desk_messages(news: str, cash: str) -> list[dict[str, str]]:
+    """The desk agent's first messages, as the agent node renders them for ``news`` and ``cash``."""
+    prompt = (
+        f"News: {news}. Cash: {cash}. Look up the price, buy what the news suggests within the "
+        "cash, then report what you bought."
+    )
+    return [
+        {"role": "system", "content": _AGENT_HOWTO + json.dumps(_RESULT_SCHEMA)},
+        {"role": "user", "content": prompt},
+    ]
+
+
+def _call(ident: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    call = {"id": ident, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+def _tool(ident: str, content: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": ident, "content": content}
+
+
+def _refusal(ticker: str, qty: int, price: float, cash: float) -> str:
+    """The agent's message for a buy the desk's ``cap`` rail refused."""
+    rail = "buy.qty * buy.price <= cash"
+    args = {"ticker": ticker, "qty": qty, "price": price}
+    return (
+        f"refused, the call did not run: rail 'cap' blocked desk.buy: {rail!r} does not hold "
+        f"(failed: {rail}) with buy={args!r}, cash={cash!r}"
+    )
+
+
+def make_desk_example(rng: random.Random) -> Example:
+    """One desk transcript: quote, then (good news) a buy within the cash, then the Result."""
+    side = rng.choices(["buy", "sell", "hold"], weights=[6, 2, 2])[0]
+    pool = {"buy": _DESK_GOOD, "sell": _DESK_BAD, "hold": _DESK_NEUTRAL}[side]
+    ticker = _ticker(rng)
+    news = rng.choice(pool).format(T=ticker, N=_company(rng), pct=rng.randint(2, 25))
+    price = max(round(_loguniform(rng, 1.0, 900.0), rng.choice([0, 1, 2, 2])), 1.0)
+    cash = float(max(round(_loguniform(rng, 100.0, 200000.0), rng.choice([-2, -1, 0, 1, 2])), 10.0))
+    turns: list[dict[str, Any]] = [_call("call_1", "quote", {"ticker": ticker})]
+    outcome = "quoted"
+    qty = 0
+    if rng.random() < 0.04:  # a ticker the desk has no quote for
+        turns.append(_tool("call_1", f"error: tool 'quote' raised KeyError: 'no quote for {ticker}'"))
+        note = f"no quote for {ticker}"
+    else:
+        turns.append(_tool("call_1", json.dumps({"price": float(price)})))
+        qty = _floor_one_digit(int(0.2 * cash // price)) or int(cash // price)
+        if side != "buy":
+            note, qty = f"no buy: the news is {'bad' if side == 'sell' else 'neutral'}", 0
+        elif qty == 0:
+            note = f"no buy: {ticker} costs more than the cash"
+        else:
+            n = 2
+            if rng.random() < 0.08:  # an order over the cash, refused by the rail, then a smaller one
+                over = max(_floor_one_digit(int(1.5 * cash // price) + 1), int(cash // price) + 1)
+                turns.append(_call("call_2", "buy", {"ticker": ticker, "qty": over, "price": float(price)}))
+                turns.append(_tool("call_2", _refusal(ticker, over, float(price), cash)))
+                n = 3
+            turns.append(_call(f"call_{n}", "buy", {"ticker": ticker, "qty": qty, "price": float(price)}))
+            if rng.random() < 0.06:
+                turns.append(_tool(f"call_{n}", "denied: denied by the approver"))
+                note, qty, outcome = "the buy was denied", 0, "denied"
+            else:
+                turns.append(_tool(f"call_{n}", json.dumps({"filled": qty})))
+                note, outcome = f"bought {qty} {ticker} at {json.dumps(float(price))}", "bought"
+    result = {"ticker": ticker, "qty": qty, "note": note}
+    turns.append({"role": "assistant", "content": json.dumps(result)})
+    system, user = desk_messages(news, json.dumps(cash))
+    labels = {
+        "side": side,
+        "ticker": ticker,
+        "price": float(price),
+        "cash": cash,
+        "outcome": outcome,
+        **result,
+    }
+    return Example(
+        "desk", user["content"], json.dumps(result), labels, system["content"], tuple(turns), DESK_TOOLS
+    )
+
+
 def make_corpus(
-    n: int, seed: int, triage_share: float = 0.15, heldout_templates: bool = False
+    n: int, seed: int, triage_share: float = 0.15, heldout_templates: bool = False, desk_share: float = 0.0
 ) -> list[Example]:
-    """``n`` examples drawn with ``seed``: mostly trader, ``triage_share`` triage."""
+    """``n`` examples drawn with ``seed``: mostly trader, ``triage_share`` triage, ``desk_share`` desk."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
-        if rng.random() < triage_share:
+        draw = rng.random()
+        if draw < triage_share:
             out.append(make_ticket_example(rng))
+        elif draw < triage_share + desk_share:
+            out.append(make_desk_example(rng))
         else:
             out.append(make_trader_example(rng, heldout_templates=heldout_templates))
     return out

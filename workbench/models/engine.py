@@ -86,6 +86,8 @@ class Job:
     on_event: Callable[[TokenEvent], None] | None = None
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
+    step_top: list[tuple[int, float]] = field(default_factory=list)  # this step's, kept with its token
     text: str = ""
     emitted: int = 0  # characters of text already sent in events
     sampled: int = 0
@@ -107,6 +109,7 @@ class Job:
             output_tokens=self.sampled,
             token_ids=list(self.token_ids),
             logprobs=list(self.logprobs) if self.request.logprobs else None,
+            top_logprobs=list(self.top_logprobs) if self.request.top_logprobs else None,
         )
 
 
@@ -125,6 +128,8 @@ def _check_sampling(request: GenerationRequest) -> None:
         raise UsageError(f"seed must be an int or None, got {r.seed!r}")
     if not all(isinstance(s, str) for s in _stops(r)):
         raise UsageError(f"stop must be a string or a list of strings, got {r.stop!r}")
+    if not isinstance(r.top_logprobs, int) or not 0 <= r.top_logprobs <= 20:
+        raise UsageError(f"top_logprobs must be an int from 0 to 20, got {r.top_logprobs!r}")
 
 
 def _stops(request: GenerationRequest) -> tuple[str, ...]:
@@ -167,7 +172,9 @@ class Engine:
     def encode_request(self, request: GenerationRequest) -> list[int]:
         """Prompt token ids of a request; raises ``ContextLengthError`` if they do not fit."""
         if request.messages is not None:
-            text = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True)
+            text = self.tokenizer.apply_chat_template(
+                request.messages, add_generation_prompt=True, tools=request.tools
+            )
             ids = self.tokenizer.encode(text, add_special_tokens=False)
         elif request.prompt is not None:
             ids = self.tokenizer.encode(request.prompt, add_special_tokens=True)
@@ -267,8 +274,10 @@ class Engine:
                 if job.cancelled:
                     job.finish_reason = "cancelled"
             picked = None
-            if any(j.request.logprobs for j in running):
-                picked = torch.log_softmax(logits.float(), -1).gather(1, tokens[:, None])[:, 0].tolist()
+            if any(j.request.logprobs or j.request.top_logprobs for j in running):
+                logp = torch.log_softmax(logits.float(), -1)
+                picked = logp.gather(1, tokens[:, None])[:, 0].tolist()
+                self._top(rows, logp)
             for row, job in enumerate(rows):
                 if job.finish_reason is None:
                     self._accept(job, chosen[row], picked[row] if picked is not None else None)
@@ -317,6 +326,19 @@ class Engine:
                 ids = torch.tensor([job.prompt_ids], device=self.device)
                 logits[row] = prefill(self.model, ids, positions[row : row + 1], first_row=row)[0]
         return bool(offered), logits, positions
+
+    @staticmethod
+    def _top(rows: list[Job], logp: torch.Tensor) -> None:
+        """Record each row's most likely tokens of this step (rows that asked for them)."""
+        k = max(j.request.top_logprobs for j in rows if j.finish_reason is None)
+        if k <= 0:
+            return
+        values, ids = logp.topk(k, dim=-1)
+        values_l, ids_l = values.tolist(), ids.tolist()
+        for row, job in enumerate(rows):
+            if job.finish_reason is None and job.request.top_logprobs:
+                n = job.request.top_logprobs
+                job.step_top = list(zip(ids_l[row][:n], values_l[row][:n], strict=True))
 
     def _step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         try:
@@ -429,6 +451,8 @@ class Engine:
         job.token_ids.append(token)
         if logprob is not None:
             job.logprobs.append(logprob)
+        if job.request.top_logprobs:
+            job.top_logprobs.append(job.step_top)
         assert job.detok is not None  # set by _begin
         piece = job.detok.add(token)
         if not piece:

@@ -17,7 +17,7 @@ import numpy as np
 
 from workbench.errors import UsageError
 
-__all__ = ["JsonSchemaConstraint", "json_constraint_available"]
+__all__ = ["GrammarConstraint", "JsonSchemaConstraint", "MatcherState", "json_constraint_available"]
 
 log = logging.getLogger("workbench.models")
 
@@ -58,7 +58,7 @@ def _ll_tokenizer(tokenizer: Any) -> Any:
     return llguidance.LLTokenizer(backend.to_str(), eos_token=list(tokenizer.eos_token_ids) or None)
 
 
-class _MatcherState:
+class MatcherState:
     """One sequence's position in the grammar (the ``ConstraintState`` protocol)."""
 
     def __init__(self, matcher: Any) -> None:
@@ -97,9 +97,33 @@ class JsonSchemaConstraint:
         self.grammar = _grammar(json.dumps(schema, sort_keys=False))
         self.start(tokenizer)
 
-    def start(self, tokenizer: Any) -> _MatcherState:
+    def start(self, tokenizer: Any) -> MatcherState:
         """A matcher at the start of the grammar, for one sequence."""
         matcher = self._llguidance.LLMatcher(_ll_tokenizer(tokenizer), self.grammar, log_level=0)
         if matcher.is_error():
             raise UsageError(f"response_format schema is not usable: {matcher.get_error()}")
-        return _MatcherState(matcher)
+        return MatcherState(matcher)
+
+
+class GrammarConstraint:
+    """A ``Constraint`` from an llguidance grammar (lark syntax, ``%json`` schemas inside), such
+    as the grammar of tool calls; checked against ``tokenizer`` up front, as ``JsonSchemaConstraint``."""
+
+    def __init__(self, grammar: str, tokenizer: Any, *, what: str = "grammar") -> None:
+        try:
+            import llguidance
+        except ImportError:
+            raise UsageError(
+                f"constraining {what} needs the llguidance package (pip install llguidance)"
+            ) from None
+        self._llguidance = llguidance
+        self.what = what
+        self.grammar = grammar
+        self.start(tokenizer)
+
+    def start(self, tokenizer: Any) -> MatcherState:
+        """A matcher at the start of the grammar, for one sequence."""
+        matcher = self._llguidance.LLMatcher(_ll_tokenizer(tokenizer), self.grammar, log_level=0)
+        if matcher.is_error():
+            raise UsageError(f"the {self.what} are not usable as a grammar: {matcher.get_error()}")
+        return MatcherState(matcher)

@@ -44,6 +44,7 @@ from workbench.models.json_schema import JsonSchemaConstraint, json_constraint_a
 from workbench.models.llama import Transformer, from_checkpoint
 from workbench.models.registry import register_backend
 from workbench.models.tokenizer import Tokenizer
+from workbench.models.tool_calls import ToolCallConstraint, parse_tool_calls, tool_choice
 from workbench.models.weights import load_weights, weight_files
 
 __all__ = ["DEFAULT_MODEL_DIR", "LocalModel", "resolve_device", "resolve_dtype"]
@@ -121,6 +122,7 @@ class LocalModel:
     """A Hugging Face-format Llama-family checkpoint running in this process."""
 
     supports_decode_rails = True  # GenerationRequest.decode_rails become token masks
+    supports_tools = True  # GenerationRequest.tools: calls written under each tool's schema
 
     def __init__(self, transformer: Transformer, tokenizer: Tokenizer, *, name: str, max_batch: int = 16,
                  compile: bool = False, continuous_batching: bool = False,
@@ -187,11 +189,18 @@ class LocalModel:
 
     # ---- the Model protocol -------------------------------------------------------------
     def _job(self, request: GenerationRequest) -> Job:
-        """A job for ``request``; a ``response_schema`` without a constraint becomes one.
+        """A job for ``request``; a ``response_schema`` or ``tools`` without a constraint become one.
 
         The schema is honoured as a token constraint (JSON valid for it, by construction)
         when llguidance is installed; otherwise the model is left to follow the prompt.
+        Offered tools (unless ``tool_choice`` is ``none``) constrain the answer to text or
+        well-formed calls (``workbench.models.tool_calls``).
         """
+        choice = tool_choice(request.tools, request.tool_choice, request.parallel_tool_calls)
+        if choice.calls_allowed and request.constraint is None and json_constraint_available():
+            calls = ToolCallConstraint(choice, self.tokenizer, request.response_schema, request.tool_rails)
+            return Job(request=dataclasses.replace(request, constraint=calls),
+                       prompt_ids=self.engine.encode_request(request))  # fmt: skip
         if request.response_schema is not None and request.constraint is None and json_constraint_available():
             constraint: Constraint = JsonSchemaConstraint(request.response_schema, self.tokenizer)
             if request.decode_rails is not None:  # the rails narrow the schema's mask
@@ -207,11 +216,12 @@ class LocalModel:
         for job, future in zip(jobs, futures):
             self._submit(_Pending(job, loop, future=future))
         try:
-            return list(await asyncio.gather(*futures))
+            results = list(await asyncio.gather(*futures))
         except asyncio.CancelledError:
             for job in jobs:
                 job.cancelled = True
             raise
+        return [_with_calls(r, g) for r, g in zip(requests, results, strict=True)]
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         """Yield ``TokenEvent``s as tokens decode; the last one carries ``finish_reason``.
@@ -243,7 +253,7 @@ class LocalModel:
         for job in jobs:
             if job.error is not None:
                 raise job.error
-        return results
+        return [_with_calls(r, g) for r, g in zip(requests, results, strict=True)]
 
     # ---- the worker ---------------------------------------------------------------------
     def _submit(self, pending: _Pending) -> None:
@@ -301,6 +311,18 @@ class LocalModel:
                 for p in admitted:
                     if not p.delivered:
                         p.fail(exc)
+
+
+def _with_calls(request: GenerationRequest, generation: Generation) -> Generation:
+    """The generation with the calls its text holds moved to ``tool_calls`` (when tools were offered);
+    an answer cut by ``max_tokens`` keeps its finished calls and the finish reason ``length``."""
+    if not request.tools or request.tool_choice == "none":
+        return generation
+    text, calls = parse_tool_calls(generation.text)
+    if not calls:
+        return generation
+    finish = "length" if generation.finish_reason == "length" else "tool_calls"
+    return dataclasses.replace(generation, text=text, tool_calls=calls, finish_reason=finish)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -30,6 +30,7 @@ an unknown model -> 404; a model failure -> 503/500. The process stays up.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -53,6 +54,7 @@ from starlette.routing import Route
 from workbench.errors import ModelUnavailable, UsageError, WorkbenchError
 from workbench.models.base import Constraint, Generation, GenerationRequest, Model, TokenEvent
 from workbench.models.json_schema import JsonSchemaConstraint
+from workbench.models.tool_calls import tool_choice
 from workbench.netsafety import bearer_matches, read_body, refuse_open_bind
 
 __all__ = [
@@ -69,7 +71,7 @@ __all__ = [
 log = logging.getLogger("workbench.serve_model")
 
 _ROLES = {"system", "user", "assistant", "tool", "developer"}
-_FINISH = {"constraint": "stop", "stop": "stop", "length": "length"}
+_FINISH = {"constraint": "stop", "stop": "stop", "length": "length", "tool_calls": "tool_calls"}
 DEFAULT_MAX_TOKENS = 256
 API_KEY_ENV = "WORKBENCH_API_KEY"
 RETRY_AFTER_S = 1  # what a 429 tells the client to wait: about one batch of the local runtime
@@ -194,13 +196,54 @@ def _max_tokens(body: dict[str, Any], limit: int) -> int:
     return value
 
 
-def _sampling(body: dict[str, Any], max_tokens_limit: int) -> dict[str, Any]:
+def _logprobs(body: dict[str, Any], chat: bool) -> tuple[bool, int]:
+    """(per-token logprobs wanted, how many most likely tokens per step): chat takes
+    ``logprobs: true`` with ``top_logprobs: 0-20``, completions ``logprobs: 0-5``."""
+    value = body.get("logprobs")
+    if chat:
+        if value is not None and not isinstance(value, bool):
+            raise RequestError("logprobs must be true or false", param="logprobs")
+        top = _integer(body, "top_logprobs", 0, 0) or 0
+        if top > 20:
+            raise RequestError("top_logprobs must be between 0 and 20", param="top_logprobs")
+        if top and not value:
+            raise RequestError("top_logprobs needs logprobs: true", param="top_logprobs")
+        return bool(value), top
+    if value is None:
+        return False, 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 5:
+        raise RequestError("logprobs must be an integer between 0 and 5", param="logprobs")
+    return True, value
+
+
+def _tools(body: dict[str, Any]) -> dict[str, Any]:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls``, checked (chat only)."""
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    parallel = body.get("parallel_tool_calls", True)
+    if not isinstance(parallel, bool):
+        raise RequestError("parallel_tool_calls must be true or false", param="parallel_tool_calls")
+    if not tools:
+        if choice not in (None, "none", "auto"):
+            raise RequestError("tool_choice needs tools", param="tool_choice")
+        return {"tools": None, "tool_choice": None, "parallel_tool_calls": parallel}
+    try:
+        tool_choice(tools, choice, parallel)
+    except UsageError as exc:
+        raise RequestError(str(exc), param="tool_choice" if "tool_choice" in str(exc) else "tools") from None
+    return {"tools": tools, "tool_choice": choice or "auto", "parallel_tool_calls": parallel}
+
+
+def _sampling(body: dict[str, Any], max_tokens_limit: int, chat: bool = True) -> dict[str, Any]:
     """The sampling and stopping fields shared by both endpoints."""
-    if _integer(body, "n", 1, 1) != 1:
-        raise RequestError("this server returns one choice per request: n must be 1", param="n")
-    for unsupported in ("logprobs", "top_logprobs", "echo", "suffix", "tools", "functions"):
+    n = _integer(body, "n", 1, 1) or 1
+    if n > 16:
+        raise RequestError("n must be between 1 and 16", param="n")
+    for unsupported in ("echo", "suffix", "functions"):
         if body.get(unsupported):
             raise RequestError(f"{unsupported} is not supported by this server", param=unsupported)
+    if not chat and body.get("tools"):
+        raise RequestError("tools are offered on /v1/chat/completions", param="tools")
+    logprobs, top_logprobs = _logprobs(body, chat)
     if body.get("best_of") not in (None, 1):
         raise RequestError("best_of is not supported by this server", param="best_of")
     max_tokens = _max_tokens(body, max_tokens_limit)
@@ -216,7 +259,16 @@ def _sampling(body: dict[str, Any], max_tokens_limit: int) -> dict[str, Any]:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise RequestError("stream must be true or false", param="stream")
+    if stream and (n > 1 or logprobs):
+        what = "n > 1" if n > 1 else "logprobs"
+        raise RequestError(
+            f"{what} is not supported with stream: true; ask without streaming", param="stream"
+        )
     return {
+        "n": n,
+        "logprobs": logprobs,
+        "top_logprobs": top_logprobs,
+        **(_tools(body) if chat else {"tools": None, "tool_choice": None, "parallel_tool_calls": True}),
         "max_tokens": max_tokens,
         "temperature": _number(body, "temperature", 1.0, 0.0, 2.0),
         "top_p": _number(body, "top_p", 1.0, 0.0, 1.0) or 1.0,
@@ -230,8 +282,9 @@ def _sampling(body: dict[str, Any], max_tokens_limit: int) -> dict[str, Any]:
     }
 
 
-def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
-    """Chat messages as role/content strings (text parts of multi-part content joined)."""
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Chat messages as role/content strings (text parts of multi-part content joined), with an
+    assistant's ``tool_calls`` and a tool message's ``tool_call_id`` kept."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError("messages must be a non-empty list", param="messages")
@@ -253,7 +306,32 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
         elif not isinstance(content, str):
             raise RequestError(f"{where}.content must be a string or a list of text parts", param=where)
         role = "system" if message["role"] == "developer" else message["role"]
-        out.append({"role": role, "content": content})
+        entry: dict[str, Any] = {"role": role, "content": content}
+        if role == "assistant" and message.get("tool_calls"):
+            entry["tool_calls"] = _calls(message["tool_calls"], where)
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str):
+                raise RequestError(f"{where} is a tool message without a tool_call_id", param=where)
+            entry["tool_call_id"] = call_id
+        out.append(entry)
+    return out
+
+
+def _calls(calls: Any, where: str) -> list[dict[str, Any]]:
+    """An assistant message's ``tool_calls``, checked: each a function with a name and JSON arguments."""
+    out = []
+    for j, call in enumerate(calls if isinstance(calls, list) else [None]):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not (isinstance(function, dict) and isinstance(function.get("name"), str)
+                and isinstance(function.get("arguments", "{}"), str)):  # fmt: skip
+            raise RequestError(
+                f"{where}.tool_calls[{j}] must be {{id, type: function, function: {{name, arguments}}}}",
+                param=where,
+            )
+        arguments = function.get("arguments", "{}")
+        out.append({"id": str(call.get("id", "")), "type": "function",
+                    "function": {"name": function["name"], "arguments": arguments}})  # fmt: skip
     return out
 
 
@@ -380,8 +458,24 @@ class _Handlers:
                     constraint = request_rails(schema, fields["rails"]).constrain(constraint)
                 except WorkbenchError as exc:
                     raise RequestError(str(exc), param="rails") from None
-        sampling = {k: fields[k] for k in ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")}
+        keys = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "logprobs", "top_logprobs",
+                "tools", "tool_choice", "parallel_tool_calls")  # fmt: skip
+        sampling = {k: fields[k] for k in keys}
+        if fields["tools"] and fields["tool_choice"] != "none":
+            # the calls' grammar (and the answer's schema inside it) is built by the model
+            if fields["rails"]:
+                raise RequestError("rails are not supported together with tools", param="rails")
+            constraint = None
         return GenerationRequest(**what, **sampling, response_schema=schema, constraint=constraint)
+
+    def _copies(self, request: GenerationRequest, n: int) -> list[GenerationRequest]:
+        """``n`` requests for ``n`` choices; seeded ones get seeds seed, seed+1, ... (reproducible)."""
+        if n == 1:
+            return [request]
+        return [
+            dataclasses.replace(request, seed=None if request.seed is None else request.seed + i)
+            for i in range(n)
+        ]
 
     def _prompt_tokens(self, request: GenerationRequest) -> int | None:
         """Prompt length in tokens, as the local runtime counts it; None if this model cannot say."""
@@ -390,7 +484,9 @@ class _Handlers:
             return None
         try:
             if request.messages is not None:
-                text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True)
+                text = tokenizer.apply_chat_template(
+                    request.messages, add_generation_prompt=True, tools=request.tools
+                )
                 return len(tokenizer.encode(text, add_special_tokens=False))
             return len(tokenizer.encode(request.prompt))
         except Exception:  # a model without our tokenizer: usage without the prompt count
@@ -408,14 +504,19 @@ class _Handlers:
         fields = _sampling(body, self.limits.max_tokens)
         gen_request = self._request(fields, messages=_messages(body))
         ident = f"chatcmpl-{uuid.uuid4().hex}"
+        if fields["stream"] and fields["tools"] and fields["tool_choice"] != "none":
+            # calls are read from the whole answer: generated first, then sent as chunks
+            [gen] = await self._generate([gen_request])
+            return self._stream_calls(ident, gen, fields["include_usage"])
         if fields["stream"]:
             return await self._stream(gen_request, ident, "chat.completion.chunk", fields["include_usage"])
-        [gen] = await self._generate([gen_request])
-        return JSONResponse(self._envelope(ident, "chat.completion", [_choice(0, gen, chat=True)], [gen]))
+        gens = await self._generate(self._copies(gen_request, fields["n"]))
+        choices = [self._choice(i, g, chat=True) for i, g in enumerate(gens)]
+        return JSONResponse(self._envelope(ident, "chat.completion", choices, gens))
 
     async def completions(self, request: Request) -> Response:
         body = await self._body(request)
-        fields = _sampling(body, self.limits.max_tokens)
+        fields = _sampling(body, self.limits.max_tokens, chat=False)
         prompts = _prompts(body)
         requests = [self._request(fields, prompt=p) for p in prompts]
         ident = f"cmpl-{uuid.uuid4().hex}"
@@ -423,9 +524,85 @@ class _Handlers:
             if len(requests) != 1:
                 raise RequestError("streaming takes one prompt per request", param="prompt")
             return await self._stream(requests[0], ident, "text_completion", fields["include_usage"])
-        gens = await self._generate(requests)
-        choices = [_choice(i, g, chat=False) for i, g in enumerate(gens)]
+        gens = await self._generate([c for r in requests for c in self._copies(r, fields["n"])])
+        choices = [self._choice(i, g, chat=False) for i, g in enumerate(gens)]
         return JSONResponse(self._envelope(ident, "text_completion", choices, gens))
+
+    def _choice(self, index: int, gen: Generation, chat: bool) -> dict[str, Any]:
+        """One choice of the response body: text or message with its calls, and logprobs if asked."""
+        choice = _choice(index, gen, chat)
+        if gen.logprobs is not None:
+            choice["logprobs"] = self._logprobs(gen, chat)
+        return choice
+
+    def _token(self, token_id: int) -> str:
+        tokenizer = getattr(self.model, "tokenizer", None)
+        return (
+            tokenizer.decode([token_id], skip_special_tokens=False)
+            if tokenizer is not None
+            else str(token_id)
+        )
+
+    def _logprobs(self, gen: Generation, chat: bool) -> dict[str, Any]:
+        """OpenAI's logprobs object: per token (chat: ``content`` entries; completions: parallel lists)."""
+        tokens = [self._token(t) for t in gen.token_ids]
+        logprobs = gen.logprobs or []
+        tops = gen.top_logprobs or [[] for _ in tokens]
+        if chat:
+
+            def entry(token: str, logprob: float) -> dict[str, Any]:
+                return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+            content = [
+                {**entry(tok, lp), "top_logprobs": [entry(self._token(i), v) for i, v in top]}
+                for tok, lp, top in zip(tokens, logprobs, tops, strict=False)
+            ]
+            return {"content": content, "refusal": None}
+        offsets, at = [], 0
+        for tok in tokens:
+            offsets.append(at)
+            at += len(tok)
+        top_maps = [{self._token(i): v for i, v in top} for top in tops] if gen.top_logprobs else None
+        return {
+            "tokens": tokens,
+            "token_logprobs": logprobs,
+            "top_logprobs": top_maps,
+            "text_offset": offsets,
+        }
+
+    def _stream_calls(self, ident: str, gen: Generation, include_usage: bool) -> Response:
+        """A finished answer with tools as server-sent chunks: role, content, each call, finish."""
+        created = int(time.time())
+
+        def event(delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            data = {"id": ident, "object": "chat.completion.chunk", "created": created,
+                    "model": self.model_id, "choices": [choice], **extra}  # fmt: skip
+            return f"data: {json.dumps(data)}\n\n"
+
+        chunks = [event({"role": "assistant", "content": ""}, None)]
+        if gen.text:
+            chunks.append(event({"content": gen.text}, None))
+        for i, call in enumerate(gen.tool_calls):
+            function = {"name": call.name, "arguments": call.arguments}
+            chunks.append(event({"tool_calls": [{"index": i, "id": call.id, "type": "function",
+                                                 "function": function}]}, None))  # fmt: skip
+        chunks.append(event({}, _FINISH.get(gen.finish_reason, gen.finish_reason)))
+        if include_usage:
+            usage = {"prompt_tokens": gen.input_tokens, "completion_tokens": gen.output_tokens,
+                     "total_tokens": gen.input_tokens + gen.output_tokens}  # fmt: skip
+            data = {"id": ident, "object": "chat.completion.chunk", "created": created,
+                    "model": self.model_id, "choices": [], "usage": usage}  # fmt: skip
+            chunks.append(f"data: {json.dumps(data)}\n\n")
+        chunks.append("data: [DONE]\n\n")
+
+        async def body() -> AsyncIterator[str]:
+            for chunk in chunks:
+                yield chunk
+
+        return StreamingResponse(
+            body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
 
     async def _generate(self, requests: list[GenerationRequest]) -> list[Generation]:
         """The model's answers, holding one place in the queue while they are made."""
@@ -535,7 +712,15 @@ class _Handlers:
 
 
 def _choice(index: int, gen: Generation, chat: bool) -> dict[str, Any]:
-    out = {"message": {"role": "assistant", "content": gen.text}} if chat else {"text": gen.text}
+    out: dict[str, Any] = (
+        {"message": {"role": "assistant", "content": gen.text}} if chat else {"text": gen.text}
+    )
+    if chat and gen.tool_calls:
+        out["message"]["content"] = gen.text or None
+        out["message"]["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in gen.tool_calls
+        ]
     return {
         "index": index,
         **out,

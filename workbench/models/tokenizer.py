@@ -9,6 +9,7 @@ templates written for ``transformers`` render the same text here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -124,14 +125,24 @@ class Tokenizer:
         return self.backend.id_to_token(token_id)
 
     def apply_chat_template(
-        self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True, **extra: Any
+        self,
+        messages: Sequence[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: Sequence[dict[str, Any]] | None = None,
+        **extra: Any,
     ) -> str:
-        """Render chat ``messages`` into prompt text with the checkpoint's template."""
+        """Render chat ``messages`` (and offered ``tools``) into prompt text with the checkpoint's template.
+
+        As ``transformers`` passes them: ``tools`` only when there are some, and a past call's
+        ``arguments`` as an object (OpenAI sends JSON text; templates write it with ``tojson``).
+        """
         if self._template is None:
             raise UsageError("this model's tokenizer has no chat_template: send a prompt instead of messages")
+        if tools:
+            extra["tools"] = list(tools)
         try:
             return self._template.render(
-                messages=list(messages),
+                messages=[_with_argument_objects(m) for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token or "",
                 eos_token=self.eos_token or "",
@@ -139,3 +150,18 @@ class Tokenizer:
             )
         except TemplateError as exc:
             raise UsageError(f"the chat template rejected these messages: {exc}") from None
+
+
+def _with_argument_objects(message: Any) -> Any:
+    """``message`` with each tool call's JSON-text ``arguments`` parsed into an object."""
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    if not calls:
+        return message
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            with contextlib.suppress(ValueError):  # not JSON: the template gets the text as sent
+                call = {**call, "function": {**function, "arguments": json.loads(function["arguments"])}}
+        out.append(call)
+    return {**message, "tool_calls": out}

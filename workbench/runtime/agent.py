@@ -36,6 +36,7 @@ from workbench.flow.agent_tools import AgentTool, arguments_type, tool_parameter
 from workbench.flow.model import Flow, Node, PortRef
 from workbench.flow.port_rails import FlowRail
 from workbench.otel import use_span
+from workbench.runtime.decode import DecodeEnforcer
 from workbench.runtime.enforce import RUN_RECORDS, RailEnforcer, RailRecord, violation_message
 from workbench.runtime.mcp import McpSessions
 from workbench.runtime.memory import THREAD_MEMORY
@@ -127,6 +128,12 @@ class AgentRunner(LlmRunner):
         self.max_steps: int = node.config.get("max_steps", DEFAULT_MAX_STEPS)
         self.tools = {name: self._plan_tool(name, spec) for name, spec in node.config["tools"].items()}
         self.offers = [tool.offer for tool in self.tools.values()]
+        # rails ``enforce: decode`` on a tool shape its arguments while a local model writes them
+        self.tool_decode = {
+            name: enforcer
+            for name, tool in self.tools.items()
+            if (enforcer := DecodeEnforcer.for_tool(node, name, tool.arguments, tool.rails)) is not None
+        }
 
     def _plan_tool(self, name: str, spec: AgentTool) -> _Tool:
         # The same trust rule as tool nodes: a stand-in node names the tool in errors.
@@ -227,9 +234,12 @@ class AgentRunner(LlmRunner):
         """Model turns and their tool calls until a valid answer or ``max_steps``."""
         span = run.span
         steps = 0
+        tool_rails = {
+            n: h for n, e in self.tool_decode.items() if (h := e.bind_tool(run.env, model, span)) is not None
+        }
         try:
             for steps in range(1, self.max_steps + 1):
-                generation = await self._chat(model, messages, span, steps)
+                generation = await self._chat(model, messages, span, steps, tool_rails or None)
                 if generation.tool_calls:
                     messages.append(_assistant_calls(generation))
                     answers = await asyncio.gather(*(self._execute(c, run) for c in generation.tool_calls))
@@ -265,7 +275,9 @@ class AgentRunner(LlmRunner):
         outputs = self.parse_outputs(text)
         return {port: typ.validate(outputs.get(port), port) for port, typ in self.node.outputs.items()}
 
-    async def _chat(self, model: Any, messages: list[dict[str, Any]], parent: Span, step: int) -> Generation:
+    async def _chat(
+        self, model: Any, messages: list[dict[str, Any]], parent: Span, step: int, tool_rails: Any = None
+    ) -> Generation:
         """One model turn under its own ``chat`` span."""
         from workbench.models.base import GenerationRequest
 
@@ -287,6 +299,7 @@ class AgentRunner(LlmRunner):
             seed=cfg.get("seed"),
             tools=self.offers,
             tool_choice="auto",
+            tool_rails=tool_rails,
         )
         try:
             with use_span(self.tracer, span):  # the HTTP call carries this turn's span (traceparent)

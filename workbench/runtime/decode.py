@@ -51,6 +51,23 @@ class DecodeEnforcer:
         ]
         return cls(node, rails) if rails else None
 
+    @classmethod
+    def for_tool(cls, node: Node, tool: str, arguments: Any, rails: list[FlowRail]) -> DecodeEnforcer | None:
+        """An agent tool's decode rails (``on: NODE.TOOL``): its arguments are the answer, read as
+        ``TOOL.field`` (None when it has none, or no arguments to shape)."""
+        decode = [r for r in rails if r.enforce == "decode"]
+        if not decode or arguments is None:
+            return None
+        return cls(Node(f"{node.name}.{tool}", "tool", outputs={tool: arguments}), decode)
+
+    def bind_tool(self, env: Mapping[str, Any], model: Any, span: Span) -> RailsConstraint | None:
+        """``bind`` for a tool's calls: rails that contradict each other with these values leave
+        the calls unshaped (the runtime's check refuses such a call), they do not end the node."""
+        try:
+            return self.bind(env, model, span)
+        except NodeError:
+            return None
+
     def bind(self, env: Mapping[str, Any], model: Any, span: Span) -> RailsConstraint | None:
         """The constraint for one generation (None for a backend without masks); records how
         each rail is enforced on ``span``. Raises ``NodeError`` when the rails contradict each
