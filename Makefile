@@ -37,7 +37,7 @@ run: example
 	$(BIN)/workbench serve
 
 example: $(STAMP)
-	$(BIN)/workbench run trader -i "news=BOLT shares jump after a record quarter; the stock trades at 12.50" -i cash=1000
+	$(BIN)/workbench run trader -i "news=BOLT shares jump after a record quarter; the stock trades at 12.5" -i cash=1000
 	$(BIN)/workbench traces show latest
 
 test: $(STAMP)

@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/bench_startup.py --what-if     # what the costs outside the models are
 
 What runs: the ``make run`` example, ``python -m workbench run trader -i "news=BOLT shares jump
-after a record quarter; the stock trades at 12.50" -i cash=1000``, in a subprocess with
+after a record quarter; the stock trades at 12.5" -i cash=1000``, in a subprocess with
 ``PYTHONPATH`` set to the tree under test (the same interpreter and packages for every tree)
 and a scratch working directory per tree, so each tree's runs land in its own
 ``.workbench/traces.duckdb``. The trees take turns sample by sample (peer, ours, peer, ours...)
@@ -62,7 +62,7 @@ from typing import Any
 import duckdb
 
 HERE = Path(__file__).resolve().parents[1]
-NEWS = "BOLT shares jump after a record quarter; the stock trades at 12.50"
+NEWS = "BOLT shares jump after a record quarter; the stock trades at 12.5"
 COMMAND = ["-m", "workbench", "run", "trader", "-i", f"news={NEWS}", "-i", "cash=1000"]
 GOAL_WALL_S = 2.5
 GOAL_CHAT_MS = 300.0
