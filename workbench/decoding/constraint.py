@@ -30,6 +30,8 @@ from .solver import DecodeRails, Fixed
 
 __all__ = ["RailsConstraint", "Step"]
 
+REMOVED_KEPT = 16  # token ids a step keeps of those the rails removed (for the trace's token view)
+
 
 @functools.lru_cache(maxsize=8)
 def _pieces(tokenizer: Any) -> tuple[str, ...]:
@@ -39,11 +41,13 @@ def _pieces(tokenizer: Any) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Step:
-    """One decode step: tokens the grammar allowed, tokens left after the rails, rails that cut."""
+    """One decode step: tokens the grammar allowed, tokens left after the rails, rails that cut,
+    and the first ``REMOVED_KEPT`` token ids (in id order) the rails removed."""
 
     schema_allowed: int
     allowed: int
     rails: tuple[str, ...]
+    removed: tuple[int, ...] = ()
 
 
 @dataclass
@@ -126,6 +130,7 @@ class _RailsState:
         )
         keep = np.zeros_like(bits)
         kept = 0
+        removed: list[int] = []
         for t in ids.tolist():
             piece = self.pieces[t]
             if t in self.eos or (in_str and '"' not in piece and "\\" not in piece):
@@ -135,11 +140,13 @@ class _RailsState:
             if ok:
                 keep[t] = 1
                 kept += 1
+            elif len(removed) < REMOVED_KEPT:
+                removed.append(t)
         cut: tuple[str, ...] = ()
         if kept < len(ids) and here is not None:
             key = here.key if here.key is not None else self._next_key(here)
             cut = self.owner.plan.narrowing.get(key or "", ()) or tuple(n for n, _ in self.owner.plan.masked)
-        self.owner.steps.append(Step(len(ids), kept, cut))
+        self.owner.steps.append(Step(len(ids), kept, cut, tuple(removed)))
         return np.packbits(keep, bitorder="little").view(np.int32)
 
     def _next_key(self, here: Partial) -> str | None:
