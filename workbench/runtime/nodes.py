@@ -453,7 +453,9 @@ class LlmRunner(Runner):
                 if steps[step].rails:
                     attributes["workbench.decode.rails"] = ",".join(steps[step].rails)
                 if steps[step].removed and tokenizer is not None:
-                    attributes["workbench.decode.removed"] = [tokenizer.decode([t]) for t in steps[step].removed]
+                    attributes["workbench.decode.removed"] = [
+                        tokenizer.decode([t]) for t in steps[step].removed
+                    ]
             tracer.add_event(span, "workbench.decode.step", attributes)
 
     def repair_messages(self, problem: str, span: Span) -> list[dict[str, str]]:

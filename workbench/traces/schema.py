@@ -145,7 +145,7 @@ VIEWS: dict[str, str] = {
 _LATER: dict[str, dict[str, int]] = {"decode_steps": {"schema_allowed": 2, "removed": 2}}
 
 _V1 = [
-    f"CREATE TABLE {name} ({', '.join(f'{col} {typ}' for col, typ in cols if col not in _LATER.get(name, {}))})"
+    f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in cols if c not in _LATER.get(name, {}))})"
     for name, cols in TABLES.items()
 ]
 
