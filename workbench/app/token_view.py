@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import ColumnDataSource, HoverTool, Range1d
+from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter, Range1d
 from bokeh.plotting import figure
 
 from workbench.errors import WorkbenchError
@@ -44,6 +44,13 @@ _STRIP_CSS = """<style>
 .wb-legend{font-size:12px;color:#475569}
 .wb-legend span{padding:1px 6px;border-radius:3px;margin-right:6px}
 </style>"""
+CHART_KEY = (
+    '<div class="wb-legend" style="font-size:12px;color:#475569">allowed tokens at each step '
+    "(log scale; hover a bar for its token): "
+    '<span style="color:#cbd5e1">■</span> by the grammar '
+    '<span style="color:#2563eb">■</span> allowed, no rail cut '
+    '<span style="color:#ea580c">■</span> left by the rails</div>'
+)
 _LEGEND = (
     '<div class="wb-legend">'
     '<span class="c1" style="background:#fef3c7">rails cut &lt; half</span>'
@@ -166,8 +173,9 @@ def token_strip(steps: pd.DataFrame) -> str:
     return _STRIP_CSS + _LEGEND + f'<div class="wb-strip">{"".join(spans)}</div>'
 
 
-def steps_figure(steps: pd.DataFrame, title: str) -> Any:
-    """Allowed tokens per step (log scale): what the grammar allowed, and what the rails left."""
+def steps_figure(steps: pd.DataFrame) -> Any:
+    """Allowed tokens per step (log scale): what the grammar allowed, and what the rails left
+    (the colours are explained by ``CHART_KEY``)."""
     n = len(steps)
     grammar = steps["schema_allowed"].astype(float).fillna(steps["allowed"].astype(float))
     data = {
@@ -183,8 +191,7 @@ def steps_figure(steps: pd.DataFrame, title: str) -> Any:
     narrowed = ColumnDataSource({k: [v for v, c in zip(col, cut) if c] for k, col in data.items()})
     top = float(grammar.max()) if n and not math.isnan(grammar.max()) else 1.0
     fig = figure(
-        title=title,
-        height=250,
+        height=220,
         sizing_mode="stretch_width",
         y_axis_type="log",
         # up to the next power of ten: log ticks a decade apart, never crowded at the top
@@ -197,16 +204,15 @@ def steps_figure(steps: pd.DataFrame, title: str) -> Any:
     )
     bar = {"x": "step", "bottom": 0.8}
     column = fig.vbar(
-        **bar, top="grammar", width=0.85, color="#cbd5e1", source=source, legend_label="grammar allowed"
+        **bar,
+        top="grammar",
+        width=0.85,
+        color="#cbd5e1",
+        source=source,
     )
-    fig.vbar(**bar, top="allowed", width=0.5, color="#2563eb", source=source, legend_label="allowed")
-    fig.vbar(
-        **bar, top="allowed", width=0.5, color="#ea580c", source=narrowed, legend_label="left by the rails"
-    )
-    fig.legend.orientation = "horizontal"
-    fig.legend.background_fill_alpha = 0.0
-    fig.legend.border_line_alpha = 0.0
-    fig.add_layout(fig.legend[0], "above")  # beside the title, never over the bars
+    fig.vbar(**bar, top="allowed", width=0.5, color="#2563eb", source=source)
+    fig.vbar(**bar, top="allowed", width=0.5, color="#ea580c", source=narrowed)
+    fig.yaxis.formatter = NumeralTickFormatter(format="0,0")  # 1, 10, 100 rather than 10^0...
     fig.add_tools(
         HoverTool(
             renderers=[column],  # one tooltip a step, not one per bar drawn there
@@ -280,13 +286,16 @@ class TokenView(pn.viewable.Viewer):
         self.picker = pn.widgets.Select(
             label="model call", options={}, width=420, css_classes=["wb-token-span"]
         )
-        self.picker.param.watch(lambda e: self.show_span(e.new) if e.new else None, "value")
+        self.span_id: str | None = None  # the model call on show
+        self.picker.param.watch(
+            lambda e: self.show_span(e.new) if e.new and e.new != self.span_id else None, "value"
+        )
         self.only_narrowed = pn.widgets.Checkbox(label="only steps the rails narrowed", value=False)
         self.only_narrowed.param.watch(lambda _e: self._fill_table(), "value")
         self.info = text_pane(sizing_mode="stretch_width", css_classes=["wb-token-info"])
         self.strip = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["wb-token-strip"])
         self.chart = pn.pane.Bokeh(
-            steps_figure(_empty_steps(), "no model call selected"),
+            steps_figure(_empty_steps()),
             sizing_mode="stretch_width",
             css_classes=["wb-token-chart"],
         )
@@ -315,14 +324,12 @@ class TokenView(pn.viewable.Viewer):
             f"{row.node or '-'} · {row.name} · {row.tokens} tokens, {row.narrowed} narrowed": row.span_id
             for row in calls.itertuples()
         }
-        self.picker.options = options
+        self.picker.options = options  # may pick the first call already (the watcher draws it)
         if calls.empty:
-            self.steps = pd.DataFrame()
+            self.steps, self.span_id = pd.DataFrame(), None
             self._draw("", None)
             message(self.info, "no decode steps in this run (local models record them for llm nodes)")
-        elif self.picker.value != calls["span_id"].iloc[0]:
-            self.picker.value = calls["span_id"].iloc[0]  # the watcher draws it
-        else:
+        elif self.span_id != calls["span_id"].iloc[0]:
             self.show_span(str(calls["span_id"].iloc[0]))
         return calls
 
@@ -339,9 +346,9 @@ class TokenView(pn.viewable.Viewer):
         except WorkbenchError as exc:
             message(self.info, f"cannot read span {span_id}: {exc}", "error")
             return pd.DataFrame()
-        self.steps = steps
+        self.steps, self.span_id = steps, span_id
         if self.has_steps(span_id) and self.picker.value != span_id:
-            self.picker.value = span_id
+            self.picker.value = span_id  # its watcher finds this span on show: no second draw
         self._draw(span_id, vocab)
         return steps
 
@@ -349,8 +356,7 @@ class TokenView(pn.viewable.Viewer):
         steps = self.steps
         message(self.info, summary(steps, vocab) if span_id else "")
         self.strip.object = token_strip(steps) if len(steps) else ""
-        title = f"span {span_id[:12]}: allowed tokens per step" if span_id else "no model call selected"
-        self.chart.object = steps_figure(steps if len(steps) else _empty_steps(), title)
+        self.chart.object = steps_figure(steps if len(steps) else _empty_steps())
         # the table opens on what the rails did (the strip above shows every token)
         self.only_narrowed.value = bool(len(steps)) and bool((steps["cut"] > 0).any())
         self._fill_table()
@@ -369,6 +375,7 @@ class TokenView(pn.viewable.Viewer):
             pn.Row(self.picker, self.only_narrowed),
             self.info,
             self.strip,
+            pn.pane.HTML(CHART_KEY, sizing_mode="stretch_width"),
             self.chart,
             self.table,
             sizing_mode="stretch_width",
