@@ -143,6 +143,7 @@ class TracesView(pn.viewable.Viewer):
         df = df.assign(started=pd.to_datetime(df["start_ns"], unit="ns").dt.strftime("%Y-%m-%d %H:%M:%S"))
         df["duration_ms"] = df["duration_ms"].round(2)
         self.runs.value = df[RUN_COLUMNS].reset_index(drop=True)
+        self.runs.height = min(220, 46 + 30 * len(df))  # a few runs leave no empty box
         self.compare.set_runs(df)
         message(self.info, f"{len(df)} runs")
 
