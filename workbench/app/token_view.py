@@ -58,7 +58,7 @@ _LEGEND = (
     '<span class="c3" style="background:#f87171;color:#fff">rails left one token</span>'
     '<span style="color:#94a3b8">grammar left one token</span>'
     '<span style="text-decoration:underline wavy #b91c1c">chosen with p &lt; 1%</span>'
-    "· space ↵ line break → tab</div>"
+    "· is a space, ↵ a line break, → a tab</div>"
 )
 
 
