@@ -1,8 +1,10 @@
-"""The traces view: recent runs, one run's span timeline, node latency, compare, SQL.
+"""The traces view: recent runs, one run's span timeline, its tokens, node latency, compare, SQL.
 
 Recent runs are a Tabulator; picking one draws its span timeline (Bokeh; click a bar for
 the span's attributes) and the p50/p95 latency of each node over every run of its flow.
-*Compare* shows two runs side by side and *SQL* queries the store (reads only).
+*Tokens* shows a model call's tokens and what the decode rails did to each (clicking a
+model call's bar picks it there); *Compare* shows two runs side by side and *SQL* queries
+the store (reads only).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from workbench.errors import WorkbenchError
 from .run_compare import RunCompare
 from .sql_console import SqlConsole
 from .text import message, text_pane
+from .token_view import TokenView
 
 __all__ = ["TracesView", "latency_by_node", "span_rows"]
 
@@ -121,6 +124,7 @@ class TracesView(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["wb-latency"],
         )
+        self.tokens = TokenView(store)
         self.compare = RunCompare(store)
         self.sql = SqlConsole(store)
         self.refresh()
@@ -139,6 +143,7 @@ class TracesView(pn.viewable.Viewer):
         df = df.assign(started=pd.to_datetime(df["start_ns"], unit="ns").dt.strftime("%Y-%m-%d %H:%M:%S"))
         df["duration_ms"] = df["duration_ms"].round(2)
         self.runs.value = df[RUN_COLUMNS].reset_index(drop=True)
+        self.runs.height = min(220, 46 + 30 * len(df))  # a few runs leave no empty box
         self.compare.set_runs(df)
         message(self.info, f"{len(df)} runs")
 
@@ -160,6 +165,7 @@ class TracesView(pn.viewable.Viewer):
         # Bokeh models from its callbacks (those happen outside the document lock).
         self.plot.object = self._figure(f"run {run_id[:12]}: {len(spans)} spans", list(spans["lane"]))
         message(self.info, f"run {run_id}")
+        self.tokens.show_run(run_id)
         if len(spans):
             self.show_span(0)
         flows = self.runs.value.loc[self.runs.value["run_id"] == run_id, "flow_name"]
@@ -225,10 +231,13 @@ class TracesView(pn.viewable.Viewer):
                 attrs = json.loads(attrs)
         data["attributes"] = attrs
         message(self.details, json.dumps(data, indent=2, default=str, ensure_ascii=False))
+        if self.tokens.has_steps(str(row["span_id"])):
+            self.tokens.show_span(str(row["span_id"]))
 
     def __panel__(self) -> Any:
         tabs = pn.Tabs(
             ("Timeline", pn.Column(self.plot, self.details, sizing_mode="stretch_width")),
+            ("Tokens", self.tokens),
             ("Latency", self.latency),
             ("Compare", self.compare),
             ("SQL", self.sql),

@@ -35,14 +35,18 @@ from .vocab import TokenTable, token_table
 
 __all__ = ["RailsConstraint", "Step"]
 
+REMOVED_KEPT = 16  # token ids a step keeps of those the rails removed (for the trace's token view)
+
 
 @dataclass(frozen=True)
 class Step:
-    """One decode step: tokens the grammar allowed, tokens left after the rails, rails that cut."""
+    """One decode step: tokens the grammar allowed, tokens left after the rails, rails that cut,
+    and the first ``REMOVED_KEPT`` token ids (in id order) the rails removed."""
 
     schema_allowed: int
     allowed: int
     rails: tuple[str, ...]
+    removed: tuple[int, ...] = ()
 
 
 @dataclass
@@ -211,7 +215,7 @@ class _RailsState:
         if kept < schema_allowed and here is not None:
             key = here.key if here.key is not None else self._next_key(here)
             cut = self.owner.plan.narrowing.get(key or "", ()) or tuple(n for n, _ in self.owner.plan.masked)
-        self.owner.steps.append(Step(schema_allowed, kept, cut))
+        self.owner.steps.append(Step(schema_allowed, kept, cut, _first_ids(words & ~allowed, REMOVED_KEPT)))
 
     def _next_key(self, here: Partial) -> str | None:
         written = {k for k, _ in here.done}
@@ -228,6 +232,20 @@ class _RailsState:
 
     def is_finished(self) -> bool:
         return self.inner.is_finished()
+
+
+def _first_ids(words: np.ndarray, limit: int) -> tuple[int, ...]:
+    """The first ``limit`` token ids (in id order) set in packed uint32 ``words``."""
+    out: list[int] = []
+    for w in np.flatnonzero(words)[:limit].tolist():  # each word holds at least one
+        bits = int(words[w])
+        while bits and len(out) < limit:
+            low = bits & -bits
+            out.append(w * 32 + low.bit_length() - 1)
+            bits ^= low
+        if len(out) >= limit:
+            break
+    return tuple(out)
 
 
 def _count(words: np.ndarray) -> int:

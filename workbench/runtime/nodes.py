@@ -454,11 +454,14 @@ class LlmRunner(Runner):
 
     def _record_decode_steps(self, model: Any, generation: Any, span: Span, steps: list[Any]) -> None:
         """One ``workbench.decode.step`` event per generated token (the trace store's decode_steps);
-        with decode rails, also the tokens the mask allowed and the rails that narrowed it."""
+        with decode rails, also the tokens the grammar allowed, those left after the rails, the
+        rails that narrowed it and the first tokens they removed."""
         if not self._traced() or not generation.token_ids:
             return
         tracer = self.options["tracer"]
         tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is not None and getattr(tokenizer, "vocab_size", None):
+            span.attributes["workbench.decode.vocab_size"] = int(tokenizer.vocab_size)  # for shares
         logprobs = generation.logprobs or []
         for step, token_id in enumerate(generation.token_ids):
             attributes: dict[str, Any] = {
@@ -471,8 +474,13 @@ class LlmRunner(Runner):
                 attributes["workbench.decode.logprob"] = logprobs[step]
             if step < len(steps):
                 attributes["workbench.decode.allowed"] = steps[step].allowed
+                attributes["workbench.decode.schema_allowed"] = steps[step].schema_allowed
                 if steps[step].rails:
                     attributes["workbench.decode.rails"] = ",".join(steps[step].rails)
+                if steps[step].removed and tokenizer is not None:
+                    attributes["workbench.decode.removed"] = [
+                        tokenizer.decode([t]) for t in steps[step].removed
+                    ]
             tracer.add_event(span, "workbench.decode.step", attributes)
 
     def repair_messages(self, problem: str, span: Span) -> list[dict[str, str]]:

@@ -451,6 +451,8 @@ def _events_and_rails(
                         _opt_int(ea.get("workbench.decode.allowed")),
                         _rails_text(ea.get("workbench.decode.rails")),
                         e.time_ns,
+                        _opt_int(ea.get("workbench.decode.schema_allowed")),
+                        _json_text(ea.get("workbench.decode.removed")),
                     )
                 )
                 continue

@@ -15,6 +15,8 @@ Tables (one row each per ...):
 
 Migrations are a list of SQL scripts; ``schema_version`` records which ran. A new schema
 version appends a script and never edits an old one, so any older file upgrades in place.
+A column added later goes last in its table's ``TABLES`` entry (``ALTER TABLE`` appends, and
+the writer inserts by position) and into ``_LATER``, which keeps version 1's script as it was.
 Views are recreated by every writer that opens the file (they hold no data).
 """
 
@@ -98,6 +100,9 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("allowed", "BIGINT"),  # tokens the mask allowed at this step
         ("rails", "VARCHAR"),  # rails that shaped the mask, comma-separated
         ("time_ns", "BIGINT"),
+        # version 2 (ALTER TABLE appends, so columns added later come last)
+        ("schema_allowed", "BIGINT"),  # tokens the answer's grammar allowed, before the rails
+        ("removed", "JSON"),  # texts of the first tokens the rails removed (a list)
     ],
     "drops": [
         ("time_ns", "BIGINT"),
@@ -136,12 +141,27 @@ VIEWS: dict[str, str] = {
         FROM runs WHERE end_ns IS NOT NULL ORDER BY end_ns - start_ns DESC""",
 }
 
+# Columns a later version added, by table: version 1 created each table without them.
+_LATER: dict[str, dict[str, int]] = {"decode_steps": {"schema_allowed": 2, "removed": 2}}
+
 _V1 = [
-    f"CREATE TABLE {name} ({', '.join(f'{col} {typ}' for col, typ in cols)})" for name, cols in TABLES.items()
+    f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in cols if c not in _LATER.get(name, {}))})"
+    for name, cols in TABLES.items()
 ]
 
+
+def _added(version: int) -> list[str]:
+    """The ``ALTER TABLE`` statements of the columns ``version`` added (in ``TABLES`` order)."""
+    return [
+        f"ALTER TABLE {name} ADD COLUMN {col} {typ}"
+        for name, cols in TABLES.items()
+        for col, typ in cols
+        if _LATER.get(name, {}).get(col) == version
+    ]
+
+
 # MIGRATIONS[i] upgrades a file from version i to version i + 1.
-MIGRATIONS: list[list[str]] = [_V1]
+MIGRATIONS: list[list[str]] = [_V1, _added(2)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -195,7 +195,8 @@ class TraceStore:
         return self._per_run("rail_verdicts", run_id, "time_ns")
 
     def decode_steps(self, run_id: str | None = None) -> pd.DataFrame:
-        """Per-token decode steps: token, logprob, allowed-token count, rails that shaped it."""
+        """Per-token decode steps: token, logprob, allowed-token count (after the rails, and
+        ``schema_allowed`` before them), rails that narrowed it, tokens they ``removed``."""
         return self._per_run("decode_steps", run_id, "span_id, step")
 
     def node_latency(self) -> pd.DataFrame:
@@ -261,9 +262,11 @@ class TraceStore:
         for row in self.arrow(f"SELECT * FROM decode_steps{flt} ORDER BY span_id, step", params).to_pylist():
             attrs = {
                 f"workbench.decode.{k}": row[k]
-                for k in ("step", "token", "token_id", "logprob", "allowed", "rails")
+                for k in ("step", "token", "token_id", "logprob", "allowed", "rails", "schema_allowed")
                 if row[k] is not None
             }
+            if row["removed"] is not None:
+                attrs["workbench.decode.removed"] = json.loads(row["removed"])
             events.setdefault(row["span_id"], []).append(SpanEvent(DECODE_STEP_EVENT, row["time_ns"], attrs))
         resources = {
             r["resource_id"]: json.loads(r["attributes"] or "{}")
