@@ -16,6 +16,7 @@ from workbench.decoding import (
     RailsConstraint,
     answer_fields,
     number_prefix_ok,
+    request_rails,
     scan,
 )
 from workbench.examples import flow_path
@@ -267,3 +268,12 @@ def test_a_quantity_no_price_allowed_by_the_type_can_pay_for_is_masked_while_wri
         value = json.loads(text)
         STOCK.validate(value)
         assert value["qty"] * value["price"] <= 50, text
+    # the same rail over a JSON schema (a tool's arguments, serve-model's requests): price minimum 1
+    schema_json = {
+        "type": "object", "required": ["ticker", "qty", "price"],
+        "properties": {"ticker": {"type": "string"}, "qty": {"type": "integer"},
+                       "price": {"type": "number", "minimum": 1}},
+    }  # fmt: skip
+    request = request_rails(schema_json, ["output.qty * output.price <= 50"])
+    assert request.viable(scan('{"ticker": "MEZ", "qty": 36'))
+    assert not request.viable(scan('{"ticker": "MEZ", "qty": 363'))
