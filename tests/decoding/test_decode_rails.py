@@ -16,6 +16,7 @@ from workbench.decoding import (
     RailsConstraint,
     answer_fields,
     number_prefix_ok,
+    request_rails,
     scan,
 )
 from workbench.examples import flow_path
@@ -80,9 +81,10 @@ def test_rails_that_contradict_each_other_are_refused_with_their_names():
     assert set(info.value.rails) == {"low", "high"} and "cash" in str(info.value)
 
 
-def test_a_product_of_open_fields_is_left_to_its_type_without_asking_the_optimiser(monkeypatch):
+def test_a_product_of_open_fields_is_narrowed_without_asking_the_optimiser(monkeypatch):
     """qty * price <= cash before qty or price is written: Z3's optimiser would only give up at
-    its timeout (about a second per side), so the field is left unnarrowed at once; once qty is
+    its timeout (about a second per side), so price is pinned at samples of its type instead
+    (price > 0: just above 0, 0.001, bounds qty by cash / 0.001, a value it surely allows); once qty is
     written the rail is linear in price and bounds it exactly, read off the rail without Z3."""
     import workbench.decoding.solver as solver
 
@@ -96,7 +98,7 @@ def test_a_product_of_open_fields_is_left_to_its_type_without_asking_the_optimis
         return real(ctx, term, formulas, timeout_ms)
 
     monkeypatch.setattr(solver, "feasible_range", spy)
-    assert plan.interval(known, "qty") == Interval(0, None)  # its type: qty >= 0
+    assert plan.interval(known, "qty") == Interval(0, 700 * 1000)
     assert asked == []
     with_qty = tuple(sorted((*known, ("order.qty", 10))))
     price = plan.interval(with_qty, "price")
@@ -236,3 +238,42 @@ def test_fields_no_rail_reads_do_not_cost_new_solver_queries():
         assert RailsConstraint(plan, known).viable(partial)
     assert len(plan._cache) == queries
     assert not constraint.viable(scan('{"side": "buy", "ticker": "BOLT", "qty": 3, "price": 3.'))
+
+
+STOCK = parse_type({"ticker": {"str": {}}, "qty": {"int": {}}, "price": {"float": {"ge": 1}}})
+
+
+def test_a_quantity_no_price_allowed_by_the_type_can_pay_for_is_masked_while_written(tokenizer):
+    """qty * price <= 50 with price >= 1 (its type) bounds qty by 50 before price is written:
+    a partial qty such as 363 must be refused at once, not left to a dead end after it."""
+    plan = _plan({"budget": "order.qty * order.price <= 50"}, STOCK)
+    known, _ = plan.known({})
+    constraint = RailsConstraint(plan, known)
+    assert plan.interval(known, "qty") == Interval(None, 50)
+    assert constraint.viable(scan('{"ticker": "MEZ", "qty": 36'))  # 36 itself still fits
+    assert not constraint.viable(scan('{"ticker": "MEZ", "qty": 363'))
+    assert constraint.viable(scan('{"ticker": "MEZ", "qty": 50'))
+    assert not constraint.viable(scan('{"ticker": "MEZ", "qty": 51'))
+    schema = JsonSchemaConstraint(STOCK.to_json_schema(), tokenizer)
+    state = RailsConstraint(plan, known).constrain(schema).start(tokenizer)
+    for t in tokenizer.encode('{"ticker": "MEZ", "qty": 36', add_special_tokens=False):
+        state.advance(t)
+    words = state.allowed_tokens()
+    ids = [t for t in range(tokenizer.vocab_size) if (int(words[t // 32]) >> (t % 32)) & 1]
+    allowed = {tokenizer.decode([t]) for t in ids}
+    assert "," in allowed and not any(p[:1].isdigit() for p in allowed)  # 36 ends here: 360.. cannot pay
+    rng = random.Random(3)
+    for _ in range(12):
+        text = _random_decode(RailsConstraint(plan, known).constrain(schema), tokenizer, rng)
+        value = json.loads(text)
+        STOCK.validate(value)
+        assert value["qty"] * value["price"] <= 50, text
+    # the same rail over a JSON schema (a tool's arguments, serve-model's requests): price minimum 1
+    schema_json = {
+        "type": "object", "required": ["ticker", "qty", "price"],
+        "properties": {"ticker": {"type": "string"}, "qty": {"type": "integer"},
+                       "price": {"type": "number", "minimum": 1}},
+    }  # fmt: skip
+    request = request_rails(schema_json, ["output.qty * output.price <= 50"])
+    assert request.viable(scan('{"ticker": "MEZ", "qty": 36'))
+    assert not request.viable(scan('{"ticker": "MEZ", "qty": 363'))

@@ -33,7 +33,7 @@ from workbench.rails.ir import (
     exact,
 )
 
-__all__ = ["Bound", "NotLinear", "Span", "Spans", "solve"]
+__all__ = ["Bound", "NotLinear", "Span", "Spans", "intersect", "solve", "union"]
 
 Bound = tuple[Fraction, bool] | None  # (value, closed); None: unbounded
 

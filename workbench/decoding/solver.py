@@ -20,6 +20,7 @@ event loop may both ask).
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -38,7 +39,7 @@ from workbench.rails.z3terms import UnsupportedRail
 from workbench.rails.z3values import ValueNotRepresentable, python_to_z3
 from workbench.types import Bool, Enum, Float, Int, Record, Str, Type
 
-from .linear import Bound, NotLinear, Span, Spans, intersect, solve
+from .linear import Bound, NotLinear, Span, Spans, intersect, solve, union
 from .prefix import Interval
 
 __all__ = ["DecodeConflict", "DecodeRails", "Field", "answer_fields"]
@@ -266,6 +267,27 @@ class DecodeRails:
             return None
         return tuple(s for s in spans if f.kind == "real" or has_integer(s))
 
+    def _pinned(self, f: Field, values: Mapping[str, Any], skip: tuple[str, ...]) -> Spans | None:
+        """Values of ``f`` that keep its group of rails with the group's other open fields pinned
+        at sample values of their types (``type_samples``): exact per sample, so their union
+        lies inside the true feasible set and a partial number in it can always be completed
+        (``qty * price <= 50`` with ``price >= 1``: ``qty <= 50``, from price = 1). None when
+        the group is not linear in ``f`` once pinned, or has more than two other open fields."""
+        groups = self._groups(tuple(sorted(values.items())), skip)[1]
+        group = next((g for g in groups if f.path in g[2]), None)
+        if group is None:
+            return None
+        _, rails, opened = group
+        others = sorted(opened - {f.path})
+        if len(others) > 2 or any(p not in self.by_path for p in others):
+            return None
+        found: Spans | None = None
+        for pins in itertools.product(*(type_samples(self.by_path[p].typ) for p in others)):
+            spans = self._spans(rails, f.path, {**values, **dict(zip(others, pins, strict=True))})
+            if spans is not None:
+                found = spans if found is None else union(found, spans)
+        return found
+
     def interval(self, fixed: Fixed, key: str, skip: tuple[str, ...] = ()) -> Interval | None:
         """The feasible range of numeric field ``key`` (None: no value at all)."""
         ck = ("range", fixed, key, skip)
@@ -291,10 +313,13 @@ class DecodeRails:
             return hull(type_spans(f.typ))
         if any(_open_product(r.expr, opened) for _, r in reading):
             # A product of two open fields (qty * price before either is written): Z3's
-            # optimiser gives up only at its timeout (~1 s a side), and a bound found there
-            # would rarely narrow anything. Leave the field to its type; once the other
-            # factor is written the rail is linear and narrows exactly.
-            return hull(type_spans(f.typ))
+            # optimiser gives up only at its timeout (~1 s a side). The other factors are
+            # pinned at sample values of their types instead (``_pinned``); only where that is
+            # not linear either is the field left to its type (the finished value is still
+            # checked exactly, but a partial one is not).
+            with self._lock:
+                pinned = self._pinned(f, values, skip)
+            return hull(type_spans(f.typ)) if pinned is None else (hull(pinned[:1]) if pinned else None)
         with self._lock:
             term = z3.Const(f.path, leaf_sort(sort_of_type(f.typ), self.ctx))
             formulas = self._formulas(values, skip)
@@ -390,6 +415,31 @@ def type_spans(typ: Type) -> Spans:
             hi = (Fraction(exact(bound)), closed)
     span = Span(lo, hi)
     return () if span.empty() else (span,)
+
+
+def type_samples(typ: Type) -> list[Fraction | int]:
+    """A few values a number type allows: the ends of its range (just inside an open end), and
+    0, 1, -1, a million and minus a million where allowed (a product's other factor pinned at
+    each of them bounds this one as loosely as such a sample can)."""
+    spans = type_spans(typ)
+    if not spans:
+        return []
+    (span,) = spans
+    integer = isinstance(typ, Int)
+    picks = [Fraction(v) for v in (0, 1, -1, 10**6, -(10**6))]
+    for end, step in ((span.lo, 1), (span.hi, -1)):
+        if end is not None:
+            value, closed = end
+            if integer:
+                picks.append(Fraction(math.ceil(value) if step == 1 else math.floor(value)))
+                picks.append(Fraction(math.floor(value) + 1 if step == 1 else math.ceil(value) - 1))
+            else:
+                picks.append(value if closed else value + Fraction(step, 1000))
+    if span.lo is not None and span.hi is not None and not integer:
+        picks.append((span.lo[0] + span.hi[0]) / 2)
+    inside = intersect(spans, tuple(Span((v, True), (v, True)) for v in picks))
+    values = sorted({s.lo[0] for s in inside if s.lo is not None})
+    return [int(v) for v in values if v.denominator == 1] if integer else list(values)
 
 
 def has_integer(s: Span) -> bool:
