@@ -202,16 +202,16 @@ def steps_figure(steps: pd.DataFrame) -> Any:
         tools="xpan,xwheel_zoom,reset",
         toolbar_location="right",
     )
-    bar = {"x": "step", "bottom": 0.8}
     column = fig.vbar(
-        **bar,
+        x="step",
+        bottom=0.8,
         top="grammar",
         width=0.85,
         color="#cbd5e1",
         source=source,
     )
-    fig.vbar(**bar, top="allowed", width=0.5, color="#2563eb", source=source)
-    fig.vbar(**bar, top="allowed", width=0.5, color="#ea580c", source=narrowed)
+    fig.vbar(x="step", bottom=0.8, top="allowed", width=0.5, color="#2563eb", source=source)
+    fig.vbar(x="step", bottom=0.8, top="allowed", width=0.5, color="#ea580c", source=narrowed)
     fig.yaxis.formatter = NumeralTickFormatter(format="0,0")  # 1, 10, 100 rather than 10^0...
     fig.add_tools(
         HoverTool(
@@ -265,7 +265,7 @@ def summary(steps: pd.DataFrame, vocab: int | None) -> str:
     if vocab:
         parts.append(f"vocabulary {vocab:,}")
     if steps["p"].notna().any():
-        low = steps.loc[steps["p"].idxmin()]
+        low = steps.iloc[int(steps["p"].fillna(math.inf).to_numpy().argmin())]
         parts.append(
             f"least likely choice: {visible(str(low['token']))!r} at step {low['step']} (p {low['p']:.2g})"
         )
@@ -321,8 +321,10 @@ class TokenView(pn.viewable.Viewer):
             message(self.info, f"cannot read run {run_id}: {exc}", "error")
             return pd.DataFrame()
         options = {
-            f"{row.node or '-'} · {row.name} · {row.tokens} tokens, {row.narrowed} narrowed": row.span_id
-            for row in calls.itertuples()
+            f"{row['node'] or '-'} · {row['name']} · {row['tokens']} tokens, {row['narrowed']} narrowed": row[
+                "span_id"
+            ]
+            for row in calls.to_dict("records")
         }
         self.picker.options = options  # may pick the first call already (the watcher draws it)
         if calls.empty:
