@@ -46,24 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.app.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the flags the tests use)
-
-
-def chain_flow(n: int, output: str = "text") -> str:
-    """A flow of ``n`` tool nodes in a chain (text in, ``output`` out: another name to run it)."""
-    lines = ["flow: chain", "version: 1", "inputs: {text: str}", f"outputs: {{{output}: str}}", "nodes:"]
-    for i in range(n):
-        lines += [
-            f"  n{i}:",
-            "    kind: tool",
-            "    tool: workbench.examples.support:redact",
-            "    inputs: {ticket: str}",
-            "    outputs: {text: str}",
-        ]
-    lines.append("wires:")
-    lines.append("  - text -> n0.ticket")
-    lines += [f"  - n{i}.text -> n{i + 1}.ticket" for i in range(n - 1)]
-    lines.append(f"  - n{n - 1}.text -> {output}")
-    return "\n".join(lines) + "\n"
+from tests.app.chain import chain_flow  # noqa: E402
 
 
 def free_port() -> int:

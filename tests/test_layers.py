@@ -17,7 +17,14 @@ PACKAGE = ROOT / "workbench"
 
 # Bottom to top; a module may import its own layer's modules and any layer listed before it.
 LAYERS = [
-    ("workbench.errors", "workbench.types", "workbench.spans", "workbench.otel", "workbench.netsafety"),
+    (
+        "workbench.errors",
+        "workbench.types",
+        "workbench.spans",
+        "workbench.otel",
+        "workbench.netsafety",
+        "workbench.processes",
+    ),
     ("workbench.rails", "workbench.kernels"),
     ("workbench.profiling", "workbench.models"),
     ("workbench.decoding", "workbench.models.server"),  # the server masks requests' rails

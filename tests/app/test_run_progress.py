@@ -11,29 +11,16 @@ from workbench.examples import flow_path
 from workbench.flow import load, loads
 from workbench.spans import MemoryTracer
 
-
-def chain(n: int) -> str:
-    """``n`` tool nodes in a chain."""
-    lines = ["flow: chain", "version: 1", "inputs: {text: str}", "outputs: {out: str}", "nodes:"]
-    for i in range(n):
-        lines += [
-            f"  n{i}:",
-            "    kind: tool",
-            "    tool: workbench.examples.support:redact",
-            "    inputs: {ticket: str}",
-            "    outputs: {text: str}",
-        ]
-    lines += ["wires:", "  - text -> n0.ticket"]
-    lines += [f"  - n{i}.text -> n{i + 1}.ticket" for i in range(n - 1)]
-    lines.append(f"  - n{n - 1}.text -> out")
-    return "\n".join(lines) + "\n"
+from .chain import chain_flow
 
 
 def test_a_big_flow_is_marked_on_the_canvas_once_at_the_end_and_counted_meanwhile() -> None:
     n = LIVE_LIMIT + 50
     batches: list[dict[str, str | None]] = []
     view = RunView(
-        FlowDocument(loads(chain(n))), tracer=lambda: (MemoryTracer(), False), on_nodes=batches.append
+        FlowDocument(loads(chain_flow(n, "out"))),
+        tracer=lambda: (MemoryTracer(), False),
+        on_nodes=batches.append,
     )
     view.widgets["text"].value = "mail a@b.example"
     asyncio.run(view._run())
@@ -58,7 +45,7 @@ def test_a_small_flow_is_marked_live() -> None:
 
 
 def test_canvas_styles_ports_by_type_once_and_tints_progress_of_big_flows() -> None:
-    big = FlowCanvas(FlowDocument(loads(chain(RING_LIMIT + 1))))
+    big = FlowCanvas(FlowDocument(loads(chain_flow(RING_LIMIT + 1, "out"))))
     big.mark_runs({"n0": "done", "n1": "running"})
     css = big.flow_view.stylesheets[-1]
     # Three (port, type) pairs for every handle of the chain, not one rule per handle.

@@ -30,7 +30,7 @@ from typing import Any
 import panel as pn
 
 from workbench.errors import WorkbenchError
-from workbench.spans import Span, Tracer
+from workbench.spans import NoopTracer, Span, Tracer
 from workbench.types import Bool, Enum, Float, Int, Str, Type
 
 from .approvals import PendingApprovals
@@ -55,14 +55,10 @@ class ProgressTracer:
     def __init__(
         self, inner: Tracer | None, on_node: Callable[[str, str], None], calls: ToolCalls | None = None
     ) -> None:
-        self.inner = inner
+        self.inner: Tracer = inner if inner is not None else NoopTracer()
         self.on_node = on_node
         self.calls = calls
         self._nodes: dict[str, str] = {}  # open node spans: span id -> node name
-        if inner is None:
-            from workbench.spans import NoopTracer
-
-            self.inner = NoopTracer()
 
     def start_span(
         self,
@@ -73,7 +69,6 @@ class ProgressTracer:
         attributes: dict[str, Any] | None = None,
     ) -> Span:
         """Open a span (and report a node starting)."""
-        assert self.inner is not None
         span = self.inner.start_span(name, parent=parent, kind=kind, attributes=attributes)
         attrs = attributes or {}
         if KIND_ATTR in attrs:
@@ -85,12 +80,10 @@ class ProgressTracer:
 
     def add_event(self, span: Span, name: str, attributes: dict[str, Any] | None = None) -> None:
         """Attach an event."""
-        assert self.inner is not None
         self.inner.add_event(span, name, attributes)
 
     def end_span(self, span: Span, *, status: str = "OK", message: str | None = None) -> None:
         """Close a span (and report a node ending)."""
-        assert self.inner is not None
         self.inner.end_span(span, status=status, message=message)
         node = self._nodes.pop(span.span_id, None)
         if node is not None:
@@ -104,7 +97,6 @@ class ProgressTracer:
 
     def flush(self) -> None:
         """Flush the inner tracer."""
-        assert self.inner is not None
         self.inner.flush()
 
 

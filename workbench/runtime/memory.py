@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import RunError, UsageError
+from workbench.processes import pid_alive
 
 if TYPE_CHECKING:
     import duckdb
@@ -206,7 +207,7 @@ class ThreadStore:
                     f"thread '{thread}' holds the conversation of flow '{owner}', not '{flow}': use "
                     "another thread id for this flow"
                 )
-            if holder is not None and _alive(pid, host):
+            if holder is not None and pid_alive(pid, host):
                 where = f"process {pid}" + (f" on {host}" if host != socket.gethostname() else "")
                 raise ThreadError(
                     f"thread '{thread}' is in use by run {holder} ({where}); two runs may not continue "
@@ -278,19 +279,6 @@ def warn_unused(memory: ThreadMemory, flow: Flow) -> list[str]:
         )
     return unused
 
-
-def _alive(pid: int | None, host: str | None) -> bool:
-    """Whether the process holding a claim may still run (unknown, or on another machine, counts as alive)."""
-    if pid is None or host != socket.gethostname():
-        return True
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 from pathlib import Path
 
 import duckdb
@@ -184,18 +183,4 @@ def _translate(path: Path, exc: duckdb.Error, key: str | None) -> TraceStoreErro
             f"trace database {path} is encrypted: set {KEY_ENV} or {KEY_FILE_ENV} (or pass a key)"
         )
     return TraceStoreError(f"cannot open trace database {path}: {first}")
-
-
-def pid_alive(pid: int | None, host: str | None) -> bool:
-    """Whether a process that wrote a run may still be running (unknown counts as alive)."""
-    if pid is None or (host and host != socket.gethostname()):
-        return True
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True

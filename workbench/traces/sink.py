@@ -36,8 +36,9 @@ import pyarrow.ipc as ipc
 
 from workbench.errors import UsageError
 from workbench.netsafety import bearer_matches, read_body, refuse_open_bind
+from workbench.processes import pid_alive
 
-from .db import default_db_path, pid_alive
+from .db import default_db_path
 from .otlp import OTLPDecodeError, decode_json, decode_protobuf
 from .writer import TraceWriter
 

@@ -21,10 +21,11 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from workbench.processes import pid_alive
 from workbench.spans import Span, SpanEvent
 
 from .convert import DECODE_STEP_EVENT, _opt_int
-from .db import TraceStoreError, default_db_path, open_database, pid_alive, resolve_key
+from .db import TraceStoreError, default_db_path, open_database, resolve_key
 from .schema import SCHEMA_VERSION, TABLES, current_version
 
 if TYPE_CHECKING:  # pandas is needed only by whoever asks for a DataFrame

@@ -29,10 +29,11 @@ from typing import Any, cast
 
 import duckdb
 
+from workbench.processes import pid_alive
 from workbench.spans import Span, _BaseTracer
 
 from .convert import Batch, ForeignSpans, Origin, build_batch, run_start, spans_insert
-from .db import TraceStoreError, default_db_path, open_database, pid_alive, resolve_key
+from .db import TraceStoreError, default_db_path, open_database, resolve_key
 from .redact import Redactor, RegexRedactor
 from .schema import migrate
 from .store import TraceStore
