@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import workbench
-from workbench.app.token_view import TokenView, decoded_spans, token_steps, token_strip, visible
+from workbench.app.token_view import TokenView, decoded_spans, read_steps, token_steps, token_strip, visible
 from workbench.app.traces_view import TracesView
 from workbench.traces import TraceStore, TraceWriter
 
@@ -92,7 +92,8 @@ def test_token_text_is_escaped_and_whitespace_drawn(tmp_path: Path) -> None:
         w.end_span(span)
     with TraceStore(db) as store:
         steps = token_steps(store, span.span_id)
-    strip = token_strip(steps)
+        rows = read_steps(store, span.span_id)
+    strip = token_strip(rows)
     assert "<script>alert" not in strip and "&lt;script&gt;alert(1)&lt;/script&gt;" in strip
     assert 'title="step 1 · &#x27;&quot; onmouseover=&quot;x' in strip  # a quote cannot end the attribute
     assert steps["share"].isna().all()  # no vocabulary size recorded: no share, no error

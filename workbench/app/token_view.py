@@ -8,6 +8,8 @@ shows as a very low one). Drawn as a strip of tokens coloured by how much the ra
 chart of the allowed counts step by step and a table of the steps.
 
 ``TokenView(store, span_id)`` works alone in a notebook; the traces view hosts one.
+``token_steps`` gives the steps as a DataFrame for analysis; the view itself works on plain
+``TokenStep`` records (simple, and quick for the type checker).
 """
 
 from __future__ import annotations
@@ -15,20 +17,21 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import panel as pn
 from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter, Range1d
 from bokeh.plotting import figure
 
 from workbench.errors import WorkbenchError
+from workbench.traces import TraceStore
 
 from .text import message, text_pane
 
-__all__ = ["TokenView", "decoded_spans", "token_steps", "token_strip", "visible"]
+__all__ = ["TokenStep", "TokenView", "decoded_spans", "read_steps", "token_steps", "token_strip", "visible"]
 
 LOW_P = 0.01  # a chosen token below this probability: the model wanted another one
 TABLE_COLUMNS = ["step", "token", "p", "grammar", "allowed", "share", "rails", "removed"]
@@ -67,8 +70,8 @@ def visible(text: str) -> str:
     return "".join(_WHITESPACE.get(c, c) for c in text) if text else "∅"
 
 
-def _removed_list(raw: Any) -> list[str]:
-    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+def _removed_list(raw: object) -> list[str]:
+    if raw is None:
         return []
     try:
         value = json.loads(raw) if isinstance(raw, str) else raw
@@ -77,19 +80,83 @@ def _removed_list(raw: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
-def vocab_size(store: Any, span_id: str) -> int | None:
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStep:
+    """One generated token (a row of ``decode_steps``) and what the rails did to it."""
+
+    step: int
+    token: str
+    token_id: int | None
+    logprob: float | None
+    allowed: int | None  # tokens left after the rails (None: not recorded)
+    schema_allowed: int | None  # tokens the answer's grammar allowed
+    rails: str  # the rails that narrowed this step, comma-separated ("" for none)
+    removed: list[str]  # the first tokens the rails removed
+    p: float | None  # the chosen token's probability before any mask
+    cut: int  # tokens the rails removed (0 when either count is missing)
+    share: float | None  # allowed over the vocabulary size (None when that is not recorded)
+
+    @property
+    def grammar(self) -> int | None:
+        """What the grammar allowed (what was allowed, when the grammar's count is missing)."""
+        return self.allowed if self.schema_allowed is None else self.schema_allowed
+
+
+STEP_COLUMNS = [f.name for f in fields(TokenStep)]
+
+
+def vocab_size(store: TraceStore, span_id: str) -> int | None:
     """The model's vocabulary size recorded on span ``span_id`` (None when not recorded)."""
     rows = store.arrow(
         "SELECT attributes->>'$.\"workbench.decode.vocab_size\"' AS v FROM spans WHERE span_id = ? LIMIT 1",
         [span_id],
     ).to_pylist()
     try:
-        return int(rows[0]["v"]) if rows and rows[0]["v"] is not None else None
+        return _int_or_none(rows[0]["v"]) if rows else None
     except ValueError:
         return None
 
 
-def token_steps(store: Any, span_id: str) -> pd.DataFrame:
+def read_steps(store: TraceStore, span_id: str) -> list[TokenStep]:
+    """The decode steps of span ``span_id`` in order, one ``TokenStep`` a token."""
+    rows = store.arrow(
+        "SELECT step, token, token_id, logprob, allowed, schema_allowed, rails, removed "
+        "FROM decode_steps WHERE span_id = ? ORDER BY step",
+        [span_id],
+    ).to_pylist()
+    vocab = vocab_size(store, span_id)
+    steps = []
+    for row in rows:
+        logprob = None if row["logprob"] is None else float(row["logprob"])
+        allowed, schema = _int_or_none(row["allowed"]), _int_or_none(row["schema_allowed"])
+        steps.append(
+            TokenStep(
+                step=int(row["step"]),
+                token=str(row["token"] or ""),
+                token_id=_int_or_none(row["token_id"]),
+                logprob=logprob,
+                allowed=allowed,
+                schema_allowed=schema,
+                rails=str(row["rails"] or ""),
+                removed=_removed_list(row["removed"]),
+                p=None if logprob is None else math.exp(logprob),
+                cut=max(0, schema - allowed) if allowed is not None and schema is not None else 0,
+                share=allowed / vocab if vocab and allowed is not None else None,
+            )
+        )
+    return steps
+
+
+def steps_frame(steps: Sequence[TokenStep]) -> pd.DataFrame:
+    """``steps`` as a DataFrame, one column a ``TokenStep`` field (missing numbers are NaN)."""
+    return pd.DataFrame({c: [getattr(s, c) for s in steps] for c in STEP_COLUMNS}, columns=STEP_COLUMNS)
+
+
+def token_steps(store: TraceStore, span_id: str) -> pd.DataFrame:
     """The decode steps of span ``span_id`` in order, one row a token.
 
     Columns: ``step, token, token_id, logprob, allowed, schema_allowed, rails, removed`` (a
@@ -97,33 +164,22 @@ def token_steps(store: Any, span_id: str) -> pd.DataFrame:
     ``cut`` (tokens the rails removed), ``share`` (allowed over the vocabulary size, NaN
     when it was not recorded).
     """
-    df = store.query(
-        "SELECT step, token, token_id, logprob, allowed, schema_allowed, rails, removed "
-        "FROM decode_steps WHERE span_id = ? ORDER BY step",
-        [span_id],
-    )
-    vocab = vocab_size(store, span_id)
-    df["token"] = df["token"].fillna("")
-    df["rails"] = df["rails"].fillna("")
-    df["removed"] = [_removed_list(r) for r in df["removed"]]
-    df["p"] = np.exp(df["logprob"].astype(float))
-    allowed = df["allowed"].astype(float)
-    df["cut"] = (df["schema_allowed"].astype(float) - allowed).clip(lower=0).fillna(0).astype(int)
-    df["share"] = allowed / vocab if vocab else np.nan
-    return df
+    return steps_frame(read_steps(store, span_id))
 
 
-def decoded_spans(store: Any, run_id: str) -> pd.DataFrame:
+_DECODED_SPANS = (
+    "SELECT s.span_id, s.node, s.name, count(*) AS tokens, "
+    "count(*) FILTER (WHERE d.allowed < d.schema_allowed) AS narrowed "
+    "FROM decode_steps d JOIN spans s ON s.trace_id = d.trace_id AND s.span_id = d.span_id "
+    "JOIN runs r ON r.trace_id = s.trace_id WHERE r.run_id = ? "
+    "GROUP BY s.span_id, s.node, s.name ORDER BY min(s.start_ns), s.span_id"
+)
+
+
+def decoded_spans(store: TraceStore, run_id: str) -> pd.DataFrame:
     """``span_id, node, name, tokens, narrowed`` of the model calls of ``run_id`` that recorded
     decode steps, in the order they started (``narrowed``: steps the rails cut)."""
-    return store.query(
-        "SELECT s.span_id, s.node, s.name, count(*) AS tokens, "
-        "count(*) FILTER (WHERE d.allowed < d.schema_allowed) AS narrowed "
-        "FROM decode_steps d JOIN spans s ON s.trace_id = d.trace_id AND s.span_id = d.span_id "
-        "JOIN runs r ON r.trace_id = s.trace_id WHERE r.run_id = ? "
-        "GROUP BY s.span_id, s.node, s.name ORDER BY min(s.start_ns), s.span_id",
-        [store.resolve_run(run_id)],
-    )
+    return store.query(_DECODED_SPANS, [store.resolve_run(run_id)])
 
 
 def _token_html(text: str) -> str:
@@ -139,77 +195,71 @@ def _token_html(text: str) -> str:
     return "".join(out)
 
 
-def _tip(row: Any) -> str:
-    parts = [f"step {row.step}", repr(row.token)]
-    if not math.isnan(row.p):
-        parts.append(f"p {row.p:.3g}")
-    if not pd.isna(row.allowed):
-        before = "" if pd.isna(row.schema_allowed) else f"grammar {int(row.schema_allowed)} → "
-        parts.append(f"{before}allowed {int(row.allowed)}")
-    if row.rails:
-        parts.append(f"narrowed by {row.rails}")
-    if row.removed:
+def _tip(s: TokenStep) -> str:
+    parts = [f"step {s.step}", repr(s.token)]
+    if s.p is not None:
+        parts.append(f"p {s.p:.3g}")
+    if s.allowed is not None:
+        before = "" if s.schema_allowed is None else f"grammar {s.schema_allowed} → "
+        parts.append(f"{before}allowed {s.allowed}")
+    if s.rails:
+        parts.append(f"narrowed by {s.rails}")
+    if s.removed:
         parts.append(
-            "removed "
-            + " ".join(visible(t) for t in row.removed)
-            + (" …" if row.cut > len(row.removed) else "")
+            "removed " + " ".join(visible(t) for t in s.removed) + (" …" if s.cut > len(s.removed) else "")
         )
     return html.escape(" · ".join(parts), quote=True)
 
 
-def token_strip(steps: pd.DataFrame) -> str:
+def token_strip(steps: Sequence[TokenStep]) -> str:
     """The tokens as HTML, coloured by how much the rails cut (hover a token for its numbers)."""
     spans = []
-    for row in steps.itertuples(index=False):
+    for s in steps:
         classes = ["t"]
-        if row.cut:
-            frac = row.cut / max(1, row.cut + (0 if pd.isna(row.allowed) else int(row.allowed)))
-            classes.append("c3" if row.allowed == 1 else "c2" if frac >= 0.5 else "c1")
-        elif row.allowed == 1:
+        if s.cut:
+            frac = s.cut / max(1, s.cut + (s.allowed or 0))
+            classes.append("c3" if s.allowed == 1 else "c2" if frac >= 0.5 else "c1")
+        elif s.allowed == 1:
             classes.append("g")
-        if not math.isnan(row.p) and row.p < LOW_P:
+        if s.p is not None and s.p < LOW_P:
             classes.append("low")
-        spans.append(f'<span class="{" ".join(classes)}" title="{_tip(row)}">{_token_html(row.token)}</span>')
+        spans.append(f'<span class="{" ".join(classes)}" title="{_tip(s)}">{_token_html(s.token)}</span>')
     return _STRIP_CSS + _LEGEND + f'<div class="wb-strip">{"".join(spans)}</div>'
 
 
-def steps_figure(steps: pd.DataFrame) -> Any:
+def _p_text(p: float | None, missing: str) -> str:
+    return missing if p is None else f"{p:.3g}"  # 3e-06 stays readable
+
+
+def steps_figure(steps: Sequence[TokenStep]) -> Any:
     """Allowed tokens per step (log scale): what the grammar allowed, and what the rails left
     (the colours are explained by ``CHART_KEY``)."""
-    n = len(steps)
-    grammar = steps["schema_allowed"].astype(float).fillna(steps["allowed"].astype(float))
-    data = {
-        "step": steps["step"].tolist(),
-        "token": [visible(t) for t in steps["token"]],
-        "grammar": grammar.fillna(1).tolist(),
-        "allowed": steps["allowed"].astype(float).fillna(1).tolist(),
-        "rails": [r or "-" for r in steps["rails"]],
-        "p": [f"{p:.3g}" if not math.isnan(p) else "-" for p in steps["p"]],
+    data: dict[str, list[Any]] = {
+        "step": [s.step for s in steps],
+        "token": [visible(s.token) for s in steps],
+        "grammar": [float(1 if s.grammar is None else s.grammar) for s in steps],
+        "allowed": [float(1 if s.allowed is None else s.allowed) for s in steps],
+        "rails": [s.rails or "-" for s in steps],
+        "p": [_p_text(s.p, "-") for s in steps],
     }
-    cut = (steps["cut"] > 0).tolist()
-    source = ColumnDataSource(data)
-    narrowed = ColumnDataSource({k: [v for v, c in zip(col, cut) if c] for k, col in data.items()})
-    top = float(grammar.max()) if n and not math.isnan(grammar.max()) else 1.0
+    source = ColumnDataSource(data=data)
+    narrowed = ColumnDataSource(
+        data={k: [v for v, s in zip(col, steps) if s.cut > 0] for k, col in data.items()}
+    )
+    top = float(max((s.grammar for s in steps if s.grammar is not None), default=1))
     fig = figure(
         height=220,
         sizing_mode="stretch_width",
         y_axis_type="log",
         # up to the next power of ten: log ticks a decade apart, never crowded at the top
-        y_range=Range1d(0.8, 10 ** math.ceil(math.log10(max(top, 1.0) * 1.05))),
-        x_range=Range1d(-1, max(n, 1)),
+        y_range=Range1d(start=0.8, end=10 ** math.ceil(math.log10(max(top, 1.0) * 1.05))),
+        x_range=Range1d(start=-1, end=max(len(steps), 1)),
         x_axis_label="step (token)",
         y_axis_label="allowed tokens",
         tools="xpan,xwheel_zoom,reset",
         toolbar_location="right",
     )
-    column = fig.vbar(
-        x="step",
-        bottom=0.8,
-        top="grammar",
-        width=0.85,
-        color="#cbd5e1",
-        source=source,
-    )
+    column = fig.vbar(x="step", bottom=0.8, top="grammar", width=0.85, color="#cbd5e1", source=source)
     fig.vbar(x="step", bottom=0.8, top="allowed", width=0.5, color="#2563eb", source=source)
     fig.vbar(x="step", bottom=0.8, top="allowed", width=0.5, color="#ea580c", source=narrowed)
     fig.yaxis.formatter = NumeralTickFormatter(format="0,0")  # 1, 10, 100 rather than 10^0...
@@ -229,46 +279,46 @@ def steps_figure(steps: pd.DataFrame) -> Any:
     return fig
 
 
-def _table_frame(steps: pd.DataFrame) -> pd.DataFrame:
+def _table_frame(steps: Sequence[TokenStep]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "step": steps["step"],
-            "token": [visible(t) for t in steps["token"]],
-            "p": [f"{p:.3g}" if not math.isnan(p) else "" for p in steps["p"]],  # 3e-06 stays readable
-            "grammar": steps["schema_allowed"],
-            "allowed": steps["allowed"],
-            "share": (steps["share"] * 100).round(2).map(lambda v: "" if pd.isna(v) else f"{v:g}%"),
-            "rails": steps["rails"],
-            "removed": [" ".join(visible(t) for t in r) for r in steps["removed"]],
-        }
-    )[TABLE_COLUMNS]
+            "step": [s.step for s in steps],
+            "token": [visible(s.token) for s in steps],
+            "p": [_p_text(s.p, "") for s in steps],
+            "grammar": [s.schema_allowed for s in steps],
+            "allowed": [s.allowed for s in steps],
+            "share": ["" if s.share is None else f"{round(s.share * 100, 2):g}%" for s in steps],
+            "rails": [s.rails for s in steps],
+            "removed": [" ".join(visible(t) for t in s.removed) for s in steps],
+        },
+        columns=TABLE_COLUMNS,
+    )
 
 
-def summary(steps: pd.DataFrame, vocab: int | None) -> str:
+def summary(steps: Sequence[TokenStep], vocab: int | None) -> str:
     """One line: tokens, how many steps each rail narrowed, the least likely chosen token."""
-    if steps.empty:
+    if not steps:
         return "no decode steps recorded for this model call"
-    narrowed = steps[steps["cut"] > 0]
+    narrowed = [s for s in steps if s.cut > 0]
     per_rail: dict[str, int] = {}
-    for rails in narrowed["rails"]:
-        for rail in filter(None, rails.split(",")):
+    for s in narrowed:
+        for rail in filter(None, s.rails.split(",")):
             per_rail[rail] = per_rail.get(rail, 0) + 1
     parts = [f"{len(steps)} tokens"]
-    if narrowed.empty:
+    if not narrowed:
         parts.append("no step narrowed by a rail")
     else:
         parts.append(
             f"the rails narrowed {len(narrowed)} steps ("
             + ", ".join(f"{r}: {k}" for r, k in sorted(per_rail.items()))
-            + f"), removing {int(narrowed['cut'].sum())} tokens"
+            + f"), removing {sum(s.cut for s in narrowed)} tokens"
         )
     if vocab:
         parts.append(f"vocabulary {vocab:,}")
-    if steps["p"].notna().any():
-        low = steps.iloc[int(steps["p"].fillna(math.inf).to_numpy().argmin())]
-        parts.append(
-            f"least likely choice: {visible(str(low['token']))!r} at step {low['step']} (p {low['p']:.2g})"
-        )
+    chosen = [(s.p, s) for s in steps if s.p is not None]
+    if chosen:
+        p, low = min(chosen, key=lambda c: c[0])  # the first of equals, as argmin
+        parts.append(f"least likely choice: {visible(low.token)!r} at step {low.step} (p {p:.2g})")
     return "; ".join(parts)
 
 
@@ -277,12 +327,22 @@ class TokenView(pn.viewable.Viewer):
 
     ``store``: a ``TraceStore`` or a zero-argument callable giving one. ``span_id`` shows that
     model call; ``run_id`` offers the run's model calls that recorded decode steps.
+    ``rows`` holds the steps on show as ``TokenStep`` records, ``steps`` the same as a
+    DataFrame (``token_steps``).
     """
 
-    def __init__(self, store: Any, span_id: str | None = None, *, run_id: str | None = None, **params: Any):
+    def __init__(
+        self,
+        store: TraceStore | Callable[[], TraceStore],
+        span_id: str | None = None,
+        *,
+        run_id: str | None = None,
+        **params: Any,
+    ) -> None:
         super().__init__(**params)
-        self._store: Callable[[], Any] = store if callable(store) else (lambda: store)
-        self.steps = pd.DataFrame()
+        self._store: Callable[[], TraceStore] = store if callable(store) else (lambda: store)
+        self.rows: list[TokenStep] = []
+        self.steps = steps_frame([])
         self.picker = pn.widgets.Select(
             label="model call", options={}, width=420, css_classes=["wb-token-span"]
         )
@@ -295,12 +355,12 @@ class TokenView(pn.viewable.Viewer):
         self.info = text_pane(sizing_mode="stretch_width", css_classes=["wb-token-info"])
         self.strip = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["wb-token-strip"])
         self.chart = pn.pane.Bokeh(
-            steps_figure(_empty_steps()),
+            steps_figure([]),
             sizing_mode="stretch_width",
             css_classes=["wb-token-chart"],
         )
         self.table = pn.widgets.Tabulator(
-            pd.DataFrame(columns=TABLE_COLUMNS),
+            _table_frame([]),
             disabled=True,
             show_index=False,
             pagination="local",
@@ -313,26 +373,28 @@ class TokenView(pn.viewable.Viewer):
         if span_id is not None:
             self.show_span(span_id)
 
-    def show_run(self, run_id: str) -> pd.DataFrame:
-        """Offer the model calls of ``run_id`` that recorded decode steps and show the first."""
+    def show_run(self, run_id: str) -> list[dict[str, Any]]:
+        """Offer the model calls of ``run_id`` that recorded decode steps and show the first;
+        returns them (``span_id, node, name, tokens, narrowed`` each)."""
         try:
-            calls = decoded_spans(self._store(), run_id)
+            store = self._store()
+            calls = store.arrow(_DECODED_SPANS, [store.resolve_run(run_id)]).to_pylist()
         except WorkbenchError as exc:
             message(self.info, f"cannot read run {run_id}: {exc}", "error")
-            return pd.DataFrame()
+            return []
         options = {
-            f"{row['node'] or '-'} · {row['name']} · {row['tokens']} tokens, {row['narrowed']} narrowed": row[
-                "span_id"
-            ]
-            for row in calls.to_dict("records")
+            f"{c['node'] or '-'} · {c['name']} · {c['tokens']} tokens, {c['narrowed']} narrowed": str(
+                c["span_id"]
+            )
+            for c in calls
         }
         self.picker.options = options  # may pick the first call already (the watcher draws it)
-        if calls.empty:
-            self.steps, self.span_id = pd.DataFrame(), None
+        if not calls:
+            self._set([], None)
             self._draw("", None)
             message(self.info, "no decode steps in this run (local models record them for llm nodes)")
-        elif self.span_id != calls["span_id"].iloc[0]:
-            self.show_span(str(calls["span_id"].iloc[0]))
+        elif self.span_id != calls[0]["span_id"]:
+            self.show_span(str(calls[0]["span_id"]))
         return calls
 
     def has_steps(self, span_id: str) -> bool:
@@ -343,34 +405,32 @@ class TokenView(pn.viewable.Viewer):
         """Show the tokens of model call ``span_id``; returns its steps (``token_steps``)."""
         try:
             store = self._store()
-            steps = token_steps(store, span_id)
+            rows = read_steps(store, span_id)
             vocab = vocab_size(store, span_id)
         except WorkbenchError as exc:
             message(self.info, f"cannot read span {span_id}: {exc}", "error")
-            return pd.DataFrame()
-        self.steps, self.span_id = steps, span_id
+            return steps_frame([])
+        self._set(rows, span_id)
         if self.has_steps(span_id) and self.picker.value != span_id:
             self.picker.value = span_id  # its watcher finds this span on show: no second draw
         self._draw(span_id, vocab)
-        return steps
+        return self.steps
+
+    def _set(self, rows: list[TokenStep], span_id: str | None) -> None:
+        self.rows, self.steps, self.span_id = rows, steps_frame(rows), span_id
 
     def _draw(self, span_id: str, vocab: int | None) -> None:
-        steps = self.steps
-        message(self.info, summary(steps, vocab) if span_id else "")
-        self.strip.object = token_strip(steps) if len(steps) else ""
-        self.chart.object = steps_figure(steps if len(steps) else _empty_steps())
+        rows = self.rows
+        message(self.info, summary(rows, vocab) if span_id else "")
+        self.strip.object = token_strip(rows) if rows else ""
+        self.chart.object = steps_figure(rows)
         # the table opens on what the rails did (the strip above shows every token)
-        self.only_narrowed.value = bool(len(steps)) and bool((steps["cut"] > 0).any())
+        self.only_narrowed.value = any(s.cut > 0 for s in rows)
         self._fill_table()
 
     def _fill_table(self) -> None:
-        steps = self.steps
-        if steps.empty:
-            self.table.value = pd.DataFrame(columns=TABLE_COLUMNS)
-            return
-        if self.only_narrowed.value:
-            steps = steps[steps["cut"] > 0]
-        self.table.value = _table_frame(steps).reset_index(drop=True)
+        rows = [s for s in self.rows if s.cut > 0] if self.only_narrowed.value else self.rows
+        self.table.value = _table_frame(rows)
 
     def __panel__(self) -> Any:
         return pn.Column(
@@ -382,23 +442,3 @@ class TokenView(pn.viewable.Viewer):
             self.table,
             sizing_mode="stretch_width",
         )
-
-
-def _empty_steps() -> pd.DataFrame:
-    """An empty frame with ``token_steps``' columns (for a view with nothing selected)."""
-    cols = [
-        "step",
-        "token",
-        "token_id",
-        "logprob",
-        "allowed",
-        "schema_allowed",
-        "rails",
-        "removed",
-        "p",
-        "cut",
-        "share",
-    ]
-    return pd.DataFrame(
-        {c: pd.Series(dtype=object if c in ("token", "rails", "removed") else float) for c in cols}
-    )
