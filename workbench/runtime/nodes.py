@@ -23,6 +23,7 @@ from workbench.flow.model import Flow, Node
 from workbench.runtime.conditions import Condition, compile_condition
 from workbench.runtime.decode import DecodeEnforcer
 from workbench.runtime.replay import ANSWER_EVENT, REPLAYED, ModelAnswers, answer_event, node_key
+from workbench.runtime.streaming import TokenSink
 from workbench.runtime.threads import run_in_pool
 from workbench.runtime.tools import resolve_tool
 from workbench.runtime.trust import check_model_spec
@@ -380,7 +381,9 @@ class LlmRunner(Runner):
                 response_schema=self.schema,
                 logprobs=self._traced(),  # a log-softmax per token, only wanted for decode steps
                 decode_rails=hook,
-            )
+                on_token=self.token_sink("answer" if not (attempt or feedback) else
+                                         "repair" if not attempt else f"attempt {attempt + 1} (resample)"),
+            )  # fmt: skip
             with self._profiled(span):
                 generation = await self.generate(model, request, span)
             if self.decode is None or attempt + 1 >= self.decode.attempts:
@@ -416,6 +419,8 @@ class LlmRunner(Runner):
         if self.replay is not None:
             generation, info = await self.replay.answer(self.node.name, request, self._resolved)
             span.attributes.update(info)
+            if isinstance(request.on_token, TokenSink):  # a recorded answer streams as one piece
+                request.on_token.whole(generation.text)
         else:
             (generation,) = await model.generate([request])
         if self._traced():
@@ -423,6 +428,12 @@ class LlmRunner(Runner):
                 span, ANSWER_EVENT, answer_event(node_key(self.node.name), request, generation)
             )
         return generation
+
+    def token_sink(self, start: str) -> TokenSink | None:
+        """The ``on_token`` of one model call of this node when the run listens (``on_token=``
+        executor option), announcing the call as ``start``; None (no cost) when it does not."""
+        listener = self.options.get("on_token")
+        return None if listener is None else TokenSink(listener, node_key(self.node.name), start)
 
     def _event(self, span: Span, name: str, attributes: dict[str, Any]) -> None:
         if self._traced():
