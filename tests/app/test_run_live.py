@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import html
+
+import pytest
 
 from workbench.app.document import FlowDocument
-from workbench.app.run_view import LIVE_TEXT_NODES, LiveText, RunView
+from workbench.app.run_view import FLUSH_S, LIVE_TEXT_NODES, LiveText, RunView, flush_seconds
 from workbench.examples import flow_path
 from workbench.flow import load
 from workbench.runtime.streaming import NodeToken
@@ -66,3 +69,18 @@ def test_only_the_latest_nodes_are_shown() -> None:
     assert "\nn3 \u00b7" not in text and "\nn4 \u00b7" in text and "\nn0 \u00b7 repair \u00b7 model call 2" in text
     assert text.endswith(f"({3} more nodes streamed; their answers are in the trace)")
     assert text.count("\u00b7 answer") == LIVE_TEXT_NODES - 1
+
+
+def test_the_flush_interval_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKBENCH_FLUSH_S", "0.05")
+    assert flush_seconds() == 0.05
+    monkeypatch.setenv("WORKBENCH_FLUSH_S", "")
+    assert flush_seconds() == FLUSH_S
+    view = RunView(FlowDocument(load(flow_path("triage"))), tracer=lambda: (MemoryTracer(), False))
+    view.widgets["ticket"].value = "Invoice charged twice"
+    for bad in ("soon", "0", "-1", "inf", "nan"):
+        monkeypatch.setenv("WORKBENCH_FLUSH_S", bad)
+        asyncio.run(view._run())
+        shown = html.unescape(view.status.object)
+        assert f"cannot run: WORKBENCH_FLUSH_S must be a number of seconds > 0, got '{bad}'" in shown
+        assert view.run_button.disabled is False

@@ -12,8 +12,9 @@ the next node) or *Continue* (run on to the next breakpoint).
 The run happens in the serving process, on its event loop, traced to the store that
 process owns. Progress comes from the tracer itself: ``ProgressTracer`` passes every span
 on and reports node spans starting and ending, which light the nodes up on the canvas.
-Progress is sent to the page in batches, every ``FLUSH_S`` seconds and whenever the run
-pauses, and counted in a line of the view. A flow of more than ``LIVE_LIMIT`` nodes gets
+Progress is sent to the page in batches, every ``FLUSH_S`` seconds (the environment's
+``WORKBENCH_FLUSH_S`` when set: lower for smoother streaming, higher for slow links) and
+whenever the run pauses, and counted in a line of the view. A flow of more than ``LIVE_LIMIT`` nodes gets
 its canvas marks only when the run pauses or ends: each restyle of the canvas makes the
 browser restyle every element of it (Bokeh re-installs all of a component's stylesheets),
 which with a thousand nodes froze the page for most of the run.
@@ -31,12 +32,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 import panel as pn
 
-from workbench.errors import WorkbenchError
+from workbench.errors import UsageError, WorkbenchError
 from workbench.runtime.streaming import NodeToken
 from workbench.spans import NoopTracer, Span, Tracer
 from workbench.types import Bool, Enum, Float, Int, Str, Type
@@ -46,13 +49,27 @@ from .document import FlowDocument
 from .text import message, text_pane
 from .tool_calls import ToolCalls
 
-__all__ = ["LiveText", "ProgressTracer", "RunView", "input_widget", "widget_value"]
+__all__ = ["LiveText", "ProgressTracer", "RunView", "flush_seconds", "input_widget", "widget_value"]
 
 NODE_ATTR = "workbench.node.name"
 KIND_ATTR = "workbench.node.kind"  # only the executor's node spans carry it
 FLUSH_S = 0.2  # how often progress of a running flow is sent to the page
 LIVE_LIMIT = 200  # flows with more nodes are marked on the canvas at pauses and at the end
 LIVE_TEXT_NODES = 50  # live output shows the answers of this many nodes (the latest to start one)
+
+
+def flush_seconds() -> float:
+    """How often a running flow's progress goes to the page: ``WORKBENCH_FLUSH_S``, else ``FLUSH_S``."""
+    text = os.environ.get("WORKBENCH_FLUSH_S", "").strip()
+    if not text:
+        return FLUSH_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise UsageError(f"WORKBENCH_FLUSH_S must be a number of seconds > 0, got {text!r}")
+    return seconds
 
 
 class ProgressTracer:
@@ -328,6 +345,11 @@ class RunView(pn.viewable.Viewer):
         except ValueError as exc:
             message(self.status, f"bad input: {exc}", "error")
             return
+        try:
+            every = flush_seconds()
+        except UsageError as exc:
+            message(self.status, f"cannot run: {exc}", "error")
+            return
         inner, close = self._tracer()
         self.calls = ToolCalls()
         self.live = LiveText()
@@ -343,7 +365,7 @@ class RunView(pn.viewable.Viewer):
         self.live_pane.visible = False  # nor one without llm nodes for their text
         self._stepping = False
         hook = self._before_node if self.breakpoints.value else None
-        flusher = asyncio.ensure_future(self._flush_every(FLUSH_S))
+        flusher = asyncio.ensure_future(self._flush_every(every))
         try:
             executor = Executor(
                 self.doc.flow.copy(),
