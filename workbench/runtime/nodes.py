@@ -416,13 +416,18 @@ class LlmRunner(Runner):
     async def generate(self, model: Any, request: GenerationRequest, span: Span) -> Generation:
         """One model call, or the recorded answer when replaying; kept as a ``workbench.model.answer``
         event on ``span`` (what a later replay of this run reads)."""
-        if self.replay is not None:
-            generation, info = await self.replay.answer(self.node.name, request, self._resolved)
-            span.attributes.update(info)
-            if isinstance(request.on_token, TokenSink):  # a recorded answer streams as one piece
-                request.on_token.whole(generation.text)
-        else:
-            (generation,) = await model.generate([request])
+        try:
+            if self.replay is not None:
+                generation, info = await self.replay.answer(self.node.name, request, self._resolved)
+                span.attributes.update(info)
+            else:
+                (generation,) = await model.generate([request])
+        finally:
+            if isinstance(request.on_token, TokenSink):
+                request.on_token.drain()  # every piece is heard before the answer is used
+        if isinstance(request.on_token, TokenSink):  # a recorded answer (or a backend that
+            # does not stream) comes as one piece
+            request.on_token.whole(generation.text)
         if self._traced():
             self.options["tracer"].add_event(
                 span, ANSWER_EVENT, answer_event(node_key(self.node.name), request, generation)
