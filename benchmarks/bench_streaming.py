@@ -74,7 +74,7 @@ async def bench(rounds: int, tokens: int) -> dict[str, tuple[float, int]]:
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     counts: dict[str, int] = {}
-    for name, make in cases.items():  # warm up: the model's first batch, the rails' solver
+    for make in cases.values():  # warm up: the model's first batch, the rails' solver
         await make()()
     for _ in range(rounds):
         for name, make in cases.items():
@@ -124,7 +124,7 @@ def main() -> None:
     base = {"model": results["model, no on_token"], "trader": results["trader, no on_token"]}
     print(f"{'case':32} {'median ms':>10} {'tokens':>7} {'us/token':>9} {'+us/token':>10}")
     for name, (seconds, n) in results.items():
-        b_seconds, b_n = base[name.split(",")[0]]
+        b_seconds = base[name.split(",")[0]][0]
         extra = (seconds - b_seconds) / n * 1e6 if n else float("nan")
         print(f"{name:32} {seconds * 1e3:10.2f} {n:7d} {seconds / max(n, 1) * 1e6:9.1f} {extra:+10.1f}")
     for name, us in asyncio.run(sink_alone()).items():

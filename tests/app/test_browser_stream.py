@@ -9,6 +9,7 @@ instead of the default 200 ms, and the page itself records each text the live pa
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -46,7 +47,9 @@ SAMPLER = """() => {
     if (!live || !live.isConnected) live = find(document, '.wb-run-live');
     if (!progress || !progress.isConnected) progress = find(document, '.wb-run-progress');
     const now = text(live), seen = window.__liveTexts;
-    if (now && (!seen.length || seen[seen.length - 1].text !== now)) seen.push({text: now, progress: text(progress)});
+    if (now && (!seen.length || seen[seen.length - 1].text !== now)) {
+      seen.push({text: now, progress: text(progress)});
+    }
   }, 2);
 }"""
 
@@ -60,10 +63,14 @@ def fast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     stop_server(served)
 
 
-def test_the_analysts_answer_streams_into_the_run_view(context: Any, fast_server: Served, shots: Path) -> None:
+def test_the_analysts_answer_streams_into_the_run_view(
+    context: Any, fast_server: Served, shots: Path
+) -> None:
     page, _ = open_app(context, fast_server, "trader", "analyst")
     tab(page, "Run").click()
-    page.locator(".wb-run-form textarea").fill("BOLT shares jump after a record quarter; the stock trades at 12.50")
+    page.locator(".wb-run-form textarea").fill(
+        "BOLT shares jump after a record quarter; the stock trades at 12.50"
+    )
     cash = page.locator(".wb-run-form input").first
     cash.fill("3")
     cash.press("Tab")  # the spinner sends its value when it loses focus
@@ -83,7 +90,7 @@ def test_the_analysts_answer_streams_into_the_run_view(context: Any, fast_server
     partial = [s for s in samples if 0 < len(s["text"].removeprefix(HEAD)) < len(answer)]
     assert len(partial) >= 2, f"the answer did not grow on the page: {texts}"
     assert all("running" in s["progress"] for s in partial)
-    assert all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
+    assert all(b.startswith(a) for a, b in itertools.pairwise(texts))
 
     # The analyst's output is its answer parsed, and the budget rail (enforced while decoding)
     # leaves the risk check nothing to cut: the flow's output is exactly the streamed answer.

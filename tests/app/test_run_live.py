@@ -56,7 +56,10 @@ def test_tokens_reach_the_page_only_at_a_flush_and_a_new_attempt_restarts_the_te
     view.flush()
     view.flush()  # nothing new: no update
     assert len(updates) == 2
-    assert view.live.text() == 'live output:\nanalyst \u00b7 attempt 2 (resample) \u00b7 model call 2\n{"qty": 0}'
+    assert (
+        view.live.text()
+        == 'live output:\nanalyst \u00b7 attempt 2 (resample) \u00b7 model call 2\n{"qty": 0}'
+    )
 
 
 def test_only_the_latest_nodes_are_shown() -> None:
@@ -66,7 +69,11 @@ def test_only_the_latest_nodes_are_shown() -> None:
         live.heard(NodeToken(f"n{i}", f"text {i}"))
     live.heard(NodeToken("n0", "", "repair"))  # n0 starts again: the latest now
     text = live.text()
-    assert "\nn3 \u00b7" not in text and "\nn4 \u00b7" in text and "\nn0 \u00b7 repair \u00b7 model call 2" in text
+    assert (
+        "\nn3 \u00b7" not in text
+        and "\nn4 \u00b7" in text
+        and "\nn0 \u00b7 repair \u00b7 model call 2" in text
+    )
     assert text.endswith(f"({3} more nodes streamed; their answers are in the trace)")
     assert text.count("\u00b7 answer") == LIVE_TEXT_NODES - 1
 

@@ -2,8 +2,8 @@
 
 A real HTTP server (``http.server`` on a thread), so the agent loop goes through the real
 OpenAI client, JSON on the wire included. Each POST to ``/v1/chat/completions`` gets the
-next scripted reply (as server-sent chunks when it asks to stream); the request bodies are kept in ``requests`` and their headers in
-``headers`` for assertions.
+next scripted reply (as server-sent chunks when it asks to stream); the request bodies are
+kept in ``requests`` and their headers in ``headers`` for assertions.
 """
 
 from __future__ import annotations
@@ -124,7 +124,9 @@ def sse_chunks(reply: dict[str, Any]) -> list[dict[str, Any]]:
         args = call["function"]["arguments"]
         half = len(args) // 2
         first = {"name": call["function"]["name"], "arguments": args[:half]}
-        chunks.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function", "function": first}]}))
+        chunks.append(
+            chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function", "function": first}]})
+        )
         chunks.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]}))
     chunks.append(chunk({}, choice["finish_reason"]))
     return chunks

@@ -29,7 +29,9 @@ from workbench.traces import TraceStore, tracer_for
 TRADE = {"news": "BOLT shares jump; the stock trades at 12.50", "cash": 7.0}
 
 
-def _run(flow: Any, inputs: dict[str, Any], **options: Any) -> tuple[Any, MemoryTracer, list[NodeToken], set[int]]:
+def _run(
+    flow: Any, inputs: dict[str, Any], **options: Any
+) -> tuple[Any, MemoryTracer, list[NodeToken], set[int]]:
     """Run on a fresh loop; the result, the spans, what ``on_token`` heard and on which threads."""
     tracer, heard, threads = MemoryTracer(), [], set()
 
@@ -62,7 +64,9 @@ def test_trader_streams_its_answer_in_order_and_keeps_everything_the_whole_answe
     pieces = [t.text for t in heard[1:]]
     assert all(t.node == "analyst" and t.start is None and t.text for t in heard[1:])
     assert len(pieces) > 10  # token by token, not the answer at once
-    assert "".join(pieces) == chat.attributes["gen_ai.completion"] == plain_chat.attributes["gen_ai.completion"]
+    assert (
+        "".join(pieces) == chat.attributes["gen_ai.completion"] == plain_chat.attributes["gen_ai.completion"]
+    )
 
     # Decode rails applied and every step recorded, exactly as without a listener.
     steps = _steps(chat)
@@ -128,7 +132,9 @@ def test_trader_streams_through_the_openai_client_from_serve_model(serve_model: 
     last = max(i for i, t in enumerate(heard) if t.start is not None)  # the last attempt's text
     pieces = [t.text for t in heard[last + 1 :]]
     assert heard[0].start == "answer" and len(pieces) > 10
-    assert "".join(pieces) == chat.attributes["gen_ai.completion"] == plain_chat.attributes["gen_ai.completion"]
+    assert (
+        "".join(pieces) == chat.attributes["gen_ai.completion"] == plain_chat.attributes["gen_ai.completion"]
+    )
     # usage came with the stream (stream_options.include_usage), as the whole answer's did
     for key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.response.finish_reasons"):
         assert chat.attributes[key] == plain_chat.attributes[key], key
@@ -142,11 +148,17 @@ def test_openai_client_streams_tool_calls_from_serve_model_whole(serve_model: st
                            "required": ["ticker"]}}}  # fmt: skip
     model = OpenAIModel(serve_model, "default")
     events: list[TokenEvent] = []
-    ask = {"messages": [{"role": "user", "content": "Quote BOLT"}], "tools": [tool], "tool_choice": "required"}
+    ask = {
+        "messages": [{"role": "user", "content": "Quote BOLT"}],
+        "tools": [tool],
+        "tool_choice": "required",
+    }
     (streamed,) = asyncio.run(model.generate([GenerationRequest(**ask, on_token=events.append)]))
     (whole,) = asyncio.run(model.generate([GenerationRequest(**ask)]))
     assert streamed.finish_reason == whole.finish_reason == "tool_calls"
-    assert [(c.name, c.arguments) for c in streamed.tool_calls] == [(c.name, c.arguments) for c in whole.tool_calls]
+    assert [(c.name, c.arguments) for c in streamed.tool_calls] == [
+        (c.name, c.arguments) for c in whole.tool_calls
+    ]
     assert (streamed.input_tokens, streamed.output_tokens) == (whole.input_tokens, whole.output_tokens)
     assert events[-1].finish_reason == "tool_calls"
 
@@ -157,7 +169,9 @@ def test_a_resample_announces_a_new_attempt_and_streams_it() -> None:
     with scripted([answer(broken), answer(good)]) as server:
         result, tracer, heard, _ = _run(load(flow_path("trader")), TRADE, model=server.model)
     assert result.status == "ok", result.error
-    assert all(r["stream"] is True and r["stream_options"] == {"include_usage": True} for r in server.requests)
+    assert all(
+        r["stream"] is True and r["stream_options"] == {"include_usage": True} for r in server.requests
+    )
     starts = [i for i, t in enumerate(heard) if t.start is not None]
     assert [heard[i].start for i in starts] == ["answer", "attempt 2 (resample)"]
     first = "".join(t.text for t in heard[starts[0] + 1 : starts[1]])
@@ -186,7 +200,10 @@ def test_agent_turns_stream_and_tool_calls_arrive_whole_from_split_deltas(tmp_pa
     try:
         with scripted(replies) as server:
             result, tracer, heard, _ = _run(
-                load(flow_path("desk")), {"news": "BOLT jumps", "cash": 1000.0}, model=server.model, approve=_approve
+                load(flow_path("desk")),
+                {"news": "BOLT jumps", "cash": 1000.0},
+                model=server.model,
+                approve=_approve,
             )
         assert result.status == "ok", result.error
         assert desk.LEDGER == [{"ticker": "BOLT", "qty": 80, "price": 12.5}]  # the split arguments parsed
@@ -211,7 +228,10 @@ def test_a_replayed_answer_streams_as_one_piece(tmp_path: Path) -> None:
     result, tracer, heard, _ = _run(flow, TRADE, replay=answers)
     assert result.outputs == recorded.outputs
     (chat,) = tracer.by_name("chat")
-    assert heard == [NodeToken("analyst", "", "answer"), NodeToken("analyst", chat.attributes["gen_ai.completion"])]
+    assert heard == [
+        NodeToken("analyst", "", "answer"),
+        NodeToken("analyst", chat.attributes["gen_ai.completion"]),
+    ]
 
 
 def test_without_a_listener_requests_carry_none() -> None:
@@ -224,7 +244,9 @@ def test_without_a_listener_requests_carry_none() -> None:
             from workbench.models.base import Generation
 
             seen.extend(r.on_token for r in requests)
-            return [Generation(json.dumps({"side": "hold", "ticker": "BOLT", "qty": 0, "price": 1.0}), "stop")]
+            return [
+                Generation(json.dumps({"side": "hold", "ticker": "BOLT", "qty": 0, "price": 1.0}), "stop")
+            ]
 
         def stream(self, request: Any) -> Any:
             raise NotImplementedError

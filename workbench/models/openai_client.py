@@ -12,9 +12,9 @@ A request with ``messages`` goes to ``/v1/chat/completions``, one with ``prompt`
 loop with each text piece as it arrives, and still returns the whole ``Generation``: text,
 tool calls assembled from their deltas, finish reason and usage; a server that sends no
 usage leaves ``input_tokens`` 0 and counts the text chunks as ``output_tokens`` (one token
-each on the servers we know). Token ids are unknown over HTTP (-1 in the events). Inside a run, each request carries the
-W3C ``traceparent`` of the current span (the llm node's, or the agent turn's ``chat``
-span), so a server that traces joins the run's trace.
+each on the servers we know). Token ids are unknown over HTTP (-1 in the events). Inside a
+run, each request carries the W3C ``traceparent`` of the current span (the llm node's, or
+the agent turn's ``chat`` span), so a server that traces joins the run's trace.
 
 What cannot cross the wire: a request's ``constraint`` (a token-mask object living in this
 process) is not sent; the schema is. Rails the constraint would have enforced while
@@ -254,7 +254,9 @@ class OpenAIModel:
         async with self._client() as client:
             model = await self._model_name(client)
             calls = (
-                self._generate_one(client, r, model) if r.on_token is None else self._stream_one(client, r, model)
+                self._generate_one(client, r, model)
+                if r.on_token is None
+                else self._stream_one(client, r, model)
                 for r in requests
             )
             return list(await asyncio.gather(*calls))

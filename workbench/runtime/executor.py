@@ -736,7 +736,16 @@ class FlowRunner(Runner):
     def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
         super().__init__(node, flow, options)
         # The thread and the replay's progress reach the sub-flow's nodes through the run's context.
-        passed = ("tracer", "trust", "model", "retry_backoff", "retry_max_wait", "approve", "replay", "on_token")
+        passed = (
+            "tracer",
+            "trust",
+            "model",
+            "retry_backoff",
+            "retry_max_wait",
+            "approve",
+            "replay",
+            "on_token",
+        )
         self.inner = Executor(node.config["flow"], **{k: v for k, v in options.items() if k in passed})
 
     async def run(
