@@ -253,3 +253,14 @@ def test_without_a_listener_requests_carry_none() -> None:
 
     assert Executor(load(flow_path("trader")), model=Spy()).run(TRADE).status == "ok"
     assert seen == [None]
+
+
+def test_openai_stream_tells_on_token_what_it_yields(serve_model: str) -> None:
+    heard: list[TokenEvent] = []
+
+    async def events() -> list[TokenEvent]:
+        request = GenerationRequest(prompt="The market", max_tokens=12, on_token=heard.append)
+        return [e async for e in OpenAIModel(serve_model, "default").stream(request)]
+
+    got = asyncio.run(events())
+    assert heard == got and len(got) > 2 and got[-1].finish_reason is not None

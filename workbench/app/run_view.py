@@ -14,10 +14,10 @@ process owns. Progress comes from the tracer itself: ``ProgressTracer`` passes e
 on and reports node spans starting and ending, which light the nodes up on the canvas.
 Progress is sent to the page in batches, every ``FLUSH_S`` seconds (the environment's
 ``WORKBENCH_FLUSH_S`` when set: lower for smoother streaming, higher for slow links) and
-whenever the run pauses, and counted in a line of the view. A flow of more than ``LIVE_LIMIT`` nodes gets
-its canvas marks only when the run pauses or ends: each restyle of the canvas makes the
-browser restyle every element of it (Bokeh re-installs all of a component's stylesheets),
-which with a thousand nodes froze the page for most of the run.
+whenever the run pauses, and counted in a line of the view. A flow of more than
+``LIVE_LIMIT`` nodes gets its canvas marks only when the run pauses or ends: each restyle
+of the canvas makes the browser restyle every element of it (Bokeh re-installs all of a
+component's stylesheets), which with a thousand nodes froze the page for most of the run.
 
 Live output: each llm node's (and agent turn's) answer grows under *live output* as the
 model decodes it (the executor's ``on_token``; ``workbench.runtime.streaming``), shown as

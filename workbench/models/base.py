@@ -79,8 +79,8 @@ class GenerationRequest:
     decoded (a tool call the local runtime writes is text there; ``Generation.text`` has it
     moved to ``tool_calls``). Which thread calls it depends on the backend: the local
     runtime calls it on its worker thread (hop to your loop with ``call_soon_threadsafe``),
-    the OpenAI client on the event loop that awaits ``generate``. It must be cheap and must
-    not raise (the local runtime would fail the request's batch).
+    the OpenAI client on the event loop that awaits ``generate``. ``stream`` tells it too.
+    It must be cheap; if it raises, that request fails (alone: the rest of a batch goes on).
     """
 
     prompt: str | None = None

@@ -303,7 +303,8 @@ class OpenAIModel:
         finish: str | None = None
         usage: Mapping[str, Any] = {}
         async for data in self._chunks(client, url, body):
-            usage = data.get("usage") or usage
+            if isinstance(data.get("usage"), Mapping):
+                usage = data["usage"]
             choice = _first_choice(data, url)
             if choice is None:
                 continue  # e.g. the final usage-only chunk
@@ -343,11 +344,11 @@ class OpenAIModel:
                 piece, reason = _piece(choice)
                 if reason is not None:
                     finished = True
-                    yield TokenEvent(-1, piece, finish_reason=_FINISH.get(reason, reason))
+                    yield _told(request, TokenEvent(-1, piece, finish_reason=_FINISH.get(reason, reason)))
                 elif piece:
-                    yield TokenEvent(-1, piece)
+                    yield _told(request, TokenEvent(-1, piece))
             if not finished:  # servers that end with [DONE] but no finish_reason
-                yield TokenEvent(-1, "", finish_reason="stop")
+                yield _told(request, TokenEvent(-1, "", finish_reason="stop"))
 
     async def _chunks(
         self, client: httpx.AsyncClient, url: str, body: dict[str, Any]
@@ -366,6 +367,13 @@ class OpenAIModel:
                         yield data
         except httpx.HTTPError as exc:
             raise self._unavailable(url, exc) from None
+
+
+def _told(request: GenerationRequest, event: TokenEvent) -> TokenEvent:
+    """``event``, after the request's ``on_token`` (if any) has heard it."""
+    if request.on_token is not None:
+        request.on_token(event)
+    return event
 
 
 def _tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
