@@ -15,7 +15,7 @@ import pytest
 
 from tests.runtime.scripted_openai import answer, calls, scripted
 from workbench.examples import desk, flow_path
-from workbench.flow import load
+from workbench.flow import load, loads
 from workbench.models.base import GenerationRequest, TokenEvent
 from workbench.models.local import DEFAULT_MODEL_DIR, LocalModel
 from workbench.models.openai_client import OpenAIModel
@@ -264,3 +264,19 @@ def test_openai_stream_tells_on_token_what_it_yields(serve_model: str) -> None:
 
     got = asyncio.run(events())
     assert heard == got and len(got) > 2 and got[-1].finish_reason is not None
+
+
+def test_a_repair_announces_itself_and_streams_the_new_answer() -> None:
+    text = flow_path("trader").read_text()
+    rail = 'restricted: {on: analyst.order, check: "order.ticker not in RESTRICTED"}'
+    assert rail in text
+    flow = loads(text.replace(rail, rail[:-1] + ", enforce: repair, max_attempts: 2}"))
+    first = {"side": "buy", "ticker": "ACME", "qty": 0, "price": 12.5}  # a restricted ticker
+    second = {**first, "ticker": "BOLT"}
+    with scripted([answer(first), answer(second)]) as server:
+        result, _, heard, _ = _run(flow, TRADE, model=server.model)
+    assert result.status == "ok", result.error
+    assert [t.start for t in heard if t.start] == ["answer", "repair"]
+    repair = next(i for i, t in enumerate(heard) if t.start == "repair")
+    assert json.loads("".join(t.text for t in heard[1:repair])) == first
+    assert json.loads("".join(t.text for t in heard[repair + 1 :])) == second

@@ -373,6 +373,7 @@ class LlmRunner(Runner):
             seed = cfg.get("seed")
             if attempt:  # a resample: greedy decoding would write the same answer again
                 temperature, seed = max(temperature, 0.7), (seed or 0) + attempt
+            call = f"attempt {attempt + 1} (resample)" if attempt else "repair" if feedback else "answer"
             request = GenerationRequest(
                 messages=self.messages(inputs, flow_inputs) + list(feedback or []),
                 max_tokens=cfg.get("max_tokens", 256),
@@ -381,9 +382,8 @@ class LlmRunner(Runner):
                 response_schema=self.schema,
                 logprobs=self._traced(),  # a log-softmax per token, only wanted for decode steps
                 decode_rails=hook,
-                on_token=self.token_sink("answer" if not (attempt or feedback) else
-                                         "repair" if not attempt else f"attempt {attempt + 1} (resample)"),
-            )  # fmt: skip
+                on_token=self.token_sink(call),
+            )
             with self._profiled(span):
                 generation = await self.generate(model, request, span)
             if self.decode is None or attempt + 1 >= self.decode.attempts:
@@ -425,8 +425,7 @@ class LlmRunner(Runner):
         finally:
             if isinstance(request.on_token, TokenSink):
                 request.on_token.drain()  # every piece is heard before the answer is used
-        if isinstance(request.on_token, TokenSink):  # a recorded answer (or a backend that
-            # does not stream) comes as one piece
+        if isinstance(request.on_token, TokenSink):  # a recorded answer comes as one piece
             request.on_token.whole(generation.text)
         if self._traced():
             self.options["tracer"].add_event(

@@ -13,8 +13,7 @@ must be cheap, and an exception it raises is logged, never failing the run. Piec
 runtime decodes on its worker thread are queued there and handed over on the loop in order,
 in batches at most ``HOP_S`` apart (waking the loop for every token slowed the tiny model's
 decoding by 15-25% on a busy two-core machine), and all of them before the node's answer
-is used.
-Without ``on_token`` no request carries a listener, and decoding costs what it did.
+is used. Without ``on_token`` no request carries a listener, and decoding costs what it did.
 
 An answer that was not decoded piece by piece (a replayed one taken from the recording, or
 one from a backend that ignores ``GenerationRequest.on_token``) arrives as one piece after
@@ -93,7 +92,7 @@ class TokenSink:
             _tell(self.listener, self.queued.popleft())
 
     def whole(self, text: str) -> None:
-        """An answer that was not decoded here (a replayed one) as one piece, unless pieces came."""
+        """An answer that did not stream (a replayed one) as one piece, unless pieces came."""
         if not self.pieces and text:
             self.pieces = 1
             _tell(self.listener, NodeToken(self.node, text))
