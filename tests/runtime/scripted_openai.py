@@ -2,8 +2,8 @@
 
 A real HTTP server (``http.server`` on a thread), so the agent loop goes through the real
 OpenAI client, JSON on the wire included. Each POST to ``/v1/chat/completions`` gets the
-next scripted reply; the request bodies are kept in ``requests`` and their headers in
-``headers`` for assertions.
+next scripted reply (as server-sent chunks when it asks to stream); the request bodies are
+kept in ``requests`` and their headers in ``headers`` for assertions.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ class ScriptedServer:
                     reply = server.replies.pop(0) if server.replies else None
                 if reply is None:
                     data, status = b'{"error": {"message": "the script has no more replies"}}', 500
+                elif body.get("stream"):
+                    self._stream(reply)
+                    return
                 else:
                     data, status = json.dumps(reply).encode(), 200
                 self.send_response(status)
@@ -74,6 +77,17 @@ class ScriptedServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _stream(self, reply: dict[str, Any]) -> None:
+                """The reply as server-sent chunks, the way other servers send them: text in
+                pieces of 3 characters, each call's arguments in two halves, and no usage."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for chunk in sse_chunks(reply):
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -91,6 +105,31 @@ class ScriptedServer:
         messages = self.requests[request]["messages"]
         tail = list(itertools.takewhile(lambda m: m["role"] == "tool", reversed(messages)))
         return list(reversed(tail))
+
+
+def sse_chunks(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    """A scripted completion as ``chat.completion.chunk`` dicts (text in 3-character pieces,
+    each call's arguments split in two, the finish reason last, no usage)."""
+    choice = reply["choices"][0]
+    message = choice["message"]
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": reply["id"], "object": "chat.completion.chunk", "model": reply["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    text = message.get("content") or ""
+    chunks += [chunk({"content": text[i : i + 3]}) for i in range(0, len(text), 3)]
+    for i, call in enumerate(message.get("tool_calls") or []):
+        args = call["function"]["arguments"]
+        half = len(args) // 2
+        first = {"name": call["function"]["name"], "arguments": args[:half]}
+        chunks.append(
+            chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function", "function": first}]})
+        )
+        chunks.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]}))
+    chunks.append(chunk({}, choice["finish_reason"]))
+    return chunks
 
 
 @contextmanager

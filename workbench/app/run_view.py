@@ -12,11 +12,19 @@ the next node) or *Continue* (run on to the next breakpoint).
 The run happens in the serving process, on its event loop, traced to the store that
 process owns. Progress comes from the tracer itself: ``ProgressTracer`` passes every span
 on and reports node spans starting and ending, which light the nodes up on the canvas.
-Progress is sent to the page in batches, every ``FLUSH_S`` seconds and whenever the run
-pauses, and counted in a line of the view. A flow of more than ``LIVE_LIMIT`` nodes gets
-its canvas marks only when the run pauses or ends: each restyle of the canvas makes the
-browser restyle every element of it (Bokeh re-installs all of a component's stylesheets),
-which with a thousand nodes froze the page for most of the run.
+Progress is sent to the page in batches, every ``FLUSH_S`` seconds (the environment's
+``WORKBENCH_FLUSH_S`` when set: lower for smoother streaming, higher for slow links) and
+whenever the run pauses, and counted in a line of the view. A flow of more than
+``LIVE_LIMIT`` nodes gets its canvas marks only when the run pauses or ends: each restyle
+of the canvas makes the browser restyle every element of it (Bokeh re-installs all of a
+component's stylesheets), which with a thousand nodes froze the page for most of the run.
+
+Live output: each llm node's (and agent turn's) answer grows under *live output* as the
+model decodes it (the executor's ``on_token``; ``workbench.runtime.streaming``), shown as
+text and sent with the same batches, never a page update per token. Each model call of a
+node starts its text afresh, headed by what it is (``answer``, ``attempt 2 (resample)``,
+``repair``, ``turn 3``); the text stays after the run, then the node's last answer. The
+``LIVE_TEXT_NODES`` nodes that started a model call last are shown.
 """
 
 from __future__ import annotations
@@ -24,12 +32,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 import panel as pn
 
-from workbench.errors import WorkbenchError
+from workbench.errors import UsageError, WorkbenchError
+from workbench.runtime.streaming import NodeToken
 from workbench.spans import NoopTracer, Span, Tracer
 from workbench.types import Bool, Enum, Float, Int, Str, Type
 
@@ -38,12 +49,27 @@ from .document import FlowDocument
 from .text import message, text_pane
 from .tool_calls import ToolCalls
 
-__all__ = ["ProgressTracer", "RunView", "input_widget", "widget_value"]
+__all__ = ["LiveText", "ProgressTracer", "RunView", "flush_seconds", "input_widget", "widget_value"]
 
 NODE_ATTR = "workbench.node.name"
 KIND_ATTR = "workbench.node.kind"  # only the executor's node spans carry it
 FLUSH_S = 0.2  # how often progress of a running flow is sent to the page
 LIVE_LIMIT = 200  # flows with more nodes are marked on the canvas at pauses and at the end
+LIVE_TEXT_NODES = 50  # live output shows the answers of this many nodes (the latest to start one)
+
+
+def flush_seconds() -> float:
+    """How often a running flow's progress goes to the page: ``WORKBENCH_FLUSH_S``, else ``FLUSH_S``."""
+    text = os.environ.get("WORKBENCH_FLUSH_S", "").strip()
+    if not text:
+        return FLUSH_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise UsageError(f"WORKBENCH_FLUSH_S must be a number of seconds > 0, got {text!r}")
+    return seconds
 
 
 class ProgressTracer:
@@ -125,6 +151,34 @@ def widget_value(widget: Any, typ: Type) -> Any:
     return json.loads(widget.value or "null")
 
 
+class LiveText:
+    """The text each llm node is writing in this run, from the executor's ``on_token``."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, tuple[str, int, list[str]]] = {}  # node -> (call label, call number, pieces)
+        self.changed = False
+
+    def heard(self, token: NodeToken) -> None:
+        """One ``NodeToken`` (on the run's loop): a new model call restarts its node's text."""
+        if token.start is not None or token.node not in self.nodes:
+            calls = self.nodes.pop(token.node, ("", 0, []))[1] + 1  # re-added last: shown as the latest
+            self.nodes[token.node] = (token.start or "answer", calls, [])
+        if token.text:
+            self.nodes[token.node][2].append(token.text)
+        self.changed = True
+
+    def text(self) -> str:
+        """Each node's call and its text so far (the ``LIVE_TEXT_NODES`` latest nodes)."""
+        shown = list(self.nodes.items())[-LIVE_TEXT_NODES:]
+        blocks = []
+        for node, (label, calls, pieces) in shown:
+            head = f"{node} \u00b7 {label}" + (f" \u00b7 model call {calls}" if calls > 1 else "")
+            blocks.append(f"{head}\n{''.join(pieces)}")
+        hidden = len(self.nodes) - len(shown)
+        more = f"\n\n({hidden} more nodes streamed; their answers are in the trace)" if hidden else ""
+        return "live output:\n" + "\n\n".join(blocks) + more
+
+
 class RunView(pn.viewable.Viewer):
     """Run the document's flow from a generated form and show outputs and rail verdicts.
 
@@ -157,6 +211,10 @@ class RunView(pn.viewable.Viewer):
         self.calls = ToolCalls()
         self.calls_pane = text_pane(
             pre=True, sizing_mode="stretch_width", css_classes=["wb-run-calls"], visible=False
+        )
+        self.live = LiveText()
+        self.live_pane = text_pane(
+            pre=True, sizing_mode="stretch_width", css_classes=["wb-run-live"], visible=False
         )
         self.approvals = PendingApprovals(on_wait=self._waiting)
         self.on_start = on_start or (lambda: None)
@@ -254,6 +312,10 @@ class RunView(pn.viewable.Viewer):
                 counts[state] = counts.get(state, 0) + 1
             shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
             message(self.progress, f"nodes: {shown} (of {len(self.doc.flow.nodes)})")
+        if self.live.changed:
+            self.live.changed = False
+            message(self.live_pane, self.live.text())
+            self.live_pane.visible = True
         if self.calls.changed:
             self.calls.changed = False
             message(self.calls_pane, "tool calls:\n" + self.calls.text())
@@ -283,23 +345,34 @@ class RunView(pn.viewable.Viewer):
         except ValueError as exc:
             message(self.status, f"bad input: {exc}", "error")
             return
+        try:
+            every = flush_seconds()
+        except UsageError as exc:
+            message(self.status, f"cannot run: {exc}", "error")
+            return
         inner, close = self._tracer()
         self.calls = ToolCalls()
+        self.live = LiveText()
         self._marks, self._states = {}, {}
         message(self.progress, "")
         tracer = ProgressTracer(inner, self._mark, self.calls)
         self.on_start()
         self.run_button.disabled, self.cancel_button.disabled = True, False
         message(self.status, "running...", "info")
-        for pane in (self.outputs, self.verdicts, self.calls_pane):
+        for pane in (self.outputs, self.verdicts, self.calls_pane, self.live_pane):
             message(pane, "")
         self.calls_pane.visible = False  # a flow without agents keeps no empty space for calls
+        self.live_pane.visible = False  # nor one without llm nodes for their text
         self._stepping = False
         hook = self._before_node if self.breakpoints.value else None
-        flusher = asyncio.ensure_future(self._flush_every(FLUSH_S))
+        flusher = asyncio.ensure_future(self._flush_every(every))
         try:
             executor = Executor(
-                self.doc.flow.copy(), tracer=tracer, before_node=hook, approve=self.approvals.ask
+                self.doc.flow.copy(),
+                tracer=tracer,
+                before_node=hook,
+                approve=self.approvals.ask,
+                on_token=self.live.heard,
             )
             self._task = asyncio.ensure_future(executor.arun(values))
             result = await self._task
@@ -347,6 +420,7 @@ class RunView(pn.viewable.Viewer):
             self.approvals,
             self.status,
             self.progress,
+            self.live_pane,
             self.calls_pane,
             self.outputs,
             self.verdicts,

@@ -12,7 +12,7 @@ XGrammar share) and tells it which token was chosen.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -72,6 +72,15 @@ class GenerationRequest:
     description, parameters}}``) and ``tool_choice`` says whether the model must call one;
     ``messages`` may then hold assistant messages with ``tool_calls`` and ``tool`` messages
     (``tool_call_id``, ``content``). Only backends with ``supports_tools = True`` take them.
+
+    ``on_token``: told each ``TokenEvent`` of this request while ``generate`` decodes it, so a
+    caller can show the text growing and still get the whole ``Generation`` (token ids,
+    logprobs, usage, tool calls) at the end. The pieces joined are the answer's text as
+    decoded (a tool call the local runtime writes is text there; ``Generation.text`` has it
+    moved to ``tool_calls``). Which thread calls it depends on the backend: the local
+    runtime calls it on its worker thread (hop to your loop with ``call_soon_threadsafe``),
+    the OpenAI client on the event loop that awaits ``generate``. ``stream`` tells it too.
+    It must be cheap; if it raises, that request fails (alone: the rest of a batch goes on).
     """
 
     prompt: str | None = None
@@ -95,6 +104,7 @@ class GenerationRequest:
     # per tool name: rails its call's arguments must satisfy, enforced the same way while the
     # local runtime writes them
     tool_rails: Mapping[str, DecodeRailsHook] | None = None
+    on_token: Callable[[TokenEvent], None] | None = None  # see the class docstring
 
 
 @dataclass(frozen=True)

@@ -471,7 +471,10 @@ class Engine:
         piece = job.text[job.emitted : end]
         job.emitted = max(job.emitted, end)
         if job.on_event is not None:
-            job.on_event(TokenEvent(token_id=token, text=piece, logprob=logprob, finish_reason=finish))
+            try:
+                job.on_event(TokenEvent(token_id=token, text=piece, logprob=logprob, finish_reason=finish))
+            except Exception as exc:  # a listener's bug fails its own request, not the whole batch
+                self._fail(job, exc)
 
     def _constraint_done(self, job: Job, state: ConstraintState) -> bool:
         """``state.is_finished()`` (the job's); a raising constraint fails the job (and counts as done)."""

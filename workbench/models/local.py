@@ -200,16 +200,20 @@ class LocalModel:
         if choice.calls_allowed and request.constraint is None and json_constraint_available():
             calls = ToolCallConstraint(choice, self.tokenizer, request.response_schema, request.tool_rails)
             return Job(request=dataclasses.replace(request, constraint=calls),
-                       prompt_ids=self.engine.encode_request(request))  # fmt: skip
+                       prompt_ids=self.engine.encode_request(request), on_event=request.on_token)  # fmt: skip
         if request.response_schema is not None and request.constraint is None and json_constraint_available():
             constraint: Constraint = JsonSchemaConstraint(request.response_schema, self.tokenizer)
             if request.decode_rails is not None:  # the rails narrow the schema's mask
                 constraint = request.decode_rails.constrain(constraint)
             request = dataclasses.replace(request, constraint=constraint)
-        return Job(request=request, prompt_ids=self.engine.encode_request(request))
+        # on_token hears the engine's own per-token events, on the worker thread
+        return Job(request=request, prompt_ids=self.engine.encode_request(request), on_event=request.on_token)
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Generate for every request; concurrent calls share batches. Bad requests raise before any work."""
+        """Generate for every request; concurrent calls share batches. Bad requests raise before any work.
+
+        A request's ``on_token`` is called on the model's worker thread as each token decodes.
+        """
         loop = asyncio.get_running_loop()
         jobs = [self._job(r) for r in requests]
         futures = [loop.create_future() for _ in jobs]
@@ -232,7 +236,14 @@ class LocalModel:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         job = self._job(request)
-        job.on_event = lambda event: _deliver(loop, events.put_nowait, event)
+        listener = job.on_event  # the request's own on_token hears the events too
+
+        def on_event(event: TokenEvent) -> None:
+            if listener is not None:
+                listener(event)
+            _deliver(loop, events.put_nowait, event)
+
+        job.on_event = on_event
         self._submit(_Pending(job, loop, events=events))
         try:
             while True:

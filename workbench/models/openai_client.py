@@ -7,9 +7,14 @@ A request with ``messages`` goes to ``/v1/chat/completions``, one with ``prompt`
 "json_schema", ...}`` (servers that honour it constrain decoding to the schema).
 ``stream()`` reads the server-sent events of ``"stream": true``. A request's ``tools`` and
 ``tool_choice`` are sent as given, and a reply's ``tool_calls`` come back as ``ToolCall``s
-(with ``generate``; ``stream`` yields text only). Inside a run, each request carries the
-W3C ``traceparent`` of the current span (the llm node's, or the agent turn's ``chat``
-span), so a server that traces joins the run's trace.
+(with ``generate``; ``stream`` yields text only). ``generate`` streams a request that has an
+``on_token`` (SSE, with ``stream_options: {include_usage: true}``), calling it on the event
+loop with each text piece as it arrives, and still returns the whole ``Generation``: text,
+tool calls assembled from their deltas, finish reason and usage; a server that sends no
+usage leaves ``input_tokens`` 0 and counts the text chunks as ``output_tokens`` (one token
+each on the servers we know). Token ids are unknown over HTTP (-1 in the events). Inside a
+run, each request carries the W3C ``traceparent`` of the current span (the llm node's, or
+the agent turn's ``chat`` span), so a server that traces joins the run's trace.
 
 What cannot cross the wire: a request's ``constraint`` (a token-mask object living in this
 process) is not sent; the schema is. Rails the constraint would have enforced while
@@ -248,7 +253,13 @@ class OpenAIModel:
         """One HTTP request per generation, all in flight at once (the server batches them)."""
         async with self._client() as client:
             model = await self._model_name(client)
-            return list(await asyncio.gather(*(self._generate_one(client, r, model) for r in requests)))
+            calls = (
+                self._generate_one(client, r, model)
+                if r.on_token is None
+                else self._stream_one(client, r, model)
+                for r in requests
+            )
+            return list(await asyncio.gather(*calls))
 
     async def _generate_one(
         self, client: httpx.AsyncClient, request: GenerationRequest, model: str
@@ -279,6 +290,46 @@ class OpenAIModel:
             tool_calls=calls,
         )
 
+    async def _stream_one(
+        self, client: httpx.AsyncClient, request: GenerationRequest, model: str
+    ) -> Generation:
+        """One generation read from the server's SSE stream, each text piece told to ``on_token``."""
+        assert request.on_token is not None  # generate streams only requests that listen
+        endpoint, body = self._body(request, model, stream=True)
+        body["stream_options"] = {"include_usage": True}
+        url = f"{self.base_url}/{endpoint}"
+        parts: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}  # tool calls by index, assembled from their deltas
+        finish: str | None = None
+        usage: Mapping[str, Any] = {}
+        async for data in self._chunks(client, url, body):
+            if isinstance(data.get("usage"), Mapping):
+                usage = data["usage"]
+            choice = _first_choice(data, url)
+            if choice is None:
+                continue  # e.g. the final usage-only chunk
+            _merge_calls(calls, choice, url)
+            piece, reason = _piece(choice)
+            if reason is not None:
+                finish = _FINISH.get(reason, reason)
+            if piece or reason is not None:
+                parts.append(piece)
+                request.on_token(TokenEvent(-1, piece, finish_reason=finish if reason else None))
+        if finish is None:  # servers that end with [DONE] but no finish_reason
+            finish = "stop"
+            request.on_token(TokenEvent(-1, "", finish_reason=finish))
+        try:
+            tool_calls = _tool_calls({"tool_calls": [calls[i] for i in sorted(calls)]})
+        except (KeyError, TypeError):
+            raise ModelUnavailable(f"{url} streamed a tool call without a function name: {calls!r}") from None
+        return Generation(
+            text="".join(parts),
+            finish_reason=finish,
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or sum(1 for p in parts if p)),
+            tool_calls=tool_calls,
+        )
+
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         """Yield text pieces from the server's SSE stream; token ids are unknown over HTTP (-1)."""
         async with self._client() as client:
@@ -286,27 +337,43 @@ class OpenAIModel:
             endpoint, body = self._body(request, model, stream=True)
             url = f"{self.base_url}/{endpoint}"
             finished = False
-            try:
-                async with client.stream("POST", url, json=body) as response:
-                    if response.status_code >= 400:
-                        await response.aread()
-                        raise ModelHTTPError.from_response(url, response)
-                    async for line in response.aiter_lines():
-                        event = _parse_sse_line(line, url)
-                        if event is None:
-                            continue
-                        if event == "[DONE]":
-                            break
-                        piece, reason = event
-                        if reason is not None:
-                            finished = True
-                            yield TokenEvent(-1, piece, finish_reason=_FINISH.get(reason, reason))
-                        elif piece:
-                            yield TokenEvent(-1, piece)
-            except httpx.HTTPError as exc:
-                raise self._unavailable(url, exc) from None
+            async for data in self._chunks(client, url, body):
+                choice = _first_choice(data, url)
+                if choice is None:
+                    continue  # e.g. the final usage-only chunk
+                piece, reason = _piece(choice)
+                if reason is not None:
+                    finished = True
+                    yield _told(request, TokenEvent(-1, piece, finish_reason=_FINISH.get(reason, reason)))
+                elif piece:
+                    yield _told(request, TokenEvent(-1, piece))
             if not finished:  # servers that end with [DONE] but no finish_reason
-                yield TokenEvent(-1, "", finish_reason="stop")
+                yield _told(request, TokenEvent(-1, "", finish_reason="stop"))
+
+    async def _chunks(
+        self, client: httpx.AsyncClient, url: str, body: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The JSON chunks of one server-sent event stream, up to ``[DONE]``."""
+        try:
+            async with client.stream("POST", url, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise ModelHTTPError.from_response(url, response)
+                async for line in response.aiter_lines():
+                    data = _sse_data(line, url)
+                    if data == "[DONE]":
+                        return
+                    if data is not None:
+                        yield data
+        except httpx.HTTPError as exc:
+            raise self._unavailable(url, exc) from None
+
+
+def _told(request: GenerationRequest, event: TokenEvent) -> TokenEvent:
+    """``event``, after the request's ``on_token`` (if any) has heard it."""
+    if request.on_token is not None:
+        request.on_token(event)
+    return event
 
 
 def _tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
@@ -321,8 +388,8 @@ def _tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
     return calls
 
 
-def _parse_sse_line(line: str, url: str) -> tuple[str, str | None] | Literal["[DONE]"] | None:
-    """One SSE line -> ``(text piece, finish reason)``, ``"[DONE]"``, or None to skip."""
+def _sse_data(line: str, url: str) -> dict[str, Any] | Literal["[DONE]"] | None:
+    """One SSE line -> its JSON chunk, ``"[DONE]"``, or None to skip; an in-band error raises."""
     if not line.startswith("data:"):
         return None  # blank separators, comments (":"), event:/id: fields
     payload = line[5:].strip()
@@ -332,16 +399,48 @@ def _parse_sse_line(line: str, url: str) -> tuple[str, str | None] | Literal["[D
         data = json.loads(payload)
     except ValueError:
         raise ModelUnavailable(f"{url} streamed a line that is not JSON: {payload[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise ModelUnavailable(f"{url} streamed a chunk that is not a JSON object: {payload[:200]!r}")
     if "error" in data:
         error = data["error"]
         message = error.get("message", error) if isinstance(error, Mapping) else error
         raise ModelUnavailable(f"{url} reported an error while streaming: {message}")
+    return data
+
+
+def _first_choice(data: Mapping[str, Any], url: str) -> Mapping[str, Any] | None:
+    """A chunk's first choice, or None for a chunk without choices (the usage-only one)."""
     choices = data.get("choices") or []
-    if not choices:
-        return None  # e.g. the final usage-only chunk
-    choice = choices[0]
-    piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
-    return piece or "", choice.get("finish_reason")
+    if not isinstance(choices, list) or not (choices and isinstance(choices[0], Mapping)):
+        if choices:
+            raise ModelUnavailable(f"{url} streamed a chunk with malformed choices: {str(choices)[:200]!r}")
+        return None
+    return choices[0]
+
+
+def _piece(choice: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A streamed choice's ``(text piece, finish reason)`` (chat deltas and completions alike)."""
+    delta = choice.get("delta")
+    piece = (delta or {}).get("content") if "delta" in choice else choice.get("text")
+    return (piece if isinstance(piece, str) else ""), choice.get("finish_reason")
+
+
+def _merge_calls(calls: dict[int, dict[str, Any]], choice: Mapping[str, Any], url: str) -> None:
+    """Add a chunk's tool-call deltas to ``calls``: the id and name once, the arguments piece by piece."""
+    for i, delta in enumerate((choice.get("delta") or {}).get("tool_calls") or []):
+        if not isinstance(delta, Mapping):
+            raise ModelUnavailable(f"{url} streamed a malformed tool call: {str(delta)[:200]!r}")
+        call = calls.setdefault(int(delta.get("index", i)), {"function": {"arguments": ""}})
+        if delta.get("id"):
+            call["id"] = delta["id"]
+        function = delta.get("function") or {}
+        if function.get("name"):
+            call["function"]["name"] = function["name"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            call["function"]["arguments"] += arguments
+        elif arguments is not None:  # some servers send the arguments as an object, whole
+            call["function"]["arguments"] = arguments
 
 
 def load_openai(value: Any) -> OpenAIModel:

@@ -300,6 +300,7 @@ class AgentRunner(LlmRunner):
             tools=self.offers,
             tool_choice="auto",
             tool_rails=tool_rails,
+            on_token=self.token_sink(f"turn {step}"),  # a turn's text streams like an llm node's
         )
         try:
             with use_span(self.tracer, span):  # the HTTP call carries this turn's span (traceparent)

@@ -50,6 +50,7 @@ from workbench.runtime.mcp import expand_mcp
 from workbench.runtime.memory import THREAD_MEMORY, ThreadMemory, ThreadStore, check_thread_id, warn_unused
 from workbench.runtime.nodes import RUNNERS, SKIPPED, Runner, register_runner
 from workbench.runtime.replay import NODE_SCOPE, REPLAY_RUN, ModelAnswers, ReplayRun, node_key
+from workbench.runtime.streaming import NodeToken
 from workbench.spans import NoopTracer, Span, Tracer
 from workbench.types import Type
 
@@ -157,6 +158,9 @@ class Executor:
     ``ThreadStore``; default ``.workbench/state.duckdb``; ``workbench.runtime.memory``).
     ``replay``: a ``ModelAnswers`` (``workbench.runtime.replay``): llm nodes and agent turns
     take the recorded answers instead of calling the model.
+    ``on_token``: called with a ``NodeToken`` (``workbench.runtime.streaming``) for each piece
+    of text an llm node or agent turn decodes, on the run's event loop, each model call
+    announced first (its ``start``); without it nothing streams and decoding costs nothing more.
     """
 
     def __init__(
@@ -175,6 +179,7 @@ class Executor:
         thread: str | None = None,
         state: str | Path | ThreadStore | None = None,
         replay: ModelAnswers | None = None,
+        on_token: Callable[[NodeToken], Any] | None = None,
     ) -> None:
         self.thread = check_thread_id(thread) if thread is not None else None
         if replay is not None and not isinstance(replay, ModelAnswers):
@@ -201,6 +206,7 @@ class Executor:
             "retry_max_wait": self.retry_max_wait,
             "approve": approve,
             "replay": replay,
+            "on_token": on_token,
         }
         self.graph = analyse(flow)
         self.enforcer = (
@@ -730,7 +736,16 @@ class FlowRunner(Runner):
     def __init__(self, node: Node, flow: Flow, options: Mapping[str, Any]) -> None:
         super().__init__(node, flow, options)
         # The thread and the replay's progress reach the sub-flow's nodes through the run's context.
-        passed = ("tracer", "trust", "model", "retry_backoff", "retry_max_wait", "approve", "replay")
+        passed = (
+            "tracer",
+            "trust",
+            "model",
+            "retry_backoff",
+            "retry_max_wait",
+            "approve",
+            "replay",
+            "on_token",
+        )
         self.inner = Executor(node.config["flow"], **{k: v for k, v in options.items() if k in passed})
 
     async def run(

@@ -23,6 +23,7 @@ from workbench.flow.model import Flow, Node
 from workbench.runtime.conditions import Condition, compile_condition
 from workbench.runtime.decode import DecodeEnforcer
 from workbench.runtime.replay import ANSWER_EVENT, REPLAYED, ModelAnswers, answer_event, node_key
+from workbench.runtime.streaming import TokenSink
 from workbench.runtime.threads import run_in_pool
 from workbench.runtime.tools import resolve_tool
 from workbench.runtime.trust import check_model_spec
@@ -372,6 +373,7 @@ class LlmRunner(Runner):
             seed = cfg.get("seed")
             if attempt:  # a resample: greedy decoding would write the same answer again
                 temperature, seed = max(temperature, 0.7), (seed or 0) + attempt
+            call = f"attempt {attempt + 1} (resample)" if attempt else "repair" if feedback else "answer"
             request = GenerationRequest(
                 messages=self.messages(inputs, flow_inputs) + list(feedback or []),
                 max_tokens=cfg.get("max_tokens", 256),
@@ -380,6 +382,7 @@ class LlmRunner(Runner):
                 response_schema=self.schema,
                 logprobs=self._traced(),  # a log-softmax per token, only wanted for decode steps
                 decode_rails=hook,
+                on_token=self.token_sink(call),
             )
             with self._profiled(span):
                 generation = await self.generate(model, request, span)
@@ -413,16 +416,28 @@ class LlmRunner(Runner):
     async def generate(self, model: Any, request: GenerationRequest, span: Span) -> Generation:
         """One model call, or the recorded answer when replaying; kept as a ``workbench.model.answer``
         event on ``span`` (what a later replay of this run reads)."""
-        if self.replay is not None:
-            generation, info = await self.replay.answer(self.node.name, request, self._resolved)
-            span.attributes.update(info)
-        else:
-            (generation,) = await model.generate([request])
+        try:
+            if self.replay is not None:
+                generation, info = await self.replay.answer(self.node.name, request, self._resolved)
+                span.attributes.update(info)
+            else:
+                (generation,) = await model.generate([request])
+        finally:
+            if isinstance(request.on_token, TokenSink):
+                request.on_token.drain()  # every piece is heard before the answer is used
+        if isinstance(request.on_token, TokenSink):  # a recorded answer comes as one piece
+            request.on_token.whole(generation.text)
         if self._traced():
             self.options["tracer"].add_event(
                 span, ANSWER_EVENT, answer_event(node_key(self.node.name), request, generation)
             )
         return generation
+
+    def token_sink(self, start: str) -> TokenSink | None:
+        """The ``on_token`` of one model call of this node when the run listens (``on_token=``
+        executor option), announcing the call as ``start``; None (no cost) when it does not."""
+        listener = self.options.get("on_token")
+        return None if listener is None else TokenSink(listener, node_key(self.node.name), start)
 
     def _event(self, span: Span, name: str, attributes: dict[str, Any]) -> None:
         if self._traced():
