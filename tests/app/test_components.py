@@ -276,10 +276,8 @@ def test_a_wire_from_the_browser_is_patched_in_place_not_sent_again(
     assert [(p["edge_id"], p["patch"]["hidden"]) for p in patches] == [("bad", True)]
 
     patches.clear()  # a wire into summarise.text replaces redact.text -> summarise.text
-    browser(
-        "edge_added",
-        edge={"id": "in", "source": INPUTS_ID, "target": "summarise", "sourceHandle": "ticket", "targetHandle": "text"},
-    )
+    into = {"id": "in", "source": INPUTS_ID, "target": "summarise", "sourceHandle": "ticket"}
+    browser("edge_added", edge={**into, "targetHandle": "text"})
     assert sorted((p["edge_id"], "hidden" in p["patch"]) for p in patches) == [
         ("in", False),
         ("redact.text -> summarise.text", True),
