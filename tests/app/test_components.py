@@ -312,6 +312,8 @@ def test_a_big_flow_sends_no_editor_per_node_and_one_type_per_port_shape() -> No
     root = canvas.flow_view.get_root(Document())
     assert len(root.data.references()) < 10  # was 60 JSON editors and more
     assert len(canvas.flow_view.node_types) == 3  # inputs, outputs, and the one shape of all 60
+    # Each type names its (empty) data: panel-reactflow does not search the nodes for one per node.
+    assert all(t["schema"] == {"type": "object"} for t in canvas.flow_view.node_types.values())
     assert {n["type"] for n in canvas.flow_view.nodes if n["id"].startswith("n")} == {
         next(k for k in canvas.flow_view.node_types if k.startswith("ports-"))
     }

@@ -81,6 +81,16 @@ def _handles(ports: dict[str, Type]) -> list[str | dict[str, Any]]:
     return [{"id": p, "label": p, "type": t.describe()} for p, t in ports.items()]
 
 
+# Every node type gets a data schema (the canvas's nodes hold no data): without one,
+# panel-reactflow looks for a schema among all nodes for each node, n * n steps on every
+# redraw (half a second of opening a 1,000-node flow).
+NO_DATA = {"type": "object"}
+
+
+def _node_type(name: str, label: str, inputs: list[Any], outputs: list[Any]) -> NodeType:
+    return NodeType(type=name, label=label, inputs=inputs, outputs=outputs, schema=NO_DATA)
+
+
 def _on_click(button: pn.widgets.Button, action: Callable[[], object]) -> None:
     """Run ``action`` on every click of ``button`` (what it returns is not Panel's business)."""
 
@@ -218,8 +228,8 @@ class FlowCanvas(pn.viewable.Viewer):
         flow = self.doc.flow
         self.doc.positions = auto_layout(flow, self.doc.positions)
         types: dict[str, Any] = {
-            INPUTS_ID: NodeType(type=INPUTS_ID, label="inputs", inputs=[], outputs=_handles(flow.inputs)),
-            OUTPUTS_ID: NodeType(type=OUTPUTS_ID, label="outputs", inputs=_handles(flow.outputs), outputs=[]),
+            INPUTS_ID: _node_type(INPUTS_ID, "inputs", [], _handles(flow.inputs)),
+            OUTPUTS_ID: _node_type(OUTPUTS_ID, "outputs", _handles(flow.outputs), []),
         }
         nodes = [
             self._node(INPUTS_ID, "inputs", "#f8fafc", len(flow.inputs)),
@@ -233,7 +243,7 @@ class FlowCanvas(pn.viewable.Viewer):
                 "ports-"
                 + hashlib.sha1(json.dumps([inputs, outputs]).encode(), usedforsecurity=False).hexdigest()[:12]
             )
-            types.setdefault(kind, NodeType(type=kind, label=node.kind, inputs=inputs, outputs=outputs))
+            types.setdefault(kind, _node_type(kind, node.kind, inputs, outputs))
             ports = max(len(node.inputs), len(node.outputs))
             nodes.append(
                 self._node(name, f"{name} · {node.kind}", KIND_COLOURS.get(node.kind, "#fff"), ports, kind)
