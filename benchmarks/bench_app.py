@@ -8,7 +8,8 @@ generated chain of ``--nodes`` tool nodes, and beside it, as the peer, a bare Pa
 
 - first render: page load until the canvas shows its first node (triage, the default flow),
   and the bare Panel page's load until its text shows (the floor any Panel app pays);
-- the big flow: picking it until all its nodes are in the page;
+- the big flow: picking it until all its nodes are in the page; the same for the
+  ``--run-nodes`` flow (1,000 nodes);
 - drag response: a node dragged 120 px (20 mouse steps) until the browser shows it moved;
 - connect response: a wire dragged between two ports (10 mouse steps) until the server's
   "connected" message comes back, and the part of it from releasing the mouse (a round
@@ -97,7 +98,7 @@ def start_app(root: Path, cwd: Path, port: int, db: str) -> subprocess.Popen[byt
     )
 
 
-def measure(page: Any, url: str, nodes: int, connects: int) -> dict[str, float]:
+def measure(page: Any, url: str, nodes: int, connects: int, huge: int) -> dict[str, float]:
     """First render, big flow, drag and connect on the app at ``url`` (warmed once first)."""
     page.goto(url)
     page.locator(".react-flow__node").first.wait_for(timeout=60_000)
@@ -112,6 +113,11 @@ def measure(page: Any, url: str, nodes: int, connects: int) -> dict[str, float]:
     big_s = time.perf_counter() - t
     drawn = page.locator(".react-flow__node").count()
     big_connects = connects_in_chain(page, nodes, connects)
+
+    t = time.perf_counter()
+    page.locator(".wb-picker select").select_option("runchain")
+    page.locator(f'.react-flow__node[data-id="n{huge - 1}"]').wait_for(state="attached", timeout=600_000)
+    huge_s = time.perf_counter() - t
 
     page.locator(".wb-picker select").select_option("triage")
     node = page.locator('.react-flow__node[data-id="classify"]')
@@ -139,6 +145,7 @@ def measure(page: Any, url: str, nodes: int, connects: int) -> dict[str, float]:
     return {
         "first": first_s,
         "big": big_s,
+        "huge": huge_s,
         "drawn": drawn,
         "drag": drag_s,
         "connect": whole,
@@ -390,7 +397,9 @@ def main() -> None:
                     app = start_app(root, cwd, port, str(cwd / f"t-{port}.duckdb"))
                     procs.append(app)
                     wait_http(f"http://127.0.0.1:{port}/api/flows", app)
-                    results[label] = measure(page, f"http://127.0.0.1:{port}/", args.nodes, args.connects)
+                    results[label] = measure(
+                        page, f"http://127.0.0.1:{port}/", args.nodes, args.connects, args.run_nodes
+                    )
                     if not args.no_run:
                         runs[label] = measure_run(
                             page, f"http://127.0.0.1:{port}/", args.run_nodes, args.run_timeout
@@ -413,6 +422,7 @@ def main() -> None:
         print(
             f"{args.nodes}-node flow, picked until drawn:   {r['big']:.2f} s  ({r['drawn']:.0f} canvas nodes)"
         )
+        print(f"{args.run_nodes}-node flow, picked until drawn: {r['huge']:.2f} s")
         print(f"drag a node 120 px (20 steps):        {r['drag'] * 1000:.0f} ms")
         print(f"connect two ports (whole gesture):     {r['connect'] * 1000:.0f} ms")
         print(f"  of which release until 'connected':  {r['answer'] * 1000:.0f} ms")
