@@ -238,8 +238,10 @@ def test_rails_panel_adds_and_deletes_rails(triage: Path) -> None:
     assert parse_problem(doc, "enterprise_first", "len(ticket) > 0", "ticket") is None
 
 
-def test_a_wire_from_the_browser_is_one_update_of_the_edges(triage: Path) -> None:
-    """The browser's edge_added message is taken before panel-reactflow's handler sends a list of its own."""
+def test_a_wire_from_the_browser_is_patched_in_place_not_sent_again(
+    triage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser's edge_added message: no edge list goes back, only patches of the wires that changed."""
     from panel.models.esm import DataEvent
 
     doc = FlowDocument.open(triage)
@@ -247,14 +249,48 @@ def test_a_wire_from_the_browser_is_one_update_of_the_edges(triage: Path) -> Non
     canvas.add_node("tool")
     sent: list[list[str]] = []
     canvas.flow_view.param.watch(lambda e: sent.append([x["id"] for x in e.new]), "edges")
+    patches: list[dict] = []
+    monkeypatch.setattr(canvas.flow_view, "_send_msg", patches.append)
+
+    def browser(kind: str, **msg: object) -> None:
+        canvas.flow_view._process_event(DataEvent(model=None, data={"type": kind, **msg}))
+
     edge = {"id": "xy", "source": "redact", "target": "tool1", "sourceHandle": "text", "targetHandle": "text"}
-    canvas.flow_view._process_event(DataEvent(model=None, data={"type": "edge_added", "edge": edge}))
-    assert len(sent) == 1 and "redact.text -> tool1.text" in sent[0] and "xy" not in sent[0]
+    browser("edge_added", edge=edge)
+    assert sent == []  # the page has the wire already
     assert "connected redact.text -&gt; tool1.text" in canvas.message.object
-    bad = {**edge, "target": "prioritise", "targetHandle": "urgency"}
-    canvas.flow_view._process_event(DataEvent(model=None, data={"type": "edge_added", "edge": bad}))
-    assert len(sent) == 2 and "xy" not in sent[1] and "redact.text -> prioritise.urgency" not in sent[1]
+    assert patches == [
+        {
+            "type": "patch_edge_props",
+            "edge_id": "xy",
+            "patch": {"id": "redact.text -> tool1.text", "style": {"stroke": "#2563eb", "strokeWidth": 2}},
+        }
+    ]
+    # The canvas's own list follows the document (a page opened later draws it).
+    assert "redact.text -> tool1.text" in [e["id"] for e in canvas.flow_view.edges]
+
+    patches.clear()
+    bad = {**edge, "id": "bad", "target": "prioritise", "targetHandle": "urgency"}
+    browser("edge_added", edge=bad)
     assert "refused" in canvas.message.object
+    assert [(p["edge_id"], p["patch"]["hidden"]) for p in patches] == [("bad", True)]
+
+    patches.clear()  # a wire into summarise.text replaces redact.text -> summarise.text
+    into = {"id": "in", "source": INPUTS_ID, "target": "summarise", "sourceHandle": "ticket"}
+    browser("edge_added", edge={**into, "targetHandle": "text"})
+    assert sorted((p["edge_id"], "hidden" in p["patch"]) for p in patches) == [
+        ("in", False),
+        ("redact.text -> summarise.text", True),
+    ]
+    ids = [e["id"] for e in canvas.flow_view.edges]
+    assert "ticket -> summarise.text" in ids and "redact.text -> summarise.text" not in ids
+
+    patches.clear()  # deleted in the page: gone from the document, nothing sent back
+    browser("edge_deleted", edge_id="redact.text -> tool1.text", edge_ids=["redact.text -> tool1.text"])
+    assert "redact.text -> tool1.text" not in [str(w) for w in doc.flow.wires]
+    assert "redact.text -> tool1.text" not in [e["id"] for e in canvas.flow_view.edges]
+    assert sent == [] and patches == []
+    assert doc.undo() == "disconnect redact.text -> tool1.text"
 
 
 def test_a_big_flow_sends_no_editor_per_node_and_one_type_per_port_shape() -> None:
@@ -276,6 +312,8 @@ def test_a_big_flow_sends_no_editor_per_node_and_one_type_per_port_shape() -> No
     root = canvas.flow_view.get_root(Document())
     assert len(root.data.references()) < 10  # was 60 JSON editors and more
     assert len(canvas.flow_view.node_types) == 3  # inputs, outputs, and the one shape of all 60
+    # Each type names its (empty) data: panel-reactflow does not search the nodes for one per node.
+    assert all(t["schema"] == {"type": "object"} for t in canvas.flow_view.node_types.values())
     assert {n["type"] for n in canvas.flow_view.nodes if n["id"].startswith("n")} == {
         next(k for k in canvas.flow_view.node_types if k.startswith("ports-"))
     }

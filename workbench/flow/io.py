@@ -13,6 +13,7 @@ names them, nest at most ``MAX_SUBFLOW_DEPTH`` deep, and may not include themsel
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -139,6 +140,20 @@ def _refuse_tag(loader: _Loader, node: yaml.Node) -> Any:
 
 for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+# libyaml's parser, where PyYAML has it, configured as _Loader: it reads a flow file about
+# three times faster (the pure-Python parser took half the time of opening a 1,000-node
+# flow in the app). A file it refuses is read again by _Loader, whose messages are better
+# (they name the character at fault).
+_FAST_LOADERS: list[type[yaml.SafeLoader] | type[yaml.CSafeLoader]] = []
+if yaml.__with_libyaml__:
+
+    class _CLoader(yaml.CSafeLoader):
+        """``_Loader`` on libyaml's parser."""
+
+    _CLoader.yaml_constructors = dict(_Loader.yaml_constructors)
+    _CLoader.yaml_implicit_resolvers = dict(_Loader.yaml_implicit_resolvers)
+    _FAST_LOADERS.append(_CLoader)
 
 MAX_EXPANDED_VALUES = 1_000_000
 
@@ -508,6 +523,16 @@ class _Reader:
             raise self.fail(spec, key, str(exc)) from None
 
 
+def _parse(loader_class: type[yaml.SafeLoader] | type[yaml.CSafeLoader], text: str, source: str) -> Any:
+    loader = loader_class(text)
+    try:
+        root = loader.get_single_node()
+        _check_expansion(root, source)
+        return loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+
+
 def parse_yaml(text: str | bytes, source: str = "<flow>") -> Any:
     """Plain data from YAML or JSON text, read the way flow files are read.
 
@@ -522,13 +547,11 @@ def parse_yaml(text: str | bytes, source: str = "<flow>") -> Any:
         except UnicodeDecodeError as exc:
             raise FlowSyntaxError(f"the file is not UTF-8 text (byte {exc.start})", source=source) from None
     try:
-        loader = _Loader(text)
-        try:
-            root = loader.get_single_node()
-            _check_expansion(root, source)
-            return loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
+        for fast in _FAST_LOADERS:
+            # Refused: read again below, for the same error and message as without libyaml.
+            with contextlib.suppress(yaml.YAMLError, RecursionError, ValueError, TypeError):
+                return _parse(fast, text, source)
+        return _parse(_Loader, text, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
