@@ -48,9 +48,9 @@ KIND_COLOURS = {
     "flow": "#dcfce7",
 }
 
-# Above this many nodes run progress tints nodes instead of ringing them: a ring (box-shadow)
-# makes the browser lay the whole canvas out again, a tint only repaints (about 10x cheaper
-# with 1,000 nodes, where rings froze the page for a second per progress update).
+# Above this many nodes run progress tints nodes instead of ringing them: zoomed out far
+# enough to show them all, a ring is thinner than a pixel. (!important: a node's own colour
+# is set inline, and beat the tint until it had it.)
 RING_LIMIT = 200
 
 BASE_CSS = """
@@ -324,7 +324,7 @@ class FlowCanvas(pn.viewable.Viewer):
         if len(flow.nodes) <= RING_LIMIT:
             mark = "box-shadow: 0 0 0 4px {};"
         else:
-            mark = "background-image: linear-gradient({0}66, {0}66);"
+            mark = "background-image: linear-gradient({0}66, {0}66) !important;"
         for node_id, state in self.run_marks.items():
             rules.append(f"{_node_sel(node_id)} {{ {mark.format(glow.get(state, '#94a3b8'))} }}")
         self.flow_view.stylesheets = [BASE_CSS, "\n".join(rules)]
