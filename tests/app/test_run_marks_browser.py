@@ -88,9 +88,7 @@ def test_a_big_flow_is_tinted_when_its_run_ends(context: Any, served: Served, sh
     page.close()
 
 
-def test_a_sub_flow_run_counts_and_marks_the_sub_flow_node(
-    context: Any, served: Served, shots: Path
-) -> None:
+def test_a_sub_flow_run_counts_and_marks_the_sub_flow_node(context: Any, served: Served, shots: Path) -> None:
     page, _ = open_app(context, served, "grouped", "group1")
     run_form(page).fill("Invoice charged twice, urgent! mail a@b.example")
     page.locator(".wb-run-form select").select_option("enterprise")
