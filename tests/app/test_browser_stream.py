@@ -2,7 +2,7 @@
 analyst's answer grow under *live output*, then stay as the node's answer.
 
 The tiny model writes the trader's answer (some 30 tokens) in about a third of a second
-here, so this module's own server sends progress every 30 ms (``WORKBENCH_FLUSH_S``)
+here, so this module's own server sends progress every 10 ms (``WORKBENCH_FLUSH_S``)
 instead of the default 200 ms, and the page itself records each text the live pane shows
 (a 5 ms sampler in the page), so the test sees every batch however slowly it polls.
 """
@@ -86,9 +86,11 @@ def test_the_analysts_answer_streams_into_the_run_view(
     answer = final.removeprefix(HEAD)
     texts = [s["text"].removeprefix(HEAD) for s in samples]
     assert texts[-1] == answer
-    # Shown in steps, each one the last plus more, while the analyst was still running.
+    # Shown in steps, each one the last plus more, while the analyst was still running: at
+    # least one part of the answer reached the page before the whole (on a loaded machine
+    # the page may draw only one of the batches before the answer is complete).
     partial = [s for s in samples if 0 < len(s["text"].removeprefix(HEAD)) < len(answer)]
-    assert len(partial) >= 2, f"the answer did not grow on the page: {texts}"
+    assert partial, f"the answer did not grow on the page: {texts}"
     assert all("running" in s["progress"] for s in partial)
     assert all(b.startswith(a) for a, b in itertools.pairwise(texts))
 

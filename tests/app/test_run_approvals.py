@@ -123,7 +123,7 @@ def test_an_edit_is_rechecked_by_the_runtime_and_its_refusal_shown_then_a_denial
     log = view.calls.text()
     assert 'edited to {"ticker": "BOLT", "qty": 100, "price": 12.5}' in log
     assert f"-> refused by rail cap: {refusal}" in log
-    assert "-> denied: denied: not today" in log
+    assert "-> denied: not today" in log and "denied: denied" not in log  # the word once
     # The failing rail check of a call is no failure of the agent node.
     assert ("desk", "failed") not in marks
 
@@ -157,8 +157,9 @@ def test_parallel_calls_wait_one_card_at_a_time_each_decided_on_its_own() -> Non
     assert desk.LEDGER == [{"ticker": "BOLT", "qty": 1, "price": 12.5}]
     assert [m["content"] for m in server.tool_messages(1)] == [
         '{"filled": 1}',
-        "denied: denied in the workbench app",
+        "denied: no reason given in the workbench app",
     ]
+    assert "-> denied: no reason given in the workbench app" in view.calls.text()
 
 
 def test_cancelling_while_a_call_waits_ends_the_run_and_clears_the_card() -> None:
@@ -175,3 +176,49 @@ def test_cancelling_while_a_call_waits_ends_the_run_and_clears_the_card() -> Non
     assert view.approvals.cards == [] and len(view.approvals.column) == 0
     assert desk.LEDGER == [] and not view.run_button.disabled
     assert "-> " in view.calls.text() and "waiting" not in view.calls.text()
+
+
+def test_an_agent_inside_a_sub_flow_lights_its_sub_flow_node_while_it_waits() -> None:
+    replies = [calls(("buy", {"ticker": "BOLT", "qty": 8, "price": 12.5}), ids=["b1"]), answer(FINAL)]
+    with scripted(replies) as server:
+        inner = "\n".join("      " + line for line in desk_text(server.url).splitlines())
+        outer = f"""\
+flow: desk_outside
+version: 1
+types:
+  Result: {{ticker: {{str: {{pattern: '[A-Z]{{1,5}}'}}}}, qty: {{int: {{ge: 0}}}}, note: str}}
+inputs: {{news: str, cash: {{float: {{ge: 0}}}}}}
+outputs: {{result: Result}}
+nodes:
+  trading:
+    kind: flow
+    flow:
+{inner}
+    inputs: {{news: str, cash: {{float: {{ge: 0}}}}}}
+    outputs: {{result: Result}}
+wires:
+  - news -> trading.news
+  - cash -> trading.cash
+  - trading.result -> result
+"""
+        marks: list[tuple[str, str | None]] = []
+        view = RunView(
+            FlowDocument(loads(outer)),
+            tracer=lambda: (MemoryTracer(), False),
+            on_node=lambda n, s: marks.append((n, s)),
+        )
+        view.widgets["news"].value = NEWS
+        view.widgets["cash"].value = 1000.0
+
+        async def script(_run: Any) -> None:
+            await until(lambda: bool(view.approvals.cards))
+            assert view.approvals.cards[0].node == "desk"  # the agent asks under its own name
+            view.approvals.cards[0].approve()
+
+        drive(view, script)
+    assert view.last_result.status == "ok", view.last_result.error
+    # Its canvas node, the sub-flow, glows purple while the call waits; "desk" is no canvas node.
+    assert ("trading", "paused") in marks and marks[-1] == ("trading", "done")
+    assert {node for node, _ in marks} == {"trading"}
+    assert "desk.buy(" in view.calls.text() and "-> ok" in view.calls.text()
+    assert ">nodes: 1 done (of 1)<" in view.progress.object

@@ -59,3 +59,21 @@ def test_canvas_styles_ports_by_type_once_and_tints_progress_of_big_flows() -> N
     assert (
         ".wb-n-classify.wb-n-classify { box-shadow: 0 0 0 4px #7c3aed; }" in (small.flow_view.stylesheets[-1])
     )
+
+
+def test_nodes_inside_a_sub_flow_count_as_their_sub_flow_node() -> None:
+    doc = FlowDocument(load(flow_path("triage")))
+    group = doc.group(["redact", "classify"])  # one sub-flow node in place of two
+    batches: list[dict[str, str | None]] = []
+    tracer = MemoryTracer()
+    view = RunView(doc, tracer=lambda: (tracer, False), on_nodes=batches.append)
+    view.widgets["ticket"].value = "Invoice charged twice"
+    asyncio.run(view._run())
+    assert view.last_result.status == "ok", view.last_result.error
+    # The inner nodes ran under their own names (their spans say so) ...
+    ran = {s.attributes.get("workbench.node.name") for s in tracer.spans}
+    assert {"redact", "classify", group} <= ran
+    # ... and show on the canvas, and in the count, as the sub-flow node.
+    marked = {node: state for batch in batches for node, state in batch.items()}
+    assert marked == dict.fromkeys([group, "prioritise", "summarise"], "done")
+    assert ">nodes: 3 done (of 3)<" in view.progress.object

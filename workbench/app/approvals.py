@@ -26,7 +26,7 @@ from .text import message, text_pane
 
 __all__ = ["ApprovalCard", "PendingApprovals"]
 
-DEFAULT_REASON = "denied in the workbench app"
+DEFAULT_REASON = "no reason given in the workbench app"  # the model hears "denied: " + this
 
 
 class ApprovalCard:

@@ -53,6 +53,7 @@ __all__ = ["LiveText", "ProgressTracer", "RunView", "flush_seconds", "input_widg
 
 NODE_ATTR = "workbench.node.name"
 KIND_ATTR = "workbench.node.kind"  # only the executor's node spans carry it
+RUN_ATTR = "workbench.run.id"  # only the root span of a flow's run carries it
 FLUSH_S = 0.2  # how often progress of a running flow is sent to the page
 LIVE_LIMIT = 200  # flows with more nodes are marked on the canvas at pauses and at the end
 LIVE_TEXT_NODES = 50  # live output shows the answers of this many nodes (the latest to start one)
@@ -75,6 +76,11 @@ def flush_seconds() -> float:
 class ProgressTracer:
     """A ``Tracer`` that forwards to ``inner`` and calls ``on_node(name, state)`` for node spans.
 
+    Only the nodes of the flow that runs are reported: the nodes inside a sub-flow node run
+    under their own names (the sub-flow's own run, nested under that node's span), and
+    count as that node, which stays ``running`` until its span ends. ``outer`` maps each
+    inner node seen to its node on the canvas.
+
     With ``calls``, agents' ``execute_tool`` and ``apply_guardrail`` spans go there too.
     """
 
@@ -85,6 +91,9 @@ class ProgressTracer:
         self.on_node = on_node
         self.calls = calls
         self._nodes: dict[str, str] = {}  # open node spans: span id -> node name
+        self._top: dict[str, str] = {}  # open spans of the flow's own nodes: span id -> node name
+        self._within: dict[str, str] = {}  # open spans inside a sub-flow node: span id -> that node
+        self.outer: dict[str, str] = {}  # inner node of a sub-flow -> the sub-flow node
 
     def start_span(
         self,
@@ -94,14 +103,24 @@ class ProgressTracer:
         kind: str = "INTERNAL",
         attributes: dict[str, Any] | None = None,
     ) -> Span:
-        """Open a span (and report a node starting)."""
+        """Open a span (and report a node of the flow starting)."""
         span = self.inner.start_span(name, parent=parent, kind=kind, attributes=attributes)
         attrs = attributes or {}
+        parent_id = parent.span_id if parent else ""
+        owner = self._within.get(parent_id)
+        if owner is None and RUN_ATTR in attrs:  # a run under one of our nodes: its sub-flow's
+            owner = self._top.get(parent_id)
+        if owner is not None:
+            self._within[span.span_id] = owner
         if KIND_ATTR in attrs:
             self._nodes[span.span_id] = node = str(attrs.get(NODE_ATTR))
-            self.on_node(node, "running")
+            if owner is None:
+                self._top[span.span_id] = node
+                self.on_node(node, "running")
+            else:
+                self.outer[node] = owner
         elif self.calls is not None and attrs.get("gen_ai.operation.name") == "execute_tool":
-            self.calls.started(span, self._nodes.get(parent.span_id if parent else "", "?"))
+            self.calls.started(span, self._nodes.get(parent_id, "?"))
         return span
 
     def add_event(self, span: Span, name: str, attributes: dict[str, Any] | None = None) -> None:
@@ -109,12 +128,14 @@ class ProgressTracer:
         self.inner.add_event(span, name, attributes)
 
     def end_span(self, span: Span, *, status: str = "OK", message: str | None = None) -> None:
-        """Close a span (and report a node ending)."""
+        """Close a span (and report a node of the flow ending)."""
         self.inner.end_span(span, status=status, message=message)
+        self._within.pop(span.span_id, None)
         node = self._nodes.pop(span.span_id, None)
-        if node is not None:
-            self.on_node(node, "failed" if status == "ERROR" else "done")
-        elif self.calls is not None:
+        top = self._top.pop(span.span_id, None)
+        if top is not None:
+            self.on_node(top, "failed" if status == "ERROR" else "done")
+        elif node is None and self.calls is not None:
             operation = span.attributes.get("gen_ai.operation.name")
             if operation == "execute_tool":
                 self.calls.ended(span)
@@ -244,6 +265,7 @@ class RunView(pn.viewable.Viewer):
         self._resume: asyncio.Event | None = None
         self._stepping = False
         self._task: asyncio.Future[Any] | None = None
+        self._progress: ProgressTracer | None = None  # the tracer of the run going on (or last)
         self.last_result: Any = None
         self.rebuild_form()
 
@@ -295,9 +317,14 @@ class RunView(pn.viewable.Viewer):
             self.on_node(node, state)
 
     def _waiting(self, node: str, call_id: str, waits: bool) -> None:
-        """A tool call of ``node`` starts or stops waiting for approval: the node glows purple."""
+        """A tool call of ``node`` starts or stops waiting for approval: the node glows purple
+        (the sub-flow node on the canvas, for an agent inside a sub-flow)."""
         self.calls.waiting(node, call_id, waits)
-        self._mark(node, "paused" if waits else "running")
+        shown = (
+            node if node in self.doc.flow.nodes or self._progress is None else self._progress.outer.get(node)
+        )
+        if shown is not None:
+            self._mark(shown, "paused" if waits else "running")
         self.flush()
 
     def flush(self, *, canvas: bool = True) -> None:
@@ -355,7 +382,7 @@ class RunView(pn.viewable.Viewer):
         self.live = LiveText()
         self._marks, self._states = {}, {}
         message(self.progress, "")
-        tracer = ProgressTracer(inner, self._mark, self.calls)
+        self._progress = tracer = ProgressTracer(inner, self._mark, self.calls)
         self.on_start()
         self.run_button.disabled, self.cancel_button.disabled = True, False
         message(self.status, "running...", "info")

@@ -42,7 +42,8 @@ class ToolCall:
             if self.failed_rails:  # refused by them, or (enforce: observe) only recorded
                 rails = ", ".join(self.failed_rails)
                 outcome += f" by rail {rails}" if self.status == "refused" else f" (rail {rails} failed)"
-            outcome += f": {self.result}"
+            # A denial's tool message starts with its outcome ("denied: <reason>"): say it once.
+            outcome += f": {self.result.removeprefix(f'{self.status}: ')}"
         return f"{head}\n  -> {outcome}"
 
 
