@@ -1,7 +1,7 @@
 """The workbench app (Panel): canvas, rails, run and traces views, and ``workbench serve``.
 
 Each part builds a Panel viewable from a flow document or a trace store, so a notebook can
-host any of them; ``workbench.show(flow)`` renders the canvas and rails panel inline.
+host any of them; ``workbench.show(flow)`` renders the canvas, rails panel and run view inline.
 Needs the ``app`` extra (panel, panel-reactflow).
 """
 

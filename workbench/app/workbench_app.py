@@ -1,8 +1,9 @@
 """The whole app of one browser session, and ``show(flow)`` for notebooks.
 
 ``Workbench`` puts the parts together: a flow picker, the canvas with the inspector,
-rails and run view beside it, and the traces view. ``show`` renders the canvas and the
-rails panel of one flow inline in a notebook (``pn.extension(inline=True)``: offline).
+rails and run view beside it, and the traces view. ``show`` renders the canvas, inspector,
+rails panel and run view of one flow inline in a notebook (``pn.extension(inline=True)``:
+offline).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from workbench.flow import Flow
 
 from .canvas import FlowCanvas
 from .document import FlowDocument, flow_under
+from .offline import keep_tree_offline
 from .rails_panel import RailsPanel
 from .run_view import RunView
 from .text import message, text_pane
@@ -234,10 +236,13 @@ class Workbench(pn.viewable.Viewer):
         return pn.Column(header, main, sizing_mode="stretch_width")
 
 
-def show(flow: Flow | str | Path, *, height: int = 480) -> pn.viewable.Viewable:
-    """The canvas and rails panel of ``flow`` (a Flow, a file or an example name), for notebooks.
+def show(flow: Flow | str | Path, *, height: int = 480, db: str | Path | None = None) -> pn.viewable.Viewable:
+    """The canvas of ``flow`` (a Flow, a file or an example name) with its inspector, rails
+    panel and run view, for notebooks.
 
-    Call ``pn.extension(inline=True)`` first in a notebook so nothing is fetched from a CDN.
+    Runs from the *Run* tab happen in the kernel and are traced to ``db`` (default
+    ``.workbench/traces.duckdb``, or the ``workbench serve`` that owns that file). Call
+    ``pn.extension(inline=True)`` first in a notebook so nothing is fetched from a CDN.
     """
     if isinstance(flow, Flow):
         doc = FlowDocument(flow)
@@ -250,9 +255,20 @@ def show(flow: Flow | str | Path, *, height: int = 480) -> pn.viewable.Viewable:
         else:
             loaded = load(flow)
             doc = FlowDocument(loaded)
-    session = FlowSession(doc, height=height)
-    return pn.Column(
-        session.canvas,
-        pn.Row(session.canvas.inspector, session.rails, sizing_mode="stretch_width"),
+    session = FlowSession(doc, height=height, tracer=functools.partial(_notebook_tracer, db))
+    side = pn.Tabs(
+        ("Inspector", session.canvas.inspector),
+        ("Rails", session.rails),
+        ("Run", session.run),
+        dynamic=True,
         sizing_mode="stretch_width",
+        css_classes=["wb-side"],
     )
+    return keep_tree_offline(pn.Column(session.canvas, side, sizing_mode="stretch_width"))
+
+
+def _notebook_tracer(db: str | Path | None) -> tuple[Any, bool]:
+    """A tracer for one run started in a notebook (closed after the run: the file stays free)."""
+    from workbench.traces import tracer_for
+
+    return tracer_for(db), True
