@@ -34,12 +34,14 @@ PAGE = 50  # runs a page of the table shows
 
 
 class TracesView(pn.viewable.Viewer):
-    """Runs of a trace store; ``store`` is a zero-argument callable giving a ``TraceStore``."""
+    """Runs of a trace store; ``store`` is a zero-argument callable giving a ``TraceStore``;
+    the table shows ``page_size`` runs at a time."""
 
-    def __init__(self, store: Callable[[], Any], **params: Any) -> None:
+    def __init__(self, store: Callable[[], Any], page_size: int = PAGE, **params: Any) -> None:
         super().__init__(**params)
         self._store = store
-        self.page = 0  # which page of PAGE runs the table shows (0: the newest)
+        self.page_size = page_size
+        self.page = 0  # which page of runs the table shows (0: the newest)
         self.total = 0  # runs the filters match
         self.runs = pn.widgets.Tabulator(
             pd.DataFrame(columns=RUN_COLUMNS),
@@ -113,10 +115,14 @@ class TracesView(pn.viewable.Viewer):
             store = self._store()
             flows = flow_names(store)
             self.page = max(0, self.page if page is None else page)
-            df, self.total = find_runs(store, self.filter, limit=PAGE, offset=self.page * PAGE)
+            df, self.total = find_runs(
+                store, self.filter, limit=self.page_size, offset=self.page * self.page_size
+            )
             if df.empty and self.page and self.total:  # the filters shrank the list: back to its end
-                self.page = (self.total - 1) // PAGE
-                df, self.total = find_runs(store, self.filter, limit=PAGE, offset=self.page * PAGE)
+                self.page = (self.total - 1) // self.page_size
+                df, self.total = find_runs(
+                    store, self.filter, limit=self.page_size, offset=self.page * self.page_size
+                )
         except WorkbenchError as exc:
             message(self.info, f"cannot read traces: {exc}", "error")
             return
@@ -126,7 +132,7 @@ class TracesView(pn.viewable.Viewer):
             *flows,
             *([keep] if keep not in flows and keep != ALL_FLOWS else []),
         ]
-        first = self.page * PAGE
+        first = self.page * self.page_size
         self.runs.selection = []  # row 0 of the new rows is another run: a click on it must count
         self.newer_button.disabled = self.page == 0
         self.older_button.disabled = first + len(df) >= self.total
