@@ -180,3 +180,17 @@ def test_latency_shows_each_nodes_distribution(recorded: tuple[Any, dict[str, li
     assert view.latency_table.value.to_dict("list")["calls"] == [1]
     desk = latency_by_node(store, "desk")
     assert list(desk["node"]) == ["desk"] and list(desk["calls"]) == [1]
+
+
+def test_refresh_keeps_the_run_on_show_marked(recorded: tuple[Any, dict[str, list[str]]]) -> None:
+    store, ids = recorded
+    view = TracesView(lambda: store)
+    row = list(view.runs.value["run_id"]).index(ids["triage"][0])
+    view.runs.selection = [row]  # a click on the row
+    assert view.run_id == ids["triage"][0]
+    view.flow_filter.value = "triage"  # the run moves up among fewer rows
+    assert view.runs.selection == [TRIAGE_RUNS - 1] and view.run_id == ids["triage"][0]
+    view.flow_filter.value = "sleepy"  # gone from the table: nothing is marked
+    assert view.runs.selection == []
+    view.runs.selection = [0]  # a click on the first row picks its run
+    assert view.run_id in ids["cancelled"]

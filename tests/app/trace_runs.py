@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from pathlib import Path
 
 import workbench
@@ -57,7 +58,10 @@ def record_runs(db: Path, triage_runs: int = 5) -> dict[str, list[str]]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    asyncio.run(cancel())
+    # In a thread of its own: a browser test's Playwright loop may be running in this one.
+    worker = threading.Thread(target=asyncio.run, args=(cancel(),))
+    worker.start()
+    worker.join()
     with TraceStore(db) as store:
         newest = store.runs(limit=1)
     assert list(newest["flow_name"]) == ["sleepy"]

@@ -150,7 +150,7 @@ def timeline_figure(title: str, spans: pd.DataFrame, on_tap: Callable[[int], Non
     the operation and duration are written on (or beside) each bar. ``on_tap(i)``: a bar
     clicked."""
     n = len(spans)
-    data: dict[str, list[Any]] = {k: [] for k in ("y", "start", "end", "label", "op", "ms", "status")}
+    data: dict[str, Any] = {k: [] for k in ("y", "start", "end", "label", "op", "ms", "status")}
     if n:
         start = [float(x) for x in spans["offset_ms"]]
         ms = [float(x) for x in spans["duration_ms"]]
@@ -176,12 +176,16 @@ def timeline_figure(title: str, spans: pd.DataFrame, on_tap: Callable[[int], Non
         title=title,
         height=max(200, 26 * n + 80),
         sizing_mode="stretch_width",
-        y_range=Range1d(n - 0.5, -0.5) if n else Range1d(0.5, -0.5),
-        x_range=Range1d(-0.02 * extent, extent * 1.3),  # room on the right for a short bar's text
+        y_range=Range1d(start=n - 0.5 if n else 0.5, end=-0.5),  # the first span on top
+        x_range=Range1d(start=-0.02 * extent, end=extent * 1.3),  # room on the right for a short bar's text
         x_axis_label="ms since run start",
         tools="xpan,xwheel_zoom,reset,tap",
         toolbar_location="right",
     )
+    if not n:  # nothing to draw: no empty axes either
+        fig.height, fig.toolbar_location = 60, None
+        fig.axis.visible = fig.grid.visible = False
+        fig.outline_line_color = None
     fig.yaxis.ticker = FixedTicker(ticks=list(range(n)))
     fig.yaxis.major_label_overrides = {i: lab for i, lab in enumerate(data["label"])}
     fig.yaxis.major_label_text_font_size = "12px"

@@ -43,6 +43,8 @@ class TracesView(pn.viewable.Viewer):
         self.page_size = page_size
         self.page = 0  # which page of runs the table shows (0: the newest)
         self.total = 0  # runs the filters match
+        self.run_id: str | None = None  # the run on show
+        self._marking = False  # True while refresh() moves the table's selection
         self.runs = pn.widgets.Tabulator(
             pd.DataFrame(columns=RUN_COLUMNS),
             selectable=1,
@@ -133,7 +135,7 @@ class TracesView(pn.viewable.Viewer):
             *([keep] if keep not in flows and keep != ALL_FLOWS else []),
         ]
         first = self.page * self.page_size
-        self.runs.selection = []  # row 0 of the new rows is another run: a click on it must count
+        self._mark([])
         self.newer_button.disabled = self.page == 0
         self.older_button.disabled = first + len(df) >= self.total
         if df.empty:
@@ -146,6 +148,9 @@ class TracesView(pn.viewable.Viewer):
         df["duration_ms"] = df["duration_ms"].round(2)
         self.runs.height = min(260, 46 + 30 * len(df))  # a few runs leave no empty box
         self.runs.value = df[RUN_COLUMNS].reset_index(drop=True)
+        # The run on show stays marked where it is among the new rows (row 0 is likely
+        # another run now: a click on it must count as a new pick).
+        self._mark([i for i, r in enumerate(df["run_id"]) if r == self.run_id])
         self.compare.set_runs(df)
         shown = f"{first + 1:,} to {first + len(df):,} of " if self.total > len(df) else ""
         message(
@@ -153,8 +158,16 @@ class TracesView(pn.viewable.Viewer):
             f"{shown}{plural(self.total, 'run')}" + (" (filtered)" if self.filter != RunFilter() else ""),
         )
 
+    def _mark(self, rows: list[int]) -> None:
+        """Move the table's selection without picking a run (it follows the rows)."""
+        self._marking = True
+        try:
+            self.runs.selection = rows
+        finally:
+            self._marking = False
+
     def _select(self, event: Any) -> None:
-        if not event.new:
+        if not event.new or self._marking:
             return
         run_id = self.runs.value.iloc[event.new[0]]["run_id"]
         self.show_run(str(run_id))
@@ -167,6 +180,7 @@ class TracesView(pn.viewable.Viewer):
             message(self.info, f"cannot read run {run_id}: {exc}", "error")
             return
         self.spans_df = spans
+        self.run_id = run_id
         # A new figure each time: Panel syncs a replaced object, not edits made to raw
         # Bokeh models from its callbacks (those happen outside the document lock).
         self.plot.object = timeline_figure(
