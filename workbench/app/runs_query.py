@@ -26,7 +26,8 @@ _RUNS = """
 SELECT r.run_id, r.flow_name,
        CASE WHEN r.status = 'OK' THEN 'ok'
             WHEN r.status = 'ERROR' AND EXISTS (
-                 SELECT 1 FROM spans c WHERE c.trace_id = r.trace_id AND c.parent_id IS NULL
+                 SELECT 1 FROM spans c
+                 WHERE c.trace_id = r.trace_id AND c.parent_id IS NULL AND c.status = 'ERROR'
                  AND json_extract_string(c.attributes, '$."workbench.run.status"') = 'cancelled')
             THEN 'cancelled'
             WHEN r.status = 'ERROR' THEN 'error'
