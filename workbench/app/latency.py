@@ -100,7 +100,7 @@ def latency_figure(flow_name: str, durations: pd.DataFrame, run_id: str | None =
     log = bool(len(durations)) and durations["ms"].max() / durations["ms"].min() > 100
     fig = figure(
         title=f"time in each node of {flow_name} ({note})",
-        height=max(180, 46 * len(nodes) + 100),
+        height=max(180, 38 * len(nodes) + 100),
         sizing_mode="stretch_width",
         y_range=FactorRange(factors=list(reversed(nodes)) or [""]),
         x_range=DataRange1d() if log else DataRange1d(start=0),
