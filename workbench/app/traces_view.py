@@ -1,108 +1,50 @@
 """The traces view: recent runs, one run's span timeline, its tokens, node latency, compare, SQL.
 
-Recent runs are a Tabulator; picking one draws its span timeline (Bokeh; click a bar for
-the span's attributes) and the p50/p95 latency of each node over every run of its flow.
-*Tokens* shows a model call's tokens and what the decode rails did to each (clicking a
-model call's bar picks it there); *Compare* shows two runs side by side and *SQL* queries
-the store (reads only).
+Recent runs are a Tabulator with filters (flow, status, a text the run id or flow name
+contains), filtered and paged in SQL. Picking one draws its span timeline (Bokeh, a row
+per span named by its node; click a bar for the span's attributes) and the distribution
+of each node's time over the recent runs of its flow. *Tokens* shows a model call's tokens
+and what the decode rails did to each (clicking a model call's bar picks it there);
+*Compare* shows two runs side by side and *SQL* queries the store (reads only).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import panel as pn
-from bokeh.models import ColumnDataSource, DataRange1d, FactorRange, HoverTool
-from bokeh.plotting import figure
 
 from workbench.errors import WorkbenchError
 
+from .latency import BOX_CALLS, LAST_RUNS, latency_by_node, latency_figure, node_durations, plural, summarise
 from .run_compare import RunCompare
+from .runs_query import ANY, STATUSES, RunFilter, find_runs, flow_names
 from .sql_console import SqlConsole
 from .text import message, text_pane
+from .timeline import span_details, span_rows, timeline_figure
 from .token_view import TokenView
 
 __all__ = ["TracesView", "latency_by_node", "span_rows"]
 
 RUN_COLUMNS = ["run_id", "flow_name", "status", "started", "duration_ms", "spans"]
-STATUS_COLOURS = {"OK": "#16a34a", "ERROR": "#dc2626", "UNSET": "#64748b"}
-
-
-def span_rows(spans: pd.DataFrame) -> pd.DataFrame:
-    """Spans with a ``depth`` (nesting under the root) and a ``lane`` label for the timeline."""
-    if spans.empty:
-        return spans.assign(depth=[], lane=[])
-    parent = dict(zip(spans["span_id"], spans["parent_id"]))
-
-    def depth(span_id: str) -> int:
-        d, seen = 0, set()
-        while parent.get(span_id) and span_id not in seen:
-            seen.add(span_id)
-            span_id = parent[span_id]
-            d += 1
-        return d
-
-    out = spans.copy()
-    out["depth"] = [depth(s) for s in out["span_id"]]
-    out["lane"] = [f"{i:02d} {'  ' * d}{name}" for i, (d, name) in enumerate(zip(out["depth"], out["name"]))]
-    return out
-
-
-def latency_by_node(store: Any, flow_name: str) -> pd.DataFrame:
-    """``node, calls, p50_ms, p95_ms`` of node spans over every run of ``flow_name`` (slowest first)."""
-    return store.query(
-        "SELECT node, count(*) AS calls, quantile_cont(s.duration_ns, 0.5) / 1e6 AS p50_ms, "
-        "quantile_cont(s.duration_ns, 0.95) / 1e6 AS p95_ms "
-        "FROM spans s JOIN runs r ON s.trace_id = r.trace_id "
-        "WHERE r.flow_name = ? AND s.node IS NOT NULL GROUP BY node ORDER BY p95_ms DESC, node",
-        [flow_name],
-    )
-
-
-def latency_figure(flow_name: str, latency: pd.DataFrame) -> Any:
-    """A bar per node to its p50 with a whisker on to its p95 (milliseconds)."""
-    nodes = [str(n) for n in latency["node"]] if len(latency) else []
-    source = ColumnDataSource(
-        {
-            "node": nodes,
-            "p50": list(latency["p50_ms"]) if nodes else [],
-            "p95": list(latency["p95_ms"]) if nodes else [],
-            "calls": list(latency["calls"]) if nodes else [],
-        }
-    )
-    calls = f"up to {int(latency['calls'].max())} calls a node" if nodes else "no node spans yet"
-    fig = figure(
-        title=f"node latency of {flow_name} (p50 bar, p95 whisker; {calls})",
-        height=max(160, 30 * len(nodes) + 90),
-        sizing_mode="stretch_width",
-        y_range=FactorRange(factors=list(reversed(nodes)) or [""]),
-        x_range=DataRange1d(start=0),
-        x_axis_label="ms",
-        tools="hover",
-        tooltips=[
-            ("node", "@node"),
-            ("p50 ms", "@p50{0.000}"),
-            ("p95 ms", "@p95{0.000}"),
-            ("calls", "@calls"),
-        ],
-        toolbar_location=None,
-    )
-    fig.hbar(y="node", left=0, right="p50", height=0.6, color="#60a5fa", source=source)
-    fig.segment(x0="p50", x1="p95", y0="node", y1="node", line_width=2, color="#1e3a8a", source=source)
-    fig.scatter(x="p95", y="node", marker="dash", size=14, line_width=2, color="#1e3a8a", source=source)
-    return fig
+ALL_FLOWS = "(all flows)"
+PAGE = 50  # runs a page of the table shows
 
 
 class TracesView(pn.viewable.Viewer):
-    """Runs of a trace store; ``store`` is a zero-argument callable giving a ``TraceStore``."""
+    """Runs of a trace store; ``store`` is a zero-argument callable giving a ``TraceStore``;
+    the table shows ``page_size`` runs at a time."""
 
-    def __init__(self, store: Callable[[], Any], **params: Any) -> None:
+    def __init__(self, store: Callable[[], Any], page_size: int = PAGE, **params: Any) -> None:
         super().__init__(**params)
         self._store = store
+        self.page_size = page_size
+        self.page = 0  # which page of runs the table shows (0: the newest)
+        self.total = 0  # runs the filters match
+        self.run_id: str | None = None  # the run on show
+        self._marking = False  # True while refresh() moves the table's selection
         self.runs = pn.widgets.Tabulator(
             pd.DataFrame(columns=RUN_COLUMNS),
             selectable=1,
@@ -112,43 +54,120 @@ class TracesView(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["wb-runs"],
         )
+        self.flow_filter = pn.widgets.Select(
+            label="flow", options=[ALL_FLOWS], value=ALL_FLOWS, width=180, css_classes=["wb-runs-flow"]
+        )
+        self.status_filter = pn.widgets.Select(
+            label="status", options=STATUSES, value=ANY, width=120, css_classes=["wb-runs-status"]
+        )
+        self.text_filter = pn.widgets.TextInput(
+            label="run id or flow contains",
+            placeholder="e.g. 3f2a or triage",
+            width=220,
+            css_classes=["wb-runs-text"],
+        )
+        for widget in (self.flow_filter, self.status_filter):
+            widget.param.watch(lambda _e: self.refresh(page=0), "value")
+        self.text_filter.param.watch(lambda _e: self.refresh(page=0), "value_input")
+        self.newer_button = pn.widgets.Button(
+            label="‹ newer", width=80, disabled=True, css_classes=["wb-runs-newer"]
+        )
+        self.older_button = pn.widgets.Button(
+            label="older ›", width=80, disabled=True, css_classes=["wb-runs-older"]
+        )
+        self.newer_button.on_click(lambda _e: self.refresh(page=self.page - 1))
+        self.older_button.on_click(lambda _e: self.refresh(page=self.page + 1))
         self.refresh_button = pn.widgets.Button(label="Refresh", width=90)
         self.refresh_button.on_click(lambda _e: self.refresh())
         self.runs.param.watch(self._select, "selection")
-        self.spans_df = pd.DataFrame()
-        self.plot = pn.pane.Bokeh(self._figure("no run selected", []), sizing_mode="stretch_width")
+        self.spans_df = span_rows(pd.DataFrame(columns=["span_id", "parent_id", "name"]))
+        self.plot = pn.pane.Bokeh(
+            timeline_figure("no run selected", self.spans_df), sizing_mode="stretch_width"
+        )
         self.details = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-span-details"])
         self.info = text_pane(css_classes=["wb-traces-info"])
         self.latency = pn.pane.Bokeh(
-            latency_figure("(pick a run)", pd.DataFrame()),
+            latency_figure("(pick a run)", pd.DataFrame(columns=["node", "run_id", "ms"])),
             sizing_mode="stretch_width",
             css_classes=["wb-latency"],
+        )
+        self.latency_table = pn.widgets.Tabulator(
+            pd.DataFrame(columns=["node", "calls", "runs", "p50_ms", "p95_ms", "max_ms"]),
+            disabled=True,
+            show_index=False,
+            sizing_mode="stretch_width",
+            css_classes=["wb-latency-table"],
         )
         self.tokens = TokenView(store)
         self.compare = RunCompare(store)
         self.sql = SqlConsole(store)
         self.refresh()
 
-    def refresh(self) -> None:
-        """Reload the runs table (newest first)."""
+    @property
+    def filter(self) -> RunFilter:
+        """What the filter widgets ask for."""
+        flow = self.flow_filter.value
+        text = self.text_filter.value_input or ""
+        return RunFilter("" if flow == ALL_FLOWS else str(flow), str(self.status_filter.value), text)
+
+    def refresh(self, page: int | None = None) -> None:
+        """Reload the runs table: the page ``page`` (default: the one on show) of the runs the
+        filters match, newest first; the flow filter offers every flow with runs."""
         try:
-            df = self._store().runs(limit=200)
+            store = self._store()
+            flows = flow_names(store)
+            self.page = max(0, self.page if page is None else page)
+            df, self.total = find_runs(
+                store, self.filter, limit=self.page_size, offset=self.page * self.page_size
+            )
+            if df.empty and self.page and self.total:  # the filters shrank the list: back to its end
+                self.page = (self.total - 1) // self.page_size
+                df, self.total = find_runs(
+                    store, self.filter, limit=self.page_size, offset=self.page * self.page_size
+                )
         except WorkbenchError as exc:
             message(self.info, f"cannot read traces: {exc}", "error")
             return
+        keep = self.flow_filter.value
+        self.flow_filter.options = [
+            ALL_FLOWS,
+            *flows,
+            *([keep] if keep not in flows and keep != ALL_FLOWS else []),
+        ]
+        first = self.page * self.page_size
+        self._mark([])
+        self.newer_button.disabled = self.page == 0
+        self.older_button.disabled = first + len(df) >= self.total
         if df.empty:
             self.runs.value = pd.DataFrame(columns=RUN_COLUMNS)
-            message(self.info, "no runs recorded yet")
+            self.runs.height = 80
+            filtered = self.filter != RunFilter()
+            message(self.info, "no run matches the filters" if filtered else "no runs recorded yet")
             return
         df = df.assign(started=pd.to_datetime(df["start_ns"], unit="ns").dt.strftime("%Y-%m-%d %H:%M:%S"))
         df["duration_ms"] = df["duration_ms"].round(2)
+        self.runs.height = min(260, 46 + 30 * len(df))  # a few runs leave no empty box
         self.runs.value = df[RUN_COLUMNS].reset_index(drop=True)
-        self.runs.height = min(220, 46 + 30 * len(df))  # a few runs leave no empty box
+        # The run on show stays marked where it is among the new rows (row 0 is likely
+        # another run now: a click on it must count as a new pick).
+        self._mark([i for i, r in enumerate(df["run_id"]) if r == self.run_id])
         self.compare.set_runs(df)
-        message(self.info, f"{len(df)} runs")
+        shown = f"{first + 1:,} to {first + len(df):,} of " if self.total > len(df) else ""
+        message(
+            self.info,
+            f"{shown}{plural(self.total, 'run')}" + (" (filtered)" if self.filter != RunFilter() else ""),
+        )
+
+    def _mark(self, rows: list[int]) -> None:
+        """Move the table's selection without picking a run (it follows the rows)."""
+        self._marking = True
+        try:
+            self.runs.selection = rows
+        finally:
+            self._marking = False
 
     def _select(self, event: Any) -> None:
-        if not event.new:
+        if not event.new or self._marking:
             return
         run_id = self.runs.value.iloc[event.new[0]]["run_id"]
         self.show_run(str(run_id))
@@ -161,84 +180,52 @@ class TracesView(pn.viewable.Viewer):
             message(self.info, f"cannot read run {run_id}: {exc}", "error")
             return
         self.spans_df = spans
+        self.run_id = run_id
         # A new figure each time: Panel syncs a replaced object, not edits made to raw
         # Bokeh models from its callbacks (those happen outside the document lock).
-        self.plot.object = self._figure(f"run {run_id[:12]}: {len(spans)} spans", list(spans["lane"]))
+        self.plot.object = timeline_figure(
+            f"run {run_id[:12]}: {plural(len(spans), 'span')}", spans, self.show_span
+        )
         message(self.info, f"run {run_id}")
         self.tokens.show_run(run_id)
         if len(spans):
             self.show_span(0)
         flows = self.runs.value.loc[self.runs.value["run_id"] == run_id, "flow_name"]
         if len(flows):
-            self.show_latency(str(flows.iloc[0]))
+            self.show_latency(str(flows.iloc[0]), run_id)
 
-    def show_latency(self, flow_name: str) -> pd.DataFrame | None:
-        """Chart p50/p95 latency per node over the runs of ``flow_name``; returns the numbers."""
+    def show_latency(self, flow_name: str, run_id: str | None = None) -> pd.DataFrame | None:
+        """Chart how long each node of ``flow_name`` takes over its recent runs (``run_id``'s
+        calls marked); returns the per-node numbers."""
         try:
-            latency = latency_by_node(self._store(), flow_name)
+            durations = node_durations(self._store(), flow_name)
         except WorkbenchError as exc:
             message(self.info, f"cannot read latency of {flow_name}: {exc}", "error")
             return None
-        self.latency.object = latency_figure(flow_name, latency)
-        return latency
-
-    def _figure(self, title: str, lanes: list[str]) -> Any:
-        spans = self.spans_df
-        data: dict[str, Any] = {
-            "lane": lanes,
-            "start": [],
-            "end": [],
-            "name": [],
-            "status": [],
-            "ms": [],
-        }
-        if lanes:
-            data.update(
-                start=list(spans["offset_ms"]),
-                end=list(spans["offset_ms"] + spans["duration_ms"]),
-                name=list(spans["name"]),
-                status=list(spans["status"]),
-                ms=list(spans["duration_ms"]),
-            )
-        data["colour"] = [STATUS_COLOURS.get(s, "#64748b") for s in data["status"]]
-        source = ColumnDataSource(data)
-        fig = figure(
-            title=title,
-            height=max(200, 26 * len(lanes) + 80),
-            sizing_mode="stretch_width",
-            y_range=FactorRange(factors=list(reversed(lanes)) or [""]),
-            x_axis_label="ms since run start",
-            tools="xpan,xwheel_zoom,reset,tap",
-            toolbar_location="right",
-        )
-        fig.hbar(y="lane", left="start", right="end", height=0.7, color="colour", source=source)
-        fig.add_tools(HoverTool(tooltips=[("span", "@name"), ("ms", "@ms{0.000}"), ("status", "@status")]))
-        source.selected.on_change("indices", self._tap)
-        return fig
-
-    def _tap(self, _attr: str, _old: Any, new: list[int]) -> None:
-        if new:
-            self.show_span(new[0])
+        self.latency.object = latency_figure(flow_name, durations, run_id)
+        stats = summarise(durations)
+        self.latency_table.value = stats[["node", "calls", "runs", "p50_ms", "p95_ms", "max_ms"]].round(3)
+        return stats
 
     def show_span(self, index: int) -> None:
         """Show the attributes of span ``index`` of the run on show."""
         row = self.spans_df.iloc[index]
-        keep = ["name", "span_id", "parent_id", "kind", "status", "status_message", "duration_ms"]
-        data = {k: (None if pd.isna(row[k]) else row[k]) for k in keep if k in row.index}
-        attrs = row.get("attributes")
-        if isinstance(attrs, str):
-            with contextlib.suppress(ValueError):  # not JSON: show the text as it is
-                attrs = json.loads(attrs)
-        data["attributes"] = attrs
-        message(self.details, json.dumps(data, indent=2, default=str, ensure_ascii=False))
+        message(self.details, span_details(row))
         if self.tokens.has_steps(str(row["span_id"])):
             self.tokens.show_span(str(row["span_id"]))
 
     def __panel__(self) -> Any:
+        caption = text_pane(
+            "Each dot is one call of the node (orange: the picked run); the tick is the median. For a node "
+            f"with {BOX_CALLS} calls or more, the box spans the middle half of the calls and the line runs "
+            "from the 5th to the 95th percentile. "
+            f"Over the newest {LAST_RUNS} runs of the flow at most.",
+            sizing_mode="stretch_width",
+        )
         tabs = pn.Tabs(
             ("Timeline", pn.Column(self.plot, self.details, sizing_mode="stretch_width")),
             ("Tokens", self.tokens),
-            ("Latency", self.latency),
+            ("Latency", pn.Column(caption, self.latency, self.latency_table, sizing_mode="stretch_width")),
             ("Compare", self.compare),
             ("SQL", self.sql),
             dynamic=True,
@@ -246,6 +233,12 @@ class TracesView(pn.viewable.Viewer):
         )
         return pn.Column(
             pn.Row(pn.pane.HTML("<b>Traces</b>"), self.refresh_button, self.info),
+            pn.Row(
+                self.flow_filter,
+                self.status_filter,
+                self.text_filter,
+                pn.Column(pn.Spacer(height=18), pn.Row(self.newer_button, self.older_button)),
+            ),
             self.runs,
             tabs,
             sizing_mode="stretch_width",
