@@ -14,8 +14,8 @@ reporting the median wall time of one call and its cost per generated token:
   rail enforced while decoding, no tracer): without and with ``on_token=`` (a listener that
   keeps the pieces, as the app's run view does).
 
-Per-token overhead = (median with - median without) / tokens of the call. It is well
-can hide in the rounds' noise, so the script also times the sink alone: ``TokenSink``
+Per-token overhead = (median with - median without) / tokens of the call. It is small
+enough to hide in the rounds' noise, so the script also times the sink alone: ``TokenSink``
 called 100,000 times from a worker thread (each call queues the piece for the loop) and on
 the loop's own thread (a direct call to the listener).
 """
