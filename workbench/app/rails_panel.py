@@ -33,6 +33,10 @@ from .text import message, text_html, text_pane
 __all__ = ["RailsPanel", "explain_text", "parse_problem", "status_lines"]
 
 STATUS_STYLE = {"proved": "ok", "conflict": "error", "enforced": "info"}
+EXPLAIN_CSS = (
+    "white-space:pre;overflow:auto;max-height:480px;margin:0;padding:4px 8px;"
+    "font-family:monospace;color:#1f2937;border:1px solid #e2e8f0;border-radius:4px"
+)
 
 # One checker thread for the whole process: Z3 checks of all sessions queue here rather
 # than compete for the two cores with the server's event loop.
@@ -282,7 +286,10 @@ class RailsPanel(pn.viewable.Viewer):
             self._explain_show(text)
 
     def _explain_show(self, text: str) -> None:
-        self.explained.object = indented_html(text, "plain")
+        # The CLI's columns kept (Z3 lays SMT-LIB out by them): a long line scrolls, not wraps.
+        self.explained.object = (
+            f'<pre class="wb-text" style="{EXPLAIN_CSS}">{html.escape(text)}</pre>' if text else ""
+        )
 
     def add_rail(self, name: str | None = None, on: str | None = None, text: str | None = None) -> bool:
         """Add the rail typed in the "new rail" fields (or the one given); False with the reason."""
