@@ -131,6 +131,10 @@ def test_a_cancelled_run_reads_cancelled(
     assert GREY in node.evaluate("e => getComputedStyle(e).boxShadow")  # grey, not red
     save_shot(page, shots, "41-run-cancelled")
     assert status_of(served, run_id) == "cancelled"
+    tab(page, "Traces").click()  # the runs table says so too, not ERROR
+    row = page.locator(".wb-runs .tabulator-row").filter(has_text=run_id[:12]).first
+    row.get_by_text("cancelled", exact=True).wait_for()
+    save_shot(page, shots, "42-runs-table-cancelled")
     page.close()
 
 
