@@ -97,7 +97,7 @@ def _flat_values(value: Any, path: str = "") -> list[str]:
     return [f"{path} = {json.dumps(value, default=str)}"]
 
 
-def indented_html(text: str, style: str) -> str:
+def _indented_html(text: str, style: str) -> str:
     """``text_html`` of ``text`` where a line too long for the panel wraps under its own indent."""
     rows = []
     for line in text.splitlines():
@@ -221,7 +221,7 @@ class RailsPanel(pn.viewable.Viewer):
             style = STATUS_STYLE.get(rail["status"], "plain")
             blocks.append(
                 f'<div class="wb-rail-{html.escape(rail["name"])}">'
-                f"{indented_html(status_lines(rail), style)}</div>"
+                f"{_indented_html(status_lines(rail), style)}</div>"
             )
         for note in self.report["notes"]:
             blocks.append(text_html(f"note: {note}", "plain", pre=True))
