@@ -287,9 +287,6 @@ class RunView(pn.viewable.Viewer):
         except ValueError as exc:
             message(self.status, f"bad input: {exc}", "error")
             return
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
-            doc.on_session_destroyed(self._session_destroyed)  # a set: once per view however many runs
         inner, close = self._tracer()
         self.calls = ToolCalls()
         self._marks, self._states = {}, {}
@@ -297,6 +294,9 @@ class RunView(pn.viewable.Viewer):
         tracer = ProgressTracer(inner, self._mark, self.calls)
         self.on_start()
         self.run_button.disabled, self.cancel_button.disabled = True, False
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            doc.on_session_destroyed(self._session_destroyed)  # a set: once per view however many runs
         message(self.status, "running...", "info")
         for pane in (self.outputs, self.verdicts, self.calls_pane):
             message(pane, "")
