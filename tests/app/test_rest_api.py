@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +124,33 @@ def test_non_loopback_address_needs_basic_auth(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "not a loopback address" in result.stderr and "--basic-auth" in result.stderr
     assert not (tmp_path / "t.duckdb").exists()
+
+
+async def _upgrade(url: str, origin: str) -> str:
+    """Open the app's websocket as a browser on ``origin`` would; its first message, or why not."""
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    page = httpx.get(url + "/", timeout=30).text  # a session, and the token its socket needs
+    match = re.search(r'"token":\s*"([^"]+)"', page)
+    assert match, "no session token in the page"
+    request = HTTPRequest(url.replace("http://", "ws://") + "/ws", headers={"Origin": origin})
+    try:
+        socket = await websocket_connect(request, subprotocols=["bokeh", match.group(1)])
+    except HTTPClientError as exc:
+        return f"refused: HTTP {exc.code}"
+    try:
+        first = await asyncio.wait_for(socket.read_message(), 30)
+    finally:
+        socket.close()
+    return "accepted" if first is not None else "closed"
+
+
+def test_websocket_from_another_origin_is_refused(server: Served) -> None:
+    assert asyncio.run(_upgrade(server.url, "http://evil.example")) == "refused: HTTP 403"
+    assert asyncio.run(_upgrade(server.url, "http://evil.example:" + server.url.rsplit(":", 1)[1])) == (
+        "refused: HTTP 403"
+    )
+    # The server's own origin, by address and as localhost (loopback), is accepted.
+    assert asyncio.run(_upgrade(server.url, server.url)) == "accepted"
+    assert asyncio.run(_upgrade(server.url, server.url.replace("127.0.0.1", "localhost"))) == "accepted"

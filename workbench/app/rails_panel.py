@@ -4,6 +4,7 @@ Statuses: proved, enforced (with a counterexample), conflict (with the conflicti
 rails), vacuous, unsupported (with the reason). Typing in the editor parses the text at
 once and points at the column of a parse error; applying it (Enter) re-checks the flow.
 Rails are added (a name, a port, the text, parsed as it is typed) and deleted here too.
+*Explain* shows what ``workbench check --explain RAIL`` prints for the chosen rail.
 
 In a served page the Z3 check runs on a worker thread (``refresh_soon``), so an edit on
 the canvas answers at once: the panel says "checking…" and shows the statuses when the
@@ -22,16 +23,20 @@ from typing import Any
 import panel as pn
 
 from workbench.errors import WorkbenchError
-from workbench.flow import PortRef, RailSpec
+from workbench.flow import Flow, PortRef, RailSpec
 from workbench.flow.port_rails import flow_rails
-from workbench.flow.verify import check_report
+from workbench.flow.verify import check_report, explain_rail
 
 from .document import FlowDocument
 from .text import message, text_html, text_pane
 
-__all__ = ["RailsPanel", "parse_problem", "status_lines"]
+__all__ = ["RailsPanel", "explain_text", "parse_problem", "status_lines"]
 
 STATUS_STYLE = {"proved": "ok", "conflict": "error", "enforced": "info"}
+EXPLAIN_CSS = (
+    "white-space:pre;overflow:auto;max-height:480px;margin:0;padding:4px 8px;"
+    "font-family:monospace;color:#1f2937;border:1px solid #e2e8f0;border-radius:4px"
+)
 
 # One checker thread for the whole process: Z3 checks of all sessions queue here rather
 # than compete for the two cores with the server's event loop.
@@ -69,15 +74,47 @@ def parse_problem(doc: FlowDocument, name: str, text: str, on: str | None = None
 
 
 def status_lines(rail: dict[str, Any]) -> str:
-    """One rail of ``check_report`` as plain text lines."""
-    lines = [f"{rail['status']:>11}  {rail['name']} on {rail['port']}"]
+    """One rail of ``check_report`` as plain text lines (a counterexample: one value a line)."""
+    lines = [f"{rail['status']}  {rail['name']} on {rail['port']}"]
     if rail.get("counterexample"):
-        lines.append(f"             counterexample: {json.dumps(rail['counterexample'], default=str)}")
+        lines.append("  counterexample:")
+        lines += [f"    {line}" for line in _flat_values(rail["counterexample"])]
     if rail.get("conflict_with"):
-        lines.append(f"             conflicts with: {', '.join(rail['conflict_with'])}")
+        lines.append(f"  conflicts with: {', '.join(rail['conflict_with'])}")
     if rail.get("reason"):
-        lines.append(f"             {rail['reason']}")
+        lines.append(f"  {rail['reason']}")
     return "\n".join(lines)
+
+
+def _flat_values(value: Any, path: str = "") -> list[str]:
+    """``path = value`` lines, records opened up into dotted paths (short lines for a narrow panel)."""
+    if isinstance(value, dict) and value:
+        return [
+            line
+            for key, v in value.items()
+            for line in _flat_values(v, f"{path}.{key}" if path else str(key))
+        ]
+    return [f"{path} = {json.dumps(value, default=str)}"]
+
+
+def _indented_html(text: str, style: str) -> str:
+    """``text_html`` of ``text`` where a line too long for the panel wraps under its own indent."""
+    rows = []
+    for line in text.splitlines():
+        indent = len(line) - len(line.lstrip(" "))
+        # A hanging indent: the line starts at its indent, what wraps goes two columns further.
+        rows.append(
+            f'<div style="padding-left:{indent + 2}ch;text-indent:-2ch">{html.escape(line.lstrip(" "))}</div>'
+        )
+    return text_html("\0", style, pre=True).replace("\0", "".join(rows))  # the styled box, lines inside
+
+
+def explain_text(flow: Flow, name: str) -> str:
+    """What ``workbench check --explain NAME`` prints for rail ``name`` of ``flow`` (or why not)."""
+    try:
+        return explain_rail(flow, name)
+    except WorkbenchError as exc:
+        return f"cannot explain rail {name}: {exc}"
 
 
 class RailsPanel(pn.viewable.Viewer):
@@ -91,26 +128,38 @@ class RailsPanel(pn.viewable.Viewer):
         self.on_marks = on_marks
         self.report: dict[str, Any] = {"errors": [], "rails": [], "notes": []}
         self.statuses = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["wb-rail-statuses"])
-        self.choice = pn.widgets.Select(label="rail", options=[], width=160, css_classes=["wb-rail-choice"])
+        # Each control gets the panel's width (or a row of it): the side panel is narrow.
+        self.choice = pn.widgets.Select(
+            label="rail", options=[], sizing_mode="stretch_width", css_classes=["wb-rail-choice"]
+        )
         self.editor = pn.widgets.TextInput(
             label="rail text (Enter applies)", sizing_mode="stretch_width", css_classes=["wb-rail-editor"]
         )
         self.feedback = text_pane(pre=True, sizing_mode="stretch_width", css_classes=["wb-rail-feedback"])
         self.delete_button = pn.widgets.Button(
-            label="Delete rail", width=100, color="warning", css_classes=["wb-rail-delete"]
+            label="Delete rail", width=100, color="warning", align="end", css_classes=["wb-rail-delete"]
         )
-        self.new_name = pn.widgets.TextInput(label="new rail", width=120, css_classes=["wb-rail-new-name"])
+        self.explain_button = pn.widgets.Button(
+            label="Explain", width=80, align="end", css_classes=["wb-rail-explain"]
+        )
+        self.explained = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["wb-rail-explained"])
+        self.new_name = pn.widgets.TextInput(
+            label="new rail", sizing_mode="stretch_width", css_classes=["wb-rail-new-name"]
+        )
         self.new_port = pn.widgets.Select(
-            label="on port", options=[], width=160, css_classes=["wb-rail-new-port"]
+            label="on port", options=[], sizing_mode="stretch_width", css_classes=["wb-rail-new-port"]
         )
         self.new_text = pn.widgets.TextInput(
             label="rail text", sizing_mode="stretch_width", css_classes=["wb-rail-new-text"]
         )
-        self.add_button = pn.widgets.Button(label="Add rail", width=90, css_classes=["wb-rail-add"])
+        self.add_button = pn.widgets.Button(
+            label="Add rail", width=90, align="end", css_classes=["wb-rail-add"]
+        )
         self.new_feedback = text_pane(
             pre=True, sizing_mode="stretch_width", css_classes=["wb-rail-new-feedback"]
         )
         self.delete_button.on_click(self._on_delete)
+        self.explain_button.on_click(lambda _e: self.explain_soon())
         self.add_button.on_click(self._on_add)
         self.new_text.param.watch(self._live_new, "value_input")
         self.new_port.param.watch(self._live_new, "value")
@@ -121,6 +170,7 @@ class RailsPanel(pn.viewable.Viewer):
         # Bumped by every check asked for; only the newest is shown. Read and written on the
         # server's event loop only (the checker thread never touches it).
         self._generation = 0
+        self._explaining = 0  # the same for Explain
         # The first check runs here: a result delivered before the page is served would
         # restyle the canvas too early, and Panel would then link its theme to a CDN.
         self.refresh()
@@ -171,7 +221,7 @@ class RailsPanel(pn.viewable.Viewer):
             style = STATUS_STYLE.get(rail["status"], "plain")
             blocks.append(
                 f'<div class="wb-rail-{html.escape(rail["name"])}">'
-                f"{text_html(status_lines(rail), style, pre=True)}</div>"
+                f"{_indented_html(status_lines(rail), style)}</div>"
             )
         for note in self.report["notes"]:
             blocks.append(text_html(f"note: {note}", "plain", pre=True))
@@ -201,6 +251,45 @@ class RailsPanel(pn.viewable.Viewer):
             self.new_port.options = ports
         if self.new_port.value not in ports:  # the browser shows the first one: so must we
             self.new_port.value = ports[0] if ports else None
+
+    def explain(self, name: str | None = None) -> str:
+        """Show (and return) what ``workbench check --explain`` prints for the chosen rail (or ``name``)."""
+        name = self.choice.value if name is None else name
+        text = explain_text(self.doc.flow, name) if name else "choose a rail to explain first"
+        self._explaining += 1  # an explanation still on the checker thread is now stale
+        self._explain_show(text)
+        return text
+
+    def explain_soon(self) -> None:
+        """``explain`` on the checker thread in a served page (Z3 may take a moment); the last click wins."""
+        doc = pn.state.curdoc
+        name = self.choice.value
+        if doc is None or doc.session_context is None or not name:
+            self.explain()
+            return
+        self._explaining += 1
+        asked = self._explaining
+        self._explain_show(f"explaining {name}…")
+        flow = self.doc.flow.copy()
+
+        def done(future: Future[str]) -> None:
+            try:
+                text = future.result()
+            except Exception as exc:  # a crash in Z3 must not leave "explaining…" forever
+                text = f"cannot explain rail {name}: {exc}"
+            doc.add_next_tick_callback(functools.partial(self._explain_deliver, asked, text))
+
+        _CHECKER.submit(explain_text, flow, name).add_done_callback(done)
+
+    def _explain_deliver(self, asked: int, text: str) -> None:
+        if asked == self._explaining:
+            self._explain_show(text)
+
+    def _explain_show(self, text: str) -> None:
+        # The CLI's columns kept (Z3 lays SMT-LIB out by them): a long line scrolls, not wraps.
+        self.explained.object = (
+            f'<pre class="wb-text" style="{EXPLAIN_CSS}">{html.escape(text)}</pre>' if text else ""
+        )
 
     def add_rail(self, name: str | None = None, on: str | None = None, text: str | None = None) -> bool:
         """Add the rail typed in the "new rail" fields (or the one given); False with the reason."""
@@ -260,6 +349,7 @@ class RailsPanel(pn.viewable.Viewer):
         rail = self.doc.flow.rails.get(event.new or "")
         self.editor.value = (rail.check or "") if rail is not None else ""
         message(self.feedback, "")
+        self.explained.object = ""  # it explained another rail
 
     def _live(self, event: Any) -> None:
         name = self.choice.value
@@ -285,8 +375,10 @@ class RailsPanel(pn.viewable.Viewer):
         return pn.Column(
             pn.Row(pn.pane.HTML("<b>Rails</b>"), self.checking),
             self.statuses,
-            pn.Row(self.choice, self.editor, self.delete_button, sizing_mode="stretch_width"),
+            pn.Row(self.choice, self.explain_button, self.delete_button, sizing_mode="stretch_width"),
+            self.editor,
             self.feedback,
+            self.explained,
             pn.Row(self.new_name, self.new_port, sizing_mode="stretch_width"),
             pn.Row(self.new_text, self.add_button, sizing_mode="stretch_width"),
             self.new_feedback,

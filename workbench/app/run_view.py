@@ -364,6 +364,10 @@ class RunView(pn.viewable.Viewer):
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
+    def _session_destroyed(self, _session_context: Any) -> None:
+        """The page of this view is gone (its tab closed): a run waiting on it would wait forever."""
+        self.cancel()
+
     async def _run(self, _event: Any = None) -> None:
         from workbench.runtime import Executor
 
@@ -385,6 +389,9 @@ class RunView(pn.viewable.Viewer):
         self._progress = tracer = ProgressTracer(inner, self._mark, self.calls)
         self.on_start()
         self.run_button.disabled, self.cancel_button.disabled = True, False
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            doc.on_session_destroyed(self._session_destroyed)  # a set: once per view however many runs
         message(self.status, "running...", "info")
         for pane in (self.outputs, self.verdicts, self.calls_pane, self.live_pane):
             message(pane, "")
@@ -404,7 +411,11 @@ class RunView(pn.viewable.Viewer):
             self._task = asyncio.ensure_future(executor.arun(values))
             result = await self._task
         except asyncio.CancelledError:
-            message(self.status, "cancelled", "error")
+            # The executor ends the spans of the nodes it stops as errors; they were cancelled.
+            for node, state in list(self._states.items()):
+                if state in ("running", "paused", "failed"):
+                    self._mark(node, "cancelled")
+            message(self.status, "cancelled", "muted")
             return
         except WorkbenchError as exc:
             message(self.status, f"cannot run: {exc}", "error")

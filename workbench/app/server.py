@@ -5,6 +5,9 @@ receives other processes' spans: the sink's own ASGI app (``workbench.traces.mak
 is mounted on Panel's Tornado server at ``/v1/traces``, ``/v1/query`` and ``/healthz``, and
 announced in ``<db>.sink.json`` so ``workbench run`` elsewhere sends its spans here.
 
+A browser session closed with a run still waiting in it (at a breakpoint, on an approval)
+cancels that run (the run view listens for its session's end), so it ends as ``cancelled``.
+
 REST: ``GET /api/flows``, ``POST /api/check`` (flow YAML in, ``workbench check --json``
 out), ``GET /api/runs``. Binds 127.0.0.1; any other address needs ``--basic-auth`` (then the
 REST API wants the login cookie or the bearer token printed at start, and the sink wants
@@ -28,6 +31,9 @@ from workbench.errors import FlowSyntaxError, UsageError
 __all__ = ["AUTH_ENV", "discover_flows", "serve"]
 
 AUTH_ENV = "WORKBENCH_BASIC_AUTH"
+# A closed tab's session is destroyed (and a run it left waiting cancelled) once it has had
+# no connection for Bokeh's 15 s; looked for every 2 s rather than Bokeh's 17 s.
+CHECK_UNUSED_SESSIONS_MS = 2000
 
 
 def _is_loopback(host: str) -> bool:
@@ -254,6 +260,7 @@ def serve(
         basic_auth=basic_auth,
         cookie_secret=secrets.token_hex(32) if basic_auth else None,
         extra_patterns=_handlers(flows, writer, sink_app, token, cwd),
+        check_unused_sessions_milliseconds=CHECK_UNUSED_SESSIONS_MS,
     )
     announce_sink(db_path, url + "v1/traces", query_token, token_required=token is not None)
     loop = server.io_loop

@@ -20,6 +20,7 @@ _STYLES = {
     "ok": "color:#14532d;background:#dcfce7;border:1px solid #86efac",
     "error": "color:#7f1d1d;background:#fee2e2;border:1px solid #fca5a5",
     "plain": "color:#1f2937",
+    "muted": "color:#334155;background:#f1f5f9;border:1px solid #cbd5e1",  # e.g. a cancelled run
 }
 
 

@@ -112,9 +112,18 @@ class Workbench(pn.viewable.Viewer):
         except WorkbenchError as exc:
             message(self.status, f"cannot open {name}: {exc}", "error")
             return
-        message(self.status, f"{doc.path}")
+        message(self.status, self._where(name, doc))
         self.stack = [(self._session(doc), None)]
         self._show()
+
+    def _where(self, name: str, doc: FlowDocument) -> str:
+        """For the header: the file a flow comes from, or for a read-only example where Save writes."""
+        if name not in self.save_to or doc.path is None:
+            return str(doc.path)
+        target = doc.path
+        if self.root is not None and target.is_relative_to(self.root):
+            return f"example {name} (read-only) \u2014 Save writes ./{target.relative_to(self.root)}"
+        return f"example {name} (read-only) \u2014 Save writes {target}"
 
     def open_path(self, text: str) -> bool:
         """Open the ``*.flow.yaml`` at ``text`` under the served directory; False (and why) if not."""

@@ -331,6 +331,8 @@ def build_batch(items: Iterable[object], local: Origin, redactor: Redactor | Non
         rows = {}
         for s, a, o, m in ended:  # the last root span of a run wins (a retried export is harmless)
             status = "ERROR" if s.status == "ERROR" else "OK"
+            if a.get("workbench.run.status") == "cancelled":  # stopped, not failed (OTLP has no word)
+                status = "cancelled"
             rows[str(a[RUN_ID])] = (
                 str(a[RUN_ID]),
                 s.trace_id,

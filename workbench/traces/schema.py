@@ -35,7 +35,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("trace_id", "VARCHAR"),
         ("flow_name", "VARCHAR"),
         ("flow_hash", "VARCHAR"),
-        ("status", "VARCHAR"),  # running | OK | ERROR | incomplete
+        ("status", "VARCHAR"),  # running | OK | ERROR | cancelled | incomplete
         ("status_message", "VARCHAR"),
         ("start_ns", "BIGINT"),
         ("end_ns", "BIGINT"),
