@@ -567,7 +567,9 @@ class FlowCanvas(pn.viewable.Viewer):
                 sizing_mode="stretch_width",
                 css_classes=[f"wb-field-{key}"],
             )
-            widget.param.watch(lambda e, k=key, n=node.name, w=widget: self._set_config(n, k, e.new, w), "value")
+            widget.param.watch(
+                lambda e, k=key, n=node.name, w=widget: self._set_config(n, k, e.new, w), "value"
+            )
             widgets.append(widget)
         details = kind_details(node)
         if details:

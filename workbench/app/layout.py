@@ -117,7 +117,7 @@ def _columns(flow: Flow) -> dict[int, list[str]]:
 
 
 def row_width(flow: Flow) -> float:
-    """The width bound of ``auto_layout``'s bands for ``flow`` (``MAX_ROW_WIDTH``, or more for a long flow)."""
+    """The width bound of ``auto_layout``'s bands: ``MAX_ROW_WIDTH``, or more for a long flow."""
     columns = _columns(flow)
     heights = _heights(flow)
     # A band's height, estimated by the mean height of a column and the gap below the band.
