@@ -151,6 +151,8 @@ def auto_layout(
         preds.setdefault(dst, []).append(src)
     heights = _heights(flow)
     per_band = max(1, int((max_width - NODE_WIDTH) // COLUMN_WIDTH) + 1)
+    # As many bands as that takes, but equally full: six columns make 3 + 3, not 4 + 2.
+    per_band = math.ceil(len(columns) / math.ceil(len(columns) / per_band))
     rank: dict[str, float] = {}  # a node's place in its column, for ordering the next ones
     out: dict[str, Position] = {}
     top = 0.0  # of the band being placed
