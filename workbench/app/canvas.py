@@ -59,8 +59,8 @@ BASE_CSS = """
 .react-flow__node { font-size: 12px; border-radius: 6px; min-width: 180px; padding: 0; }
 .rf-node-label { text-align: center; margin: 0 !important; font-size: 13px; font-weight: 600; }
 .react-flow__handle { width: 11px; height: 11px; border: 2px solid #fff; }
-/* The selected node: a blue border and halo (run marks use box-shadow and background-image,
-   a rail conflict the outline: each stays visible on a selected node). */
+/* The selected node: a blue border and halo. Run marks (box-shadow, background-image) stay
+   visible on it; a rail conflict's red outline gives way to the halo while it is selected. */
 .react-flow__node.selected.selected { border: 2px solid #1d4ed8 !important; outline: 3px solid #93c5fd; }
 .react-flow__handle::before {
   content: attr(data-handleid); position: absolute; top: -5px; font-size: 11px;

@@ -19,6 +19,7 @@ __all__ = [
     "layout_path",
     "node_height",
     "read_layout",
+    "row_width",
     "write_layout",
 ]
 
@@ -124,7 +125,8 @@ def row_width(flow: Flow) -> float:
     stacks = [sum(heights[n] + NODE_GAP for n in ids) - NODE_GAP for ids in columns.values()]
     band = sum(stacks) / len(stacks) + BAND_GAP
     # per_band columns make bands per_band * COLUMN_WIDTH wide and len/per_band bands tall.
-    per_band = math.ceil(math.sqrt(ASPECT * len(columns) * band / COLUMN_WIDTH))
+    count = max(columns) + 1
+    per_band = math.ceil(math.sqrt(ASPECT * count * band / COLUMN_WIDTH))
     return max(MAX_ROW_WIDTH, (per_band - 1) * COLUMN_WIDTH + NODE_WIDTH)
 
 
@@ -152,8 +154,14 @@ def auto_layout(
     heights = _heights(flow)
     per_band = max(1, int((max_width - NODE_WIDTH) // COLUMN_WIDTH) + 1)
     # As many bands as that takes, but equally full: six columns make 3 + 3, not 4 + 2.
-    per_band = math.ceil(len(columns) / math.ceil(len(columns) / per_band))
+    per_band = math.ceil((last + 1) / math.ceil((last + 1) / per_band))
     rank: dict[str, float] = {}  # a node's place in its column, for ordering the next ones
+
+    def key(node_id: str, listed: int) -> tuple[float, int]:
+        # Where its predecessors sit (their mean place), else where the flow lists it.
+        seen = [rank[p] for p in preds.get(node_id, []) if p in rank]
+        return (sum(seen) / len(seen) if seen else float(listed), listed)
+
     out: dict[str, Position] = {}
     top = 0.0  # of the band being placed
     band_height = 0.0
@@ -162,12 +170,7 @@ def auto_layout(
             top += band_height + BAND_GAP
             band_height = 0.0
         ids = columns.get(col, [])
-
-        def seen(node_id: str) -> list[float]:
-            return [rank[p] for p in preds.get(node_id, []) if p in rank]
-
-        # Where its predecessors sit (their mean place), else where the flow lists it.
-        keys = {n: (sum(seen(n)) / len(seen(n)) if seen(n) else float(i), i) for i, n in enumerate(ids)}
+        keys = {node_id: key(node_id, i) for i, node_id in enumerate(ids)}
         y = top
         for i, node_id in enumerate(sorted(ids, key=keys.__getitem__)):
             rank[node_id] = float(i)
