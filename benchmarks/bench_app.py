@@ -204,9 +204,30 @@ def connect(page: Any, a: dict[str, float], b: dict[str, float], answer: str) ->
     return done - t, done - released, page.evaluate(SEEN_MS) / 1000
 
 
+def middle_node(page: Any, nodes: int) -> int:
+    """The chain node nearest the canvas's centre with two neighbours each side in its row.
+
+    The layout wraps a long chain into rows: zoomed in on this node, the wires rewired
+    around it start and end on the screen.
+    """
+    centres = page.locator(".react-flow__node").evaluate_all(
+        "es => es.map(e => { const r = e.getBoundingClientRect(); "
+        "return [e.dataset.id, r.x + r.width / 2, r.y + r.height / 2]; })"
+    )
+    at = {str(n): (x, y) for n, x, y in centres}
+    pane = page.locator(".react-flow").first.bounding_box()
+    cx, cy = pane["x"] + pane["width"] / 2, pane["y"] + pane["height"] / 2
+    ok = [
+        i
+        for i in range(2, nodes - 2)
+        if all(abs(at[f"n{j}"][1] - at[f"n{i}"][1]) < 1 for j in (i - 2, i + 2))
+    ]
+    return min(ok, key=lambda i: (at[f"n{i}"][0] - cx) ** 2 + (at[f"n{i}"][1] - cy) ** 2)
+
+
 def connects_in_chain(page: Any, nodes: int, count: int) -> list[tuple[float, float, float]]:
     """Zoom in on the middle of the chain and rewire ``count`` of its ports (each replaces a wire)."""
-    mid = nodes // 2
+    mid = middle_node(page, nodes)
     box = page.locator(f'.react-flow__node[data-id="n{mid}"]').bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     viewport = page.locator(".react-flow__viewport")

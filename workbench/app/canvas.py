@@ -31,7 +31,8 @@ from workbench.flow import Flow, PortRef, Wire
 from workbench.types import Bool, Enum, Float, Int, List, Record, Str, Type
 
 from .document import KIND_TEMPLATES, FlowDocument
-from .layout import INPUTS_ID, OUTPUTS_ID, auto_layout
+from .inspector import FIELDS, config_value, kind_details
+from .layout import INPUTS_ID, OUTPUTS_ID, auto_layout, node_height
 from .text import message, text_pane
 
 __all__ = ["TYPE_COLOURS", "FlowCanvas", "type_colour"]
@@ -52,6 +53,7 @@ KIND_COLOURS = {
     "loop": "#ede9fe",
     "vote": "#fce7f3",
     "flow": "#dcfce7",
+    "agent": "#ffedd5",
 }
 
 # Above this many nodes run progress tints nodes instead of ringing them: zoomed out far
@@ -60,11 +62,14 @@ KIND_COLOURS = {
 RING_LIMIT = 200
 
 BASE_CSS = """
-.react-flow__node { font-size: 12px; border-radius: 6px; min-width: 210px; padding: 0; }
-.rf-node-label { text-align: center; margin: 0 !important; }
+.react-flow__node { font-size: 12px; border-radius: 6px; min-width: 180px; padding: 0; }
+.rf-node-label { text-align: center; margin: 0 !important; font-size: 13px; font-weight: 600; }
 .react-flow__handle { width: 11px; height: 11px; border: 2px solid #fff; }
+/* The selected node: a blue border and halo. Run marks (box-shadow, background-image) stay
+   visible on it; a rail conflict's red outline gives way to the halo while it is selected. */
+.react-flow__node.selected.selected { border: 2px solid #1d4ed8 !important; outline: 3px solid #93c5fd; }
 .react-flow__handle::before {
-  content: attr(data-handleid); position: absolute; top: -4px; font-size: 10px;
+  content: attr(data-handleid); position: absolute; top: -5px; font-size: 11px;
   color: #334155; white-space: nowrap; pointer-events: none;
 }
 .react-flow__handle-left::before { left: 12px; }
@@ -315,7 +320,7 @@ class FlowCanvas(pn.viewable.Viewer):
             "style": {
                 "background": colour,
                 "border": "1px solid #94a3b8",
-                "minHeight": f"{30 * max(ports, 1) + 40}px",
+                "minHeight": f"{node_height(ports):.0f}px",
             },
             "deletable": node_id not in (INPUTS_ID, OUTPUTS_ID),
         }
@@ -657,13 +662,22 @@ class FlowCanvas(pn.viewable.Viewer):
             pn.pane.HTML("<b>Inspector</b>"),
             text_pane("\n".join(summary), pre=True, css_classes=["wb-node-info"]),
         ]
-        keys = {"tool": ["tool"], "llm": ["model", "prompt", "system"]}.get(node.kind, [])
-        for key in keys:
+        for key in FIELDS.get(node.kind, ()):
             value = node.config.get(key)
             cls = pn.widgets.TextAreaInput if key in ("prompt", "system") else pn.widgets.TextInput
-            widget = cls(label=key, value="" if value is None else str(value), sizing_mode="stretch_width")
-            widget.param.watch(lambda e, k=key, n=node.name: self._set_config(n, k, e.new), "value")
+            widget = cls(
+                label=key,
+                value="" if value is None else str(value),
+                sizing_mode="stretch_width",
+                css_classes=[f"wb-field-{key}"],
+            )
+            widget.param.watch(
+                lambda e, k=key, n=node.name, w=widget: self._set_config(n, k, e.new, w), "value"
+            )
             widgets.append(widget)
+        details = kind_details(node)
+        if details:
+            widgets.append(text_pane("\n".join(details), pre=True, css_classes=["wb-node-details"]))
         if node.kind == "flow" and isinstance(node.config.get("flow"), Flow) and self.on_open_subflow:
             opener = pn.widgets.Button(label="Open sub-flow", width=120, css_classes=["wb-open-subflow"])
             _on_click(opener, functools.partial(self.on_open_subflow, node.name))
@@ -678,13 +692,31 @@ class FlowCanvas(pn.viewable.Viewer):
         widgets.append(guarantees)
         self.inspector[:] = widgets
 
-    def _set_config(self, name: str, key: str, value: str) -> None:
-        if name in self.doc.flow.nodes:
-            self.doc.set_config(name, key, value or None)
-            self.say(f"set {name}.{key}")
-            self._update_buttons()
-            for listener in self.listeners:
-                listener(self.doc)
+    def _set_config(self, name: str, key: str, text: str, widget: Any = None) -> None:
+        """Set a text field of a node's config through the document (undoable).
+
+        The text becomes the key's type (a whole number for ``max_steps``...), and an edit
+        that would make the node invalid for its kind is refused with the reason; ``widget``
+        (the field edited) then shows the node's value again.
+        """
+        node = self.doc.flow.nodes.get(name)
+        if node is None:
+            return
+        try:
+            value = config_value(node, key, text, self.doc.flow)
+        except ValueError as exc:
+            self.say(f"refused: {exc}", "error")
+            if widget is not None:
+                old = node.config.get(key)
+                widget.value = "" if old is None else str(old)
+            return
+        if node.config.get(key) == value:  # the field shows the node's value again
+            return
+        self.doc.set_config(name, key, value)
+        self.say(f"set {name}.{key}")
+        self._update_buttons()
+        for listener in self.listeners:
+            listener(self.doc)
 
     def _set_guarantees(self, name: str, text: str) -> None:
         if name in self.doc.flow.nodes:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import FlowError, UsageError
-from workbench.flow import Flow, Node, PortRef, RailSpec, Wire, dumps, load
-from workbench.types import Str, Type
+from workbench.flow import AgentTool, Flow, Node, PortRef, RailSpec, Wire, dumps, load
+from workbench.types import Float, Str, Type
 
 from .grouping import group_flow
 from .layout import INPUTS_ID, OUTPUTS_ID, Position, auto_layout, read_layout, write_layout
@@ -64,6 +64,25 @@ def _template(kind: str) -> dict[str, Any]:
             "outputs": {"answer": str},
             "config": {"model": "default", "prompt": "{{ text }}"},
         }
+    if kind == "agent":
+        # One real tool of the shipped examples, so the fresh node passes ``workbench check``
+        # and runs as it stands (the desk example's quote, a safe tool: no --trust needed).
+        quote = AgentTool(
+            "workbench.examples.desk:quote",
+            description="The last price of a ticker",
+            inputs={"ticker": Str(pattern="[A-Z]{1,5}")},
+            outputs={"price": Float()},
+        )
+        return {
+            "inputs": {"text": str},
+            "outputs": {"answer": str},
+            "config": {
+                "model": "default",
+                "prompt": "{{ text }}",
+                "max_steps": 4,
+                "tools": {"quote": quote},
+            },
+        }
     if kind == "router":
         return {
             "inputs": {"value": str},
@@ -87,7 +106,7 @@ def _template(kind: str) -> dict[str, Any]:
     raise UsageError(f"no palette entry for node kind {kind!r}")
 
 
-KIND_TEMPLATES = ("tool", "llm", "router", "loop", "vote", "flow")
+KIND_TEMPLATES = ("tool", "llm", "agent", "router", "loop", "vote", "flow")
 
 
 @dataclass

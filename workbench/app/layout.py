@@ -7,19 +7,43 @@ only; the sidecar sits next to it (``triage.flow.yaml`` -> ``triage.layout.json`
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from workbench.flow import Flow
 
-__all__ = ["INPUTS_ID", "OUTPUTS_ID", "auto_layout", "layout_path", "read_layout", "write_layout"]
+__all__ = [
+    "INPUTS_ID",
+    "OUTPUTS_ID",
+    "auto_layout",
+    "layout_path",
+    "node_height",
+    "read_layout",
+    "row_width",
+    "write_layout",
+]
 
 # Canvas ids of the flow's own inputs and outputs: a dot never occurs in a node name.
 INPUTS_ID = "flow.inputs"
 OUTPUTS_ID = "flow.outputs"
 
 Position = tuple[float, float]
-COLUMN_WIDTH = 260.0
-ROW_HEIGHT = 130.0
+NODE_WIDTH = 180.0  # the canvas draws nodes at least this wide (its stylesheet's min-width)
+COLUMN_WIDTH = 240.0  # NODE_WIDTH and room for the wires between two columns
+NODE_GAP = 36.0  # between two nodes of one column
+BAND_GAP = 90.0  # between two bands of columns: room for the wires that wrap to the next band
+# A band of columns no wider than this fits a 950-pixel canvas (the app's in a 1400-pixel
+# window) at a zoom where 13-pixel titles show at 10 pixels or more.
+MAX_ROW_WIDTH = 1000.0
+# A flow too long for such bands at a readable height gets wider ones: at least as wide
+# as this many times their total height (the canvas's shape), so the view that shows it
+# all is a map of the whole flow rather than a thin strip.
+ASPECT = 1.7
+
+
+def node_height(ports: int) -> float:
+    """The least height of a canvas node with ``ports`` ports on its fuller side (names beside handles)."""
+    return 30.0 * max(ports, 1) + 40.0
 
 
 def layout_path(flow_path: str | Path) -> Path:
@@ -77,20 +101,80 @@ def _layers(flow: Flow) -> dict[str, int]:
     return layer
 
 
-def auto_layout(flow: Flow, keep: dict[str, Position] | None = None) -> dict[str, Position]:
-    """Positions for every canvas node: ``keep``'s where given, a layered layout elsewhere.
+def _heights(flow: Flow) -> dict[str, float]:
+    heights = {INPUTS_ID: node_height(len(flow.inputs)), OUTPUTS_ID: node_height(len(flow.outputs))}
+    for name, node in flow.nodes.items():
+        heights[name] = node_height(max(len(node.inputs), len(node.outputs)))
+    return heights
 
-    Layer 0 holds the flow's inputs, then each node one column right of its deepest
-    predecessor, and the flow's outputs last.
-    """
-    keep = keep or {}
+
+def _columns(flow: Flow) -> dict[int, list[str]]:
     layers = _layers(flow)
     last = max(layers.values(), default=0) + 1
     columns: dict[int, list[str]] = {}
     for node_id, col in [(INPUTS_ID, 0), *layers.items(), (OUTPUTS_ID, last)]:
         columns.setdefault(col, []).append(node_id)
+    return columns
+
+
+def row_width(flow: Flow) -> float:
+    """The width bound of ``auto_layout``'s bands: ``MAX_ROW_WIDTH``, or more for a long flow."""
+    columns = _columns(flow)
+    heights = _heights(flow)
+    # A band's height, estimated by the mean height of a column and the gap below the band.
+    stacks = [sum(heights[n] + NODE_GAP for n in ids) - NODE_GAP for ids in columns.values()]
+    band = sum(stacks) / len(stacks) + BAND_GAP
+    # per_band columns make bands per_band * COLUMN_WIDTH wide and len/per_band bands tall.
+    count = max(columns) + 1
+    per_band = math.ceil(math.sqrt(ASPECT * count * band / COLUMN_WIDTH))
+    return max(MAX_ROW_WIDTH, (per_band - 1) * COLUMN_WIDTH + NODE_WIDTH)
+
+
+def auto_layout(
+    flow: Flow, keep: dict[str, Position] | None = None, max_width: float | None = None
+) -> dict[str, Position]:
+    """Positions for every canvas node: ``keep``'s where given, a layered layout elsewhere.
+
+    Layer 0 holds the flow's inputs, then each node one column right of its deepest
+    predecessor, and the flow's outputs last. Columns wrap into bands no wider than
+    ``max_width`` (default ``row_width(flow)``), one below the other, so a long flow reads
+    like lines of text rather than one row too wide to read at any zoom that shows it. In
+    a column, nodes are ordered by where their predecessors are (fewer crossing wires).
+    """
+    keep = keep or {}
+    columns = _columns(flow)
+    last = max(columns)
+    if max_width is None:
+        max_width = row_width(flow)
+    preds: dict[str, list[str]] = {}
+    for wire in flow.wires:
+        src = wire.source.node or INPUTS_ID
+        dst = wire.target.node or OUTPUTS_ID
+        preds.setdefault(dst, []).append(src)
+    heights = _heights(flow)
+    per_band = max(1, int((max_width - NODE_WIDTH) // COLUMN_WIDTH) + 1)
+    # As many bands as that takes, but equally full: six columns make 3 + 3, not 4 + 2.
+    per_band = math.ceil((last + 1) / math.ceil((last + 1) / per_band))
+    rank: dict[str, float] = {}  # a node's place in its column, for ordering the next ones
+
+    def key(node_id: str, listed: int) -> tuple[float, int]:
+        # Where its predecessors sit (their mean place), else where the flow lists it.
+        seen = [rank[p] for p in preds.get(node_id, []) if p in rank]
+        return (sum(seen) / len(seen) if seen else float(listed), listed)
+
     out: dict[str, Position] = {}
-    for col, ids in columns.items():
-        for row, node_id in enumerate(ids):
-            out[node_id] = keep.get(node_id, (col * COLUMN_WIDTH, row * ROW_HEIGHT))
+    top = 0.0  # of the band being placed
+    band_height = 0.0
+    for col in range(last + 1):
+        if col and col % per_band == 0:
+            top += band_height + BAND_GAP
+            band_height = 0.0
+        ids = columns.get(col, [])
+        keys = {node_id: key(node_id, i) for i, node_id in enumerate(ids)}
+        y = top
+        for i, node_id in enumerate(sorted(ids, key=keys.__getitem__)):
+            rank[node_id] = float(i)
+            out[node_id] = keep.get(node_id, ((col % per_band) * COLUMN_WIDTH, y))
+            y += heights[node_id] + NODE_GAP
+        band_height = max(band_height, y - NODE_GAP - top)
     return out
