@@ -179,7 +179,7 @@ class FlowCanvas(pn.viewable.Viewer):
         self.selected: str | None = None
         self.selection: list[str] = []  # every selected node (Shift-click adds one)
         palette = [
-            pn.widgets.Button(label=f"+ {kind}", color="light", width=60, css_classes=[f"wb-add-{kind}"])
+            pn.widgets.Button(label=f"+ {kind}", color="light", width=56, css_classes=[f"wb-add-{kind}"])
             for kind in KIND_TEMPLATES
         ]
         for button, kind in zip(palette, KIND_TEMPLATES):
@@ -208,6 +208,10 @@ class FlowCanvas(pn.viewable.Viewer):
         _on_click(self.group_button, self.group_selected)
         _on_click(self.save_button, self.save)
         _on_click(self.code_button, self.toggle_code)
+        buttons = [*palette, self.undo_button, self.redo_button, self.delete_button]
+        buttons += [self.group_button, self.layout_button, self.save_button, self.code_button]
+        for button in buttons:
+            button.margin = (5, 2)  # Panel's 10 px each side wrapped the toolbar onto two lines
         self.toolbar = pn.FlexBox(
             *palette,
             self.undo_button,
@@ -218,7 +222,8 @@ class FlowCanvas(pn.viewable.Viewer):
             self.save_button,
             self.code_button,
             sizing_mode="stretch_width",
-            gap="4px",
+            gap="2px",
+            justify_content="flex-start",
         )
         self.listeners: list[Any] = []  # called with the document after every edit
         # Edits made elsewhere (the rails panel) are undone here too: keep the buttons right.
