@@ -17,7 +17,7 @@ import pytest
 from tests.app.agent_flows import FINAL, NEWS, desk_text
 from tests.runtime.scripted_openai import ScriptedServer, answer, calls, scripted
 
-from .browser import CHROMIUM, CHROMIUM_ARGS
+from .browser import launch_chromium
 from .conftest import Served, save_shot, start_server, stop_server
 from .test_browser import open_app, tab, text_of
 
@@ -39,11 +39,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, model: ScriptedServer) -> I
 
 @pytest.fixture(scope="module")
 def page(served: Served) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium() as browser:
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.set_default_timeout(15_000)
         context.requests = []
@@ -65,7 +61,6 @@ def page(served: Served) -> Iterator[Any]:
         host = served.url.removeprefix("http://")
         local = (f"http://{host}/", f"ws://{host}/", f"blob:http://{host}/")
         assert [u for u in context.requests if not u.startswith(local)] == []
-        browser.close()
 
 
 def start_run(page: Any, model: ScriptedServer, replies: list[dict[str, Any]]) -> None:

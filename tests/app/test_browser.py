@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .browser import CHROMIUM, CHROMIUM_ARGS
+from .browser import launch_chromium
 from .conftest import Served, save_shot
 
 FIRST_RENDER_LIMIT_S = 10.0  # a sanity bound only; the benchmark measures the real figure
@@ -24,15 +24,8 @@ FIRST_RENDER_LIMIT_S = 10.0  # a sanity bound only; the benchmark measures the r
 # running in this thread, and other tests' asyncio.run() would fail.
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(
-            f"no browser: {CHROMIUM} is missing (apt-get install chromium); the browser tests need it"
-        )
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 from tests.app.agent_flows import NEWS, desk_text
 from tests.runtime.scripted_openai import ScriptedServer, calls, scripted
 
-from .browser import CHROMIUM, CHROMIUM_ARGS
+from .browser import launch_chromium
 from .conftest import Served, save_shot, start_server, stop_server
 from .test_browser import open_app, tab, text_of
 
@@ -45,15 +45,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, model: ScriptedServer) -> I
 
 @pytest.fixture(scope="module")
 def context() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium() as browser:
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         ctx.set_default_timeout(15_000)
         yield ctx
-        browser.close()
 
 
 def runs(served: Served) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from workbench.app.document import FlowDocument
 from workbench.examples import flow_path
 from workbench.flow import dumps, load
 
-from .browser import CHROMIUM, CHROMIUM_ARGS
+from .browser import launch_chromium
 from .chain import chain_flow
 from .conftest import Served, save_shot, start_server, stop_server
 from .test_browser import open_app, tab, text_of
@@ -42,15 +42,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def context(served: Served) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium() as browser:
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         context.set_default_timeout(30_000)
         yield context
-        browser.close()
 
 
 def run_form(page: Any) -> Any:
