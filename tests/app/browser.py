@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "launch_chromium"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "expect_count", "launch_chromium"]
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, no sandbox (containers have no user namespaces), and nothing that calls home:
@@ -48,3 +48,11 @@ def launch_chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def expect_count(locator: Any, count: int, timeout_ms: int = 15_000) -> None:
+    """Wait until ``locator`` matches ``count`` elements (the page may draw them a frame later
+    than the text a test waited for), failing with what it saw."""
+    from playwright.sync_api import expect
+
+    expect(locator).to_have_count(count, timeout=timeout_ms)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .browser import expect_count
 from .chain import chain_flow
 from .conftest import Served, save_shot
 from .test_browser import browser, context, drag, handle, text_of
@@ -63,7 +64,7 @@ def test_a_connect_in_a_big_flow_sends_no_wire_list(context: Any, server: Served
     zoom_in_on(page, "n100")
     message = page.locator(".wb-canvas-message")
     wires = page.locator(".react-flow__edge")
-    assert wires.count() == NODES + 1
+    expect_count(wires, NODES + 1)
 
     # A new wire into n101.ticket replaces n100's.
     frames.clear()
@@ -73,7 +74,7 @@ def test_a_connect_in_a_big_flow_sends_no_wire_list(context: Any, server: Served
     edge(page, "n100.text -> n101.ticket").wait_for(state="detached")
     page.wait_for_timeout(300)
     assert frames and max(frames) < PATCH_BYTES, frames
-    assert wires.count() == NODES + 1
+    expect_count(wires, NODES + 1)
     # Coloured as a str wire (the browser drew it plain).
     stroke = edge(page, "n99.text -> n101.ticket").locator("path").first
     assert stroke.evaluate("p => getComputedStyle(p).stroke") == "rgb(37, 99, 235)"
@@ -87,7 +88,7 @@ def test_a_connect_in_a_big_flow_sends_no_wire_list(context: Any, server: Served
     shown(edge(page, "n100.text -> n101.ticket"))
     page.wait_for_timeout(300)
     assert frames and max(frames) < PATCH_BYTES, frames
-    assert wires.count() == NODES + 1
+    expect_count(wires, NODES + 1)
 
     # A wire deleted in the page leaves the document; nothing big comes back either.
     frames.clear()
@@ -99,7 +100,7 @@ def test_a_connect_in_a_big_flow_sends_no_wire_list(context: Any, server: Served
     wire.wait_for(state="detached")
     page.wait_for_timeout(300)
     assert frames and max(frames) < PATCH_BYTES, frames
-    assert wires.count() == NODES
+    expect_count(wires, NODES)
 
     # Undo redraws from the document: the whole wire list, so the count above sees one.
     frames.clear()
@@ -108,7 +109,7 @@ def test_a_connect_in_a_big_flow_sends_no_wire_list(context: Any, server: Served
     shown(edge(page, "n100.text -> n101.ticket"))
     page.wait_for_timeout(300)
     assert max(frames) > WIRE_LIST_BYTES, frames
-    assert wires.count() == NODES + 1
+    expect_count(wires, NODES + 1)
     assert "chain" in text_of(page, ".wb-flow-info")
     save_shot(page, shots, "31-big-flow-undo")
     page.close()

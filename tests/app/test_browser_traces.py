@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from .browser import expect_count
 from .conftest import Served, save_shot, start_server, stop_server
 from .test_browser import browser, context, open_app, tab, text_of
 from .trace_runs import record_runs
@@ -32,6 +33,11 @@ def rows(page: Any) -> Any:
     return page.locator(".wb-runs .tabulator-row")
 
 
+def wait_rows(page: Any, count: int) -> None:
+    """Wait until the runs table draws ``count`` rows (its info line may be drawn first)."""
+    expect_count(rows(page), count)
+
+
 def test_runs_filters_timeline_and_latency(
     context: Any, traced: tuple[Served, dict[str, list[str]]], shots: Path
 ) -> None:
@@ -40,11 +46,11 @@ def test_runs_filters_timeline_and_latency(
     tab(page, "Traces").click()
     shown = page.locator(".wb-traces-info")
     shown.get_by_text(f"{TRIAGE_RUNS + 2} runs", exact=True).wait_for()
-    assert rows(page).count() == TRIAGE_RUNS + 2
+    wait_rows(page, TRIAGE_RUNS + 2)
 
     page.locator(".wb-runs-status select").select_option("cancelled")
     shown.get_by_text("1 run (filtered)").wait_for()
-    assert rows(page).count() == 1
+    wait_rows(page, 1)
     assert (
         ids["cancelled"][0] in rows(page).first.inner_text() and "cancelled" in rows(page).first.inner_text()
     )
@@ -55,12 +61,13 @@ def test_runs_filters_timeline_and_latency(
     box = page.locator(".wb-runs-text input")
     box.fill(ids["triage"][1][:10])  # a run id's first characters, as typed
     shown.get_by_text("1 run (filtered)").wait_for()
-    assert rows(page).count() == 1 and ids["triage"][1] in rows(page).first.inner_text()
+    wait_rows(page, 1)
+    assert ids["triage"][1] in rows(page).first.inner_text()
     box.fill("")
     shown.get_by_text(f"{TRIAGE_RUNS + 2} runs", exact=True).wait_for()
     page.locator(".wb-runs-flow select").select_option("triage")
     shown.get_by_text(f"{TRIAGE_RUNS} runs (filtered)").wait_for()
-    assert rows(page).count() == TRIAGE_RUNS
+    wait_rows(page, TRIAGE_RUNS)
     assert all("triage" in t for t in rows(page).all_inner_texts())
 
     rows(page).get_by_text(ids["triage"][0]).click()
