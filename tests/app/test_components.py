@@ -179,6 +179,19 @@ def test_rails_panel_status_changes_with_the_rail(triage: Path) -> None:
     assert doc.can_undo
 
 
+def test_a_port_is_marked_by_its_least_settled_rail() -> None:
+    """A rail that cannot fail listed after an enforced one on the same port does not hide it."""
+    from workbench.api import load
+
+    flow = load("trader")  # budget and restricted on analyst.order are enforced, not proved
+    flow.add_rail("qty_known", "analyst.order", "order.qty >= 0")  # true of every value of the type
+    marks: dict[str, str] = {}
+    panel = RailsPanel(FlowDocument(flow), on_marks=marks.update)
+    assert {r["name"]: r["status"] for r in panel.report["rails"]}["qty_known"] == "vacuous"
+    assert marks["analyst.order"] == "enforced"
+    assert marks["risk.approved"] == "proved"
+
+
 def test_show_builds_a_notebook_view() -> None:
     import workbench
 
