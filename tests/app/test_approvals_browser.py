@@ -133,5 +133,9 @@ def test_an_edit_refused_by_a_rail_then_a_denial(page: Any, model: ScriptedServe
     page.locator(".wb-run-status").get_by_text(": ok in").wait_for(timeout=30_000)
     shown = text_of(page, ".wb-run-calls")
     assert "-> denied: not today" in shown and "denied: denied" not in shown
+    # ok (the agent answered), but said plainly and not in green: two calls did not run.
+    status = page.locator(".wb-run-status .wb-warn")
+    assert status.text_content().endswith(" ms \u2014 1 tool call denied, 1 refused by rails")
+    assert text_of(page, ".wb-run-outputs").startswith("outputs (given after 1 tool call denied, 1 refused")
     assert [m["content"] for m in model.tool_messages(-1)] == ["denied: not today"]
     save_shot(page, shots, "23-approval-denied")

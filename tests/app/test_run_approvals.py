@@ -1,4 +1,5 @@
-"""Agent runs in the run view: pending approvals (approve, edit, deny), live tool calls, cancel.
+"""Agent runs in the run view: pending approvals (approve, edit, deny), live tool calls, cancel,
+the status line counting denied and refused calls, the progress line during a model load.
 
 The view is driven in-process (its buttons' handlers called as a click would) against the
 real agent runtime and a scripted OpenAI-compatible server on loopback.
@@ -7,7 +8,9 @@ real agent runtime and a scripted OpenAI-compatible server on loopback.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +22,7 @@ from workbench.app.document import FlowDocument
 from workbench.app.run_view import RunView
 from workbench.examples import desk
 from workbench.flow import loads
+from workbench.models import openai_client, registry
 from workbench.spans import MemoryTracer
 
 
@@ -90,6 +94,9 @@ def test_a_pending_call_shows_its_exact_arguments_and_runs_once_approved() -> No
     assert 'desk.buy({"ticker": "BOLT", "qty": 8, "price": 12.5})  [b1]\n  -> ok: {"filled": 8}' in log
     assert "tool calls:" in view.calls_pane.object
     assert marks[-1] == ("desk", "done")
+    # Every call ran as the model asked: a plain green success.
+    assert ": ok in " in view.status.object and "wb-ok" in view.status.object
+    assert "denied" not in view.status.object and ">outputs:\n" in view.outputs.object
 
 
 def test_an_edit_is_rechecked_by_the_runtime_and_its_refusal_shown_then_a_denial() -> None:
@@ -126,6 +133,14 @@ def test_an_edit_is_rechecked_by_the_runtime_and_its_refusal_shown_then_a_denial
     assert "-> denied: not today" in log and "denied: denied" not in log  # the word once
     # The failing rail check of a call is no failure of the agent node.
     assert ("desk", "failed") not in marks
+    # The run ended ok (the agent answered), but the status line says, not in green, what
+    # did not run, and the outputs are read in that light.
+    status = view.status.object
+    assert ": ok in " in status and "wb-warn" in status and "wb-ok" not in status
+    assert " ms \u2014 1 tool call denied, 1 refused by rails<" in status
+    assert ">outputs (given after 1 tool call denied, 1 refused by rails; see the tool calls):\n" in (
+        view.outputs.object
+    )
 
 
 def test_parallel_calls_wait_one_card_at_a_time_each_decided_on_its_own() -> None:
@@ -160,6 +175,7 @@ def test_parallel_calls_wait_one_card_at_a_time_each_decided_on_its_own() -> Non
         "denied: no reason given in the workbench app",
     ]
     assert "-> denied: no reason given in the workbench app" in view.calls.text()
+    assert "\u2014 1 tool call denied, 0 refused by rails<" in view.status.object
 
 
 def test_cancelling_while_a_call_waits_ends_the_run_and_clears_the_card() -> None:
@@ -222,3 +238,37 @@ wires:
     assert {node for node, _ in marks} == {"trading"}
     assert "desk.buy(" in view.calls.text() and "-> ok" in view.calls.text()
     assert ">nodes: 1 done (of 1)<" in view.progress.object
+
+
+def test_a_model_load_shows_in_the_progress_line_and_lights_its_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first run of a local model loads it for seconds before the node's span opens:
+    the loader here waits on a gate, so the view is looked at while the load is under way."""
+    gate = threading.Event()
+    real = registry._BACKENDS["openai"]
+    assert real.loader is openai_client.load_openai
+
+    def slow_load(value: Any) -> Any:
+        assert gate.wait(10)
+        return real.loader(value)
+
+    monkeypatch.setitem(registry._BACKENDS, "openai", registry._Backend(slow_load, real.key))
+    monkeypatch.setattr(registry, "_CACHE", {})
+    monkeypatch.setattr(registry, "_LOADING", {})
+    monkeypatch.setenv("WORKBENCH_FLUSH_S", "0.02")
+    marks: list[tuple[str, str | None]] = []
+    with scripted([answer(FINAL)]) as server:
+        view = _view(server, marks)
+
+        async def script(_run: Any) -> None:
+            await until(lambda: "loading model" in view.progress.object)
+            model = {"base_url": server.url, "model": "scripted", "timeout": 10}
+            spec = json.dumps({"openai": model}, sort_keys=True)
+            shown = html.unescape(view.progress.object)
+            assert f">loading model {spec} for desk... \u00b7 nodes: 1 running (of 1)<" in shown
+            assert marks == [("desk", "running")] and server.requests == []  # no model call yet
+            gate.set()
+
+        drive(view, script)
+    assert view.last_result.status == "ok", view.last_result.error
+    assert "loading" not in view.progress.object and ">nodes: 1 done (of 1)<" in view.progress.object
+    assert marks[-1] == ("desk", "done")

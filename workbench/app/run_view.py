@@ -3,7 +3,8 @@
 Agents: each tool call is listed as it happens (the call as sent, then its outcome, with
 the rail that refused it), and a call of a tool marked ``approve: true`` waits on a card
 for *Approve*, *Send edited* or *Deny* (``approvals.PendingApprovals``, the executor's
-``approve=`` callback).
+``approve=`` callback). A run that ends ``ok`` after calls were denied, refused by rails
+or failed says so in its status line (counted, not in green).
 
 Breakpoints: the run pauses before each node picked under *break before* (the executor's
 ``before_node`` hook), shows that node's inputs and waits for *Step* (pause again before
@@ -14,8 +15,9 @@ process owns. Progress comes from the tracer itself: ``ProgressTracer`` passes e
 on and reports node spans starting and ending, which light the nodes up on the canvas.
 Progress is sent to the page in batches, every ``FLUSH_S`` seconds (the environment's
 ``WORKBENCH_FLUSH_S`` when set: lower for smoother streaming, higher for slow links) and
-whenever the run pauses, and counted in a line of the view. A flow of more than
-``LIVE_LIMIT`` nodes gets its canvas marks only when the run pauses or ends: each restyle
+whenever the run pauses, and counted in a line of the view; that line also names each
+model being loaded (a first run of a local model waits seconds before its node starts).
+A flow of more than ``LIVE_LIMIT`` nodes gets its canvas marks only when the run pauses or ends: each restyle
 of the canvas makes the browser restyle every element of it (Bokeh re-installs all of a
 component's stylesheets), which with a thousand nodes froze the page for most of the run.
 
@@ -54,6 +56,7 @@ __all__ = ["LiveText", "ProgressTracer", "RunView", "flush_seconds", "input_widg
 NODE_ATTR = "workbench.node.name"
 KIND_ATTR = "workbench.node.kind"  # only the executor's node spans carry it
 RUN_ATTR = "workbench.run.id"  # only the root span of a flow's run carries it
+LOAD_SPAN = "workbench.model.load"  # a node's model loading, before the node's span opens
 FLUSH_S = 0.2  # how often progress of a running flow is sent to the page
 LIVE_LIMIT = 200  # flows with more nodes are marked on the canvas at pauses and at the end
 LIVE_TEXT_NODES = 50  # live output shows the answers of this many nodes (the latest to start one)
@@ -82,6 +85,10 @@ class ProgressTracer:
     inner node seen to its node on the canvas.
 
     With ``calls``, agents' ``execute_tool`` and ``apply_guardrail`` spans go there too.
+
+    A node's model load (``workbench.model.load``, before the node's own span) reports the
+    node ``running`` (``failed`` when the load fails) and is listed in ``loading`` meanwhile:
+    a first load of a local model takes seconds, with nothing else to show.
     """
 
     def __init__(
@@ -94,6 +101,8 @@ class ProgressTracer:
         self._top: dict[str, str] = {}  # open spans of the flow's own nodes: span id -> node name
         self._within: dict[str, str] = {}  # open spans inside a sub-flow node: span id -> that node
         self.outer: dict[str, str] = {}  # inner node of a sub-flow -> the sub-flow node
+        self.loading: dict[str, tuple[str, str]] = {}  # open model loads: span id -> (node, model spec)
+        self._loads: dict[str, str] = {}  # open model loads: span id -> the node on the canvas
 
     def start_span(
         self,
@@ -119,6 +128,11 @@ class ProgressTracer:
                 self.on_node(node, "running")
             else:
                 self.outer[node] = owner
+        elif name == LOAD_SPAN:
+            node = str(attrs.get("workbench.model.node", "?"))
+            self.loading[span.span_id] = (node, str(attrs.get("workbench.model.spec", "?")))
+            self._loads[span.span_id] = shown = owner or self._top.get(parent_id) or node
+            self.on_node(shown, "running")
         elif self.calls is not None and attrs.get("gen_ai.operation.name") == "execute_tool":
             self.calls.started(span, self._nodes.get(parent_id, "?"))
         return span
@@ -133,7 +147,11 @@ class ProgressTracer:
         self._within.pop(span.span_id, None)
         node = self._nodes.pop(span.span_id, None)
         top = self._top.pop(span.span_id, None)
-        if top is not None:
+        self.loading.pop(span.span_id, None)
+        loaded = self._loads.pop(span.span_id, None)
+        if loaded is not None and status == "ERROR":
+            self.on_node(loaded, "failed")
+        elif top is not None:
             self.on_node(top, "failed" if status == "ERROR" else "done")
         elif node is None and self.calls is not None:
             operation = span.attributes.get("gen_ai.operation.name")
@@ -333,12 +351,18 @@ class RunView(pn.viewable.Viewer):
         if self._marks and (canvas or len(self.doc.flow.nodes) <= LIVE_LIMIT):
             marks, self._marks = self._marks, {}
             self.on_nodes(marks)
+        lines = []
+        loading = self._progress.loading.values() if self._progress is not None else ()
+        if loading:  # the first run of a local model: seconds before its node's span opens
+            lines.append("loading " + ", ".join(f"model {spec} for {node}" for node, spec in loading) + "...")
         if self._states:
             counts: dict[str, int] = {}
             for state in self._states.values():
                 counts[state] = counts.get(state, 0) + 1
             shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-            message(self.progress, f"nodes: {shown} (of {len(self.doc.flow.nodes)})")
+            lines.append(f"nodes: {shown} (of {len(self.doc.flow.nodes)})")
+        if lines:
+            message(self.progress, " \u00b7 ".join(lines))
         if self.live.changed:
             self.live.changed = False
             message(self.live_pane, self.live.text())
@@ -434,17 +458,24 @@ class RunView(pn.viewable.Viewer):
         self.on_done(result)
 
     def show_result(self, result: Any) -> None:
-        """Show a ``RunResult``: status, outputs, each rail verdict."""
+        """Show a ``RunResult``: status, outputs, each rail verdict.
+
+        A run whose agents had tool calls denied by a person, refused by rails or failed
+        still ends ``ok`` (the agent answered), but not in green: the status line counts
+        those calls, and the outputs say they came after them.
+        """
         ms = result.seconds * 1000
         text = f"run {result.run_id[:12]}: {result.status} in {ms:.1f} ms"
+        skipped = self.calls.summary()
+        style = "error" if result.status != "ok" else "warn" if skipped else "ok"
         message(
             self.status,
-            text + (f" - {result.error}" if result.error else ""),
-            "ok" if result.status == "ok" else "error",
+            text + (f" \u2014 {skipped}" if skipped else "") + (f" - {result.error}" if result.error else ""),
+            style,
         )
-        message(
-            self.outputs, "outputs:\n" + json.dumps(result.outputs, indent=2, ensure_ascii=False, default=str)
-        )
+        head = f"outputs (given after {skipped}; see the tool calls):" if skipped else "outputs:"
+        shown = json.dumps(result.outputs, indent=2, ensure_ascii=False, default=str)
+        message(self.outputs, f"{head}\n{shown}")
         lines = [f"{r.verdict:>5}  {r.name} on {r.port} ({r.enforce}, {r.us:.0f} us)" for r in result.rails]
         message(self.verdicts, "rail checks:\n" + ("\n".join(lines) or "(none)"))
 

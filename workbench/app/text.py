@@ -19,6 +19,7 @@ _STYLES = {
     "info": "color:#1f2937;background:#eef2ff;border:1px solid #c7d2fe",
     "ok": "color:#14532d;background:#dcfce7;border:1px solid #86efac",
     "error": "color:#7f1d1d;background:#fee2e2;border:1px solid #fca5a5",
+    "warn": "color:#78350f;background:#fef3c7;border:1px solid #fcd34d",  # ran, but not as asked
     "plain": "color:#1f2937",
     "muted": "color:#334155;background:#f1f5f9;border:1px solid #cbd5e1",  # e.g. a cancelled run
 }

@@ -96,3 +96,15 @@ class ToolCalls:
     def text(self) -> str:
         """Every call, oldest first."""
         return "\n".join(call.text() for call in self.calls.values())
+
+    def summary(self) -> str:
+        """What did not run as the model asked, for the run's status line; ``""`` when every
+        call ran: ``1 tool call denied, 0 refused by rails`` (``, 2 failed`` for the others:
+        errors, bad arguments, unknown tools)."""
+        ended = [c.status for c in self.calls.values() if c.status not in ("ok", "running", "waiting")]
+        if not ended:
+            return ""
+        denied, refused = ended.count("denied"), ended.count("refused")
+        failed = len(ended) - denied - refused
+        text = f"{denied} tool call{'' if denied == 1 else 's'} denied, {refused} refused by rails"
+        return text + (f", {failed} failed" if failed else "")
