@@ -99,12 +99,15 @@ class ToolCalls:
 
     def summary(self) -> str:
         """What did not run as the model asked, for the run's status line; ``""`` when every
-        call ran: ``1 tool call denied, 0 refused by rails`` (``, 2 failed`` for the others:
-        errors, bad arguments, unknown tools)."""
+        call ran: ``1 tool call denied, 1 refused by rails`` (only the counts that are not
+        zero; ``failed`` counts the others: errors, bad arguments, unknown tools)."""
         ended = [c.status for c in self.calls.values() if c.status not in ("ok", "running", "waiting")]
         if not ended:
             return ""
         denied, refused = ended.count("denied"), ended.count("refused")
         failed = len(ended) - denied - refused
-        text = f"{denied} tool call{'' if denied == 1 else 's'} denied, {refused} refused by rails"
-        return text + (f", {failed} failed" if failed else "")
+        counts = [(denied, "denied"), (refused, "refused by rails"), (failed, "failed")]
+        parts = [(n, what) for n, what in counts if n]
+        first, what = parts[0]
+        head = f"{first} tool call{'' if first == 1 else 's'} {what}"
+        return ", ".join([head, *(f"{n} {what}" for n, what in parts[1:])])
