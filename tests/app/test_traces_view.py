@@ -98,6 +98,8 @@ def test_timeline_rows_are_named_by_node(recorded: tuple[Any, dict[str, list[str
     # the operation stays on the bar (the tool's module path cut to its last part)
     text = fig.renderers[1].data_source.data["text"]
     assert text[1].startswith("execute_tool support:redact · ")
+    # picking a bar fades the others, not the words on them
+    assert fig.renderers[1].nonselection_glyph.text_alpha == 1.0
 
     view.show_run(ids["desk"][0])
     labels = list(view.spans_df["label"])

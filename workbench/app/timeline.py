@@ -200,6 +200,7 @@ def timeline_figure(title: str, spans: pd.DataFrame, on_tap: Callable[[int], Non
         text_baseline="middle",
         text_font_size="11px",
         text_color="text_colour",
+        nonselection_text_alpha=1.0,  # a picked bar fades the others; their words stay readable
         source=source,
     )
     fig.add_tools(
