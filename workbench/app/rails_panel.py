@@ -32,6 +32,9 @@ from .text import message, text_html, text_pane
 
 __all__ = ["RailsPanel", "explain_text", "parse_problem", "status_lines"]
 
+# How unsettled a verdict is, for the one ring a port gets on the canvas.
+MARK_RANK = {"proved": 0, "vacuous": 1, "enforced": 2, "unsupported": 2, "conflict": 3}
+
 STATUS_STYLE = {"proved": "ok", "conflict": "error", "enforced": "info"}
 EXPLAIN_CSS = (
     "white-space:pre;overflow:auto;max-height:480px;margin:0;padding:4px 8px;"
@@ -232,8 +235,9 @@ class RailsPanel(pn.viewable.Viewer):
         if self.on_marks is not None:
             marks: dict[str, str] = {}
             for rail in self.report["rails"]:
-                # A conflict wins over other verdicts on the same port.
-                if marks.get(rail["port"]) != "conflict":
+                # A port shows its least settled verdict: green only where every rail is proved.
+                old = marks.get(rail["port"])
+                if old is None or MARK_RANK.get(rail["status"], 2) > MARK_RANK.get(old, 2):
                     marks[rail["port"]] = rail["status"]
             self.on_marks(marks)
 
