@@ -68,3 +68,17 @@ def test_a_200_node_chain_opens_as_a_grid(context: Any, server: Served, shots: P
         page.wait_for_timeout(250)
     save_shot(page, shots, "38-chain200-zoomed")
     page.close()
+
+
+def test_a_message_never_moves_the_canvas(context: Any, server: Served, shots: Path) -> None:
+    page, _ = open_app(context, server, "triage", "classify")
+    page.wait_for_timeout(500)  # the canvas fits its view once the nodes are measured
+    node = page.locator('.react-flow__node[data-id="classify"]')
+    before = node.bounding_box()
+    page.get_by_role("button", name="Delete").click()  # nothing selected: a message appears
+    page.locator(".wb-canvas-message").get_by_text("select a node to delete first").wait_for()
+    page.wait_for_timeout(300)
+    after = node.bounding_box()
+    assert abs(after["y"] - before["y"]) < 1 and abs(after["x"] - before["x"]) < 1, (before, after)
+    save_shot(page, shots, "37-message-canvas-still")
+    page.close()

@@ -77,6 +77,9 @@ BASE_CSS = """
 """
 
 
+MESSAGE_HEIGHT = 28  # px of the message line above the canvas, reserved while it is empty
+
+
 def type_colour(typ: Type) -> str:
     """The colour of a port of type ``typ``."""
     return TYPE_COLOURS.get(type(typ), "#64748b")
@@ -172,7 +175,14 @@ class FlowCanvas(pn.viewable.Viewer):
         self.flow_view.on("node_deleted", self._on_node_deleted)
         self.flow_view.on("node_moved", self._on_node_moved)
         self.flow_view.on("selection_changed", self._on_selection)
-        self.message = text_pane(sizing_mode="stretch_width", css_classes=["wb-canvas-message"])
+        # A fixed height, empty or not: a message that appeared or went moved every node
+        # under the pointer. One line; a longer one is cut with an ellipsis.
+        self.message = text_pane(
+            sizing_mode="stretch_width",
+            height=MESSAGE_HEIGHT,
+            css_classes=["wb-canvas-message"],
+            stylesheets=[".wb-text { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }"],
+        )
         self.inspector = pn.Column(sizing_mode="stretch_width", min_width=260)
         self._flow_info = text_pane(pre=True, css_classes=["wb-flow-info"])
         self._flow_panes: list[Any] = [pn.pane.HTML("<b>Inspector</b> (select a node)"), self._flow_info]
