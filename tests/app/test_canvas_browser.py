@@ -82,3 +82,22 @@ def test_a_message_never_moves_the_canvas(context: Any, server: Served, shots: P
     assert abs(after["y"] - before["y"]) < 1 and abs(after["x"] - before["x"]) < 1, (before, after)
     save_shot(page, shots, "37-message-canvas-still")
     page.close()
+
+
+def test_a_new_node_shows_in_free_space(context: Any, server: Served, shots: Path) -> None:
+    page, _ = open_app(context, server, "triage", "classify")
+    page.wait_for_timeout(500)  # the canvas fits its view once the nodes are measured
+    page.get_by_role("button", name="+ agent").click()
+    added = page.locator('.react-flow__node[data-id="agent1"]')
+    added.wait_for()
+    page.wait_for_timeout(500)
+    box, canvas = added.bounding_box(), page.get_by_test_id("rf__wrapper").bounding_box()
+    for a, size in (("x", "width"), ("y", "height")):  # inside the canvas
+        assert canvas[a] <= box[a] and box[a] + box[size] <= canvas[a] + canvas[size], (box, canvas)
+    for other in page.locator(".react-flow__node").all():  # on no other node
+        b = other.bounding_box()
+        if other.get_attribute("data-id") != "agent1":
+            apart = b["x"] + b["width"] <= box["x"] or box["x"] + box["width"] <= b["x"]
+            assert apart or b["y"] + b["height"] <= box["y"] or box["y"] + box["height"] <= b["y"], b
+    save_shot(page, shots, "38-added-agent-in-view")
+    page.close()

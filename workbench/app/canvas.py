@@ -32,7 +32,7 @@ from workbench.types import Bool, Enum, Float, Int, List, Record, Str, Type
 
 from .document import KIND_TEMPLATES, FlowDocument
 from .inspector import FIELDS, config_value, kind_details
-from .layout import INPUTS_ID, OUTPUTS_ID, auto_layout, node_height
+from .layout import INPUTS_ID, NODE_WIDTH, OUTPUTS_ID, auto_layout, bounds, node_height
 from .text import message, text_pane
 
 __all__ = ["TYPE_COLOURS", "FlowCanvas", "type_colour"]
@@ -470,7 +470,37 @@ class FlowCanvas(pn.viewable.Viewer):
         self.selected = name
         self.say(f"added {name} ({kind})")
         self._changed()
+        self._reveal(name)
         return name
+
+    def _reveal(self, node_id: str) -> None:
+        """Pan and zoom out so that ``node_id`` shows, when it lies outside the view.
+
+        A new node goes below the others when they leave no hole, and a view fitted to
+        them ends at the lowest one. The view then shows every node again, as tall as the
+        canvas allows and no closer than it was (its width is the browser's: the flow's
+        left edge is kept in view, and the columns fitted before fit again).
+        """
+        positions = self.doc.positions
+        others = {k: v for k, v in positions.items() if k != node_id}
+        left, top, right, bottom = bounds(self.doc.flow, others)
+        nx, ny = positions[node_id]
+        n_bottom = bounds(self.doc.flow, {node_id: (nx, ny)})[3]
+        view = self.flow_view.viewport
+        height = float(self.flow_view.height or 560)
+        if view:
+            pad = 8.0  # clear of the canvas's edge
+            zoom, dy = view["zoom"], view["y"]
+            shown = pad <= ny * zoom + dy and n_bottom * zoom + dy <= height - pad
+        else:  # the view fitted at load: the other nodes' box
+            shown = left <= nx and nx + NODE_WIDTH <= right and top <= ny and n_bottom <= bottom
+        if shown:
+            return
+        left, top, _, bottom = bounds(self.doc.flow, positions)
+        pad = 20.0  # around the nodes, as a fitted view leaves
+        zoom = min(view["zoom"] if view else 1.0, (height - 2 * pad) / (bottom - top))
+        zoom = max(zoom, self.flow_view.min_zoom)
+        self.flow_view.viewport = {"x": pad - left * zoom, "y": pad - top * zoom, "zoom": zoom}
 
     def delete_selected(self) -> None:
         """Delete the selected node."""
