@@ -176,12 +176,12 @@ class FlowCanvas(pn.viewable.Viewer):
         self.flow_view.on("node_moved", self._on_node_moved)
         self.flow_view.on("selection_changed", self._on_selection)
         # A fixed height, empty or not: a message that appeared or went moved every node
-        # under the pointer. One line; a longer one is cut with an ellipsis.
+        # under the pointer. A longer message wraps over the canvas's top edge instead.
         self.message = text_pane(
             sizing_mode="stretch_width",
             height=MESSAGE_HEIGHT,
             css_classes=["wb-canvas-message"],
-            stylesheets=[".wb-text { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }"],
+            stylesheets=[":host { overflow: visible; z-index: 10; } .wb-text { position: relative; }"],
         )
         self.inspector = pn.Column(sizing_mode="stretch_width", min_width=260)
         self._flow_info = text_pane(pre=True, css_classes=["wb-flow-info"])
