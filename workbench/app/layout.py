@@ -182,14 +182,19 @@ def auto_layout(
     return out
 
 
+def _boxes(flow: Flow, positions: dict[str, Position]) -> list[tuple[float, float, float]]:
+    """``(x, y, height)`` of each canvas node at ``positions`` (all NODE_WIDTH wide)."""
+    heights = _heights(flow)
+    return [(x, y, heights.get(node_id, node_height(1))) for node_id, (x, y) in positions.items()]
+
+
 def free_position(flow: Flow, positions: dict[str, Position], ports: int) -> Position:
     """Where a new node with ``ports`` ports goes: in free space, overlapping no node.
 
     The highest free place in one of the columns the nodes already use (a hole first, else
     below the column), leftmost on a tie: the flow grows downwards, never wider than it is.
     """
-    heights = _heights(flow)
-    boxes = [(x, y, heights.get(node_id, node_height(1))) for node_id, (x, y) in positions.items()]
+    boxes = _boxes(flow, positions)
     if not boxes:
         return (0.0, 0.0)
     height = node_height(ports)
@@ -213,8 +218,7 @@ def free_position(flow: Flow, positions: dict[str, Position], ports: int) -> Pos
 
 def bounds(flow: Flow, positions: dict[str, Position]) -> tuple[float, float, float, float]:
     """Left, top, right and bottom of the canvas nodes at ``positions`` (at least their drawn size)."""
-    heights = _heights(flow)
-    boxes = [(x, y, heights.get(node_id, node_height(1))) for node_id, (x, y) in positions.items()]
+    boxes = _boxes(flow, positions)
     if not boxes:
         return (0.0, 0.0, NODE_WIDTH, node_height(1))
     return (
