@@ -197,6 +197,14 @@ def test_run_triage_then_see_its_trace(context: Any, server: Served, shots: Path
     save_shot(page, shots, "07-trace-timeline")
 
     # The latency of each node of the run's flow, as a Bokeh chart drawn from this server.
+    # A run of tools only recorded no tokens: the Tokens tab says so, with no empty chart.
+    tab(page, "Tokens").click()
+    page.locator(".wb-token-info").get_by_text("no decode steps in this run").wait_for()
+    page.wait_for_timeout(300)
+    for part in ("chart", "table", "span"):
+        assert not page.locator(f".wb-token-{part}").is_visible(), part
+    save_shot(page, shots, "08-tokens-none")
+
     tab(page, "Latency").click()
     page.locator(".wb-latency canvas").first.wait_for()
     page.wait_for_timeout(500)

@@ -213,3 +213,13 @@ def test_canvas_groups_the_selection_and_says_why_not() -> None:
     assert "ticket -> group1.ticket" in [e["id"] for e in canvas.flow_view.edges]
     assert canvas.group_selected(["summarise"]) is None
     assert "rail no_email" in canvas.message.object
+
+
+def test_a_grouped_sub_flow_opens_with_a_plain_breadcrumb() -> None:
+    from workbench.app.workbench_app import Workbench
+
+    app = Workbench({"triage": flow_path("triage")})
+    top = app.stack[0][0]
+    assert top.canvas.group_selected(["redact", "classify"]) == "group1"
+    app.open_subflow("group1")  # its inner flow is named after the node: not said twice
+    assert [b.label for b in app.crumbs if hasattr(b, "label")] == ["triage", "group1 (sub-flow)"]

@@ -6,9 +6,11 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from workbench.app.document import FlowDocument
 from workbench.app.layout import (
     INPUTS_ID,
     MAX_ROW_WIDTH,
+    NODE_GAP,
     NODE_WIDTH,
     OUTPUTS_ID,
     Position,
@@ -106,3 +108,25 @@ def test_kept_positions_win_and_the_rest_is_laid_out() -> None:
     assert {k: v for k, v in pos.items() if k != "redact"} == {
         k: v for k, v in auto_layout(flow).items() if k != "redact"
     }
+
+
+def test_a_new_node_goes_to_free_space_within_the_flows_columns() -> None:
+    doc = FlowDocument.open(flow_path("triage"))
+    doc.positions = auto_layout(doc.flow)
+    left = min(x for x, _ in doc.positions.values())
+    right = max(x for x, _ in doc.positions.values()) + NODE_WIDTH
+    for kind in ("agent", "tool", "llm", "router", "vote", "flow", "agent"):
+        before = dict(doc.positions)
+        name = doc.add_node(kind)
+        x, y = doc.positions[name]
+        h = _height(doc.flow, name)
+        for other, (ox, oy) in before.items():  # a gap from every node (the old place was flush)
+            oh = _height(doc.flow, other)
+            apart_x = x + NODE_WIDTH + NODE_GAP <= ox or ox + NODE_WIDTH + NODE_GAP <= x
+            assert apart_x or y + h + NODE_GAP <= oy or oy + oh + NODE_GAP <= y, (name, other)
+        assert left <= x and x + NODE_WIDTH <= right, (name, x)  # no wider than the flow was
+        assert {k: v for k, v in doc.positions.items() if k != name} == before  # nothing else moved
+    # A hole left by a deleted node is used again: the highest free place comes first.
+    hole = doc.positions["redact"]
+    doc.remove_node("redact")
+    assert doc.positions[doc.add_node("tool")] == hole

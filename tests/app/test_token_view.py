@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 import workbench
-from workbench.app.token_view import TokenView, decoded_spans, read_steps, token_steps, token_strip, visible
+from workbench.app.token_view import (
+    TokenStep,
+    TokenView,
+    decoded_spans,
+    read_steps,
+    summary,
+    token_steps,
+    token_strip,
+    visible,
+)
 from workbench.app.traces_view import TracesView
 from workbench.traces import TraceStore, TraceWriter
 
@@ -97,3 +106,24 @@ def test_token_text_is_escaped_and_whitespace_drawn(tmp_path: Path) -> None:
     assert "<script>alert" not in strip and "&lt;script&gt;alert(1)&lt;/script&gt;" in strip
     assert 'title="step 1 · &#x27;&quot; onmouseover=&quot;x' in strip  # a quote cannot end the attribute
     assert steps["share"].isna().all()  # no vocabulary size recorded: no share, no error
+
+
+def test_a_run_without_decode_steps_shows_only_the_text(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    result = workbench.run("triage", {"ticket": "I was charged twice", "tier": "pro"}, db=db)
+    with TraceStore(db) as store:
+        view = TokenView(store, run_id=result.run_id)
+        assert "no decode steps in this run" in view.info.object
+        # no empty chart (its axis ran -1..1), table, pager, filter or model-call picker
+        hidden = (view.picker, view.only_narrowed, view.key, view.chart, view.table)
+        assert not any(part.visible for part in hidden)
+        assert not TokenView(store).chart.visible
+
+
+def test_the_summary_counts_in_the_singular_and_plural() -> None:
+    step = TokenStep(
+        0, "a", 7, None, allowed=3, schema_allowed=4, rails="budget", removed=["b"], p=0.5, cut=1, share=None
+    )
+    text = summary([step], None)
+    assert "1 token;" in text and "the rails narrowed 1 step (budget: 1), removing 1 token;" in text
+    assert "2 tokens" in summary([step, step], None) and "narrowed 2 steps" in summary([step, step], None)

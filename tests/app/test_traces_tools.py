@@ -93,6 +93,7 @@ def test_compare_marks_the_outputs_and_spans_that_differ(store: Any) -> None:
     assert f"{CHANGED} reply.category" in compare.outputs_a.object
     assert f"{CHANGED} reply.category" in compare.outputs_b.object
     assert "outputs differ" in compare.info.object
+    assert "duration off by at least 1 ms and 20%" in compare.info.object  # the rule, said
 
 
 def test_compare_helpers() -> None:
@@ -108,6 +109,12 @@ def test_compare_helpers() -> None:
         "node": f"{CHANGED} status OK / ERROR",
         "node #2": f"{CHANGED} only in A",
     }
+    # Material differences only: at least 1 ms and at least 20% of the longer duration.
+    names = ["guard", "tool", "chat", "load"]
+    a = pd.DataFrame({"name": names, "duration_ms": [0.007, 0.4, 272.6, 10.0], "status": ["OK"] * 4})
+    b = pd.DataFrame({"name": names, "duration_ms": [0.005, 2.6, 267.0, 11.0], "status": ["OK"] * 4})
+    table = compare_spans(a, b).set_index("span")["change"].to_dict()
+    assert table == {"guard": "", "tool": f"{CHANGED} +2.20 ms", "chat": "", "load": ""}
 
 
 def test_rails_check_result_of_an_older_edit_is_dropped(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from workbench.types import Bool, Enum, Float, Int, List, Record, Str, Type
 
 from .document import KIND_TEMPLATES, FlowDocument
 from .inspector import FIELDS, config_value, kind_details
-from .layout import INPUTS_ID, OUTPUTS_ID, auto_layout, node_height
+from .layout import INPUTS_ID, NODE_WIDTH, OUTPUTS_ID, auto_layout, bounds, node_height
 from .text import message, text_pane
 
 __all__ = ["TYPE_COLOURS", "FlowCanvas", "type_colour"]
@@ -75,6 +75,9 @@ BASE_CSS = """
 .react-flow__handle-left::before { left: 12px; }
 .react-flow__handle-right::before { right: 12px; }
 """
+
+
+MESSAGE_HEIGHT = 28  # px of the message line above the canvas, reserved while it is empty
 
 
 def type_colour(typ: Type) -> str:
@@ -172,7 +175,14 @@ class FlowCanvas(pn.viewable.Viewer):
         self.flow_view.on("node_deleted", self._on_node_deleted)
         self.flow_view.on("node_moved", self._on_node_moved)
         self.flow_view.on("selection_changed", self._on_selection)
-        self.message = text_pane(sizing_mode="stretch_width", css_classes=["wb-canvas-message"])
+        # A fixed height, empty or not: a message that appeared or went moved every node
+        # under the pointer. A longer message wraps over the canvas's top edge instead.
+        self.message = text_pane(
+            sizing_mode="stretch_width",
+            height=MESSAGE_HEIGHT,
+            css_classes=["wb-canvas-message"],
+            stylesheets=[":host { overflow: visible; z-index: 10; } .wb-text { position: relative; }"],
+        )
         self.inspector = pn.Column(sizing_mode="stretch_width", min_width=260)
         self._flow_info = text_pane(pre=True, css_classes=["wb-flow-info"])
         self._flow_panes: list[Any] = [pn.pane.HTML("<b>Inspector</b> (select a node)"), self._flow_info]
@@ -460,7 +470,37 @@ class FlowCanvas(pn.viewable.Viewer):
         self.selected = name
         self.say(f"added {name} ({kind})")
         self._changed()
+        self._reveal(name)
         return name
+
+    def _reveal(self, node_id: str) -> None:
+        """Pan and zoom out so that ``node_id`` shows, when it lies outside the view.
+
+        A new node goes below the others when they leave no hole, and a view fitted to
+        them ends at the lowest one. The view then shows every node again, as tall as the
+        canvas allows and no closer than it was (its width is the browser's: the flow's
+        left edge is kept in view, and the columns fitted before fit again).
+        """
+        positions = self.doc.positions
+        others = {k: v for k, v in positions.items() if k != node_id}
+        left, top, right, bottom = bounds(self.doc.flow, others)
+        nx, ny = positions[node_id]
+        n_bottom = bounds(self.doc.flow, {node_id: (nx, ny)})[3]
+        view = self.flow_view.viewport
+        height = float(self.flow_view.height or 560)
+        if view:
+            pad = 8.0  # clear of the canvas's edge
+            zoom, dy = view["zoom"], view["y"]
+            shown = pad <= ny * zoom + dy and n_bottom * zoom + dy <= height - pad
+        else:  # the view fitted at load: the other nodes' box
+            shown = left <= nx and nx + NODE_WIDTH <= right and top <= ny and n_bottom <= bottom
+        if shown:
+            return
+        left, top, _, bottom = bounds(self.doc.flow, positions)
+        pad = 20.0  # around the nodes, as a fitted view leaves
+        zoom = min(view["zoom"] if view else 1.0, (height - 2 * pad) / (bottom - top))
+        zoom = max(zoom, self.flow_view.min_zoom)
+        self.flow_view.viewport = {"x": pad - left * zoom, "y": pad - top * zoom, "zoom": zoom}
 
     def delete_selected(self) -> None:
         """Delete the selected node."""

@@ -18,7 +18,7 @@ from workbench.flow import AgentTool, Flow, Node, PortRef, RailSpec, Wire, dumps
 from workbench.types import Float, Str, Type
 
 from .grouping import group_flow
-from .layout import INPUTS_ID, OUTPUTS_ID, Position, auto_layout, read_layout, write_layout
+from .layout import INPUTS_ID, OUTPUTS_ID, Position, auto_layout, free_position, read_layout, write_layout
 
 __all__ = ["KIND_TEMPLATES", "FlowDocument", "IncompatibleConnection", "StaleFileError", "flow_under"]
 
@@ -216,10 +216,8 @@ class FlowDocument:
             raise FlowError(f"flow '{self.flow.name}' already has a node '{name}'")
         node = Node(name, kind, spec["inputs"], spec["outputs"], config=spec["config"])
         before = dict(self.positions)
-        self.positions[name] = position or (
-            max((x for x, _ in before.values()), default=0.0) / 2,
-            max((y for _, y in before.values()), default=0.0) + 130.0,
-        )
+        ports = max(len(spec["inputs"]), len(spec["outputs"]))
+        self.positions[name] = position or free_position(self.flow, auto_layout(self.flow, before), ports)
         try:
             self.edit(f"add {name}", lambda f: f.add(node))
         except Exception:

@@ -16,6 +16,8 @@ __all__ = [
     "INPUTS_ID",
     "OUTPUTS_ID",
     "auto_layout",
+    "bounds",
+    "free_position",
     "layout_path",
     "node_height",
     "read_layout",
@@ -178,3 +180,50 @@ def auto_layout(
             y += heights[node_id] + NODE_GAP
         band_height = max(band_height, y - NODE_GAP - top)
     return out
+
+
+def _boxes(flow: Flow, positions: dict[str, Position]) -> list[tuple[float, float, float]]:
+    """``(x, y, height)`` of each canvas node at ``positions`` (all NODE_WIDTH wide)."""
+    heights = _heights(flow)
+    return [(x, y, heights.get(node_id, node_height(1))) for node_id, (x, y) in positions.items()]
+
+
+def free_position(flow: Flow, positions: dict[str, Position], ports: int) -> Position:
+    """Where a new node with ``ports`` ports goes: in free space, overlapping no node.
+
+    The highest free place in one of the columns the nodes already use (a hole first, else
+    below the column), leftmost on a tie: the flow grows downwards, never wider than it is.
+    """
+    boxes = _boxes(flow, positions)
+    if not boxes:
+        return (0.0, 0.0)
+    height = node_height(ports)
+    top = min(y for _, y, _ in boxes)
+
+    def free(x: float, y: float) -> bool:
+        # Apart by NODE_GAP from every node, so its ports and wires stay readable.
+        return all(
+            x + NODE_WIDTH + NODE_GAP <= bx
+            or bx + NODE_WIDTH + NODE_GAP <= x
+            or y + height + NODE_GAP <= by
+            or by + bh + NODE_GAP <= y
+            for bx, by, bh in boxes
+        )
+
+    spots = [(top, x) for x in {x for x, _, _ in boxes}]
+    spots += [(by + bh + NODE_GAP, bx) for bx, by, bh in boxes]
+    y, x = min((y, x) for y, x in spots if free(x, y))  # below the lowest node is always free
+    return (x, y)
+
+
+def bounds(flow: Flow, positions: dict[str, Position]) -> tuple[float, float, float, float]:
+    """Left, top, right and bottom of the canvas nodes at ``positions`` (at least their drawn size)."""
+    boxes = _boxes(flow, positions)
+    if not boxes:
+        return (0.0, 0.0, NODE_WIDTH, node_height(1))
+    return (
+        min(x for x, _, _ in boxes),
+        min(y for _, y, _ in boxes),
+        max(x for x, _, _ in boxes) + NODE_WIDTH,
+        max(y + h for _, y, h in boxes),
+    )

@@ -21,6 +21,12 @@ from .text import message, text_pane
 __all__ = ["RunCompare", "compare_outputs", "compare_spans"]
 
 CHANGED = "≠"  # the mark on a row that differs between the two runs
+# A duration differs when it is off by both this many milliseconds and this fraction of the
+# longer one: a 0.007 vs 0.005 ms guardrail check is noise, not a difference.
+MIN_DIFF_MS = 1.0
+MIN_DIFF_SHARE = 0.2
+DIFF_RULE = f"duration off by at least {MIN_DIFF_MS:g} ms and {MIN_DIFF_SHARE:.0%}"
+PAGE_ROWS = 20  # span rows a page of the table shows (it is as tall as they are)
 
 
 def _outputs(store: Any, run_id: str) -> dict[str, Any]:
@@ -54,11 +60,14 @@ def compare_outputs(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str
     return rows
 
 
-def compare_spans(a: pd.DataFrame, b: pd.DataFrame, *, tolerance: float = 0.2) -> pd.DataFrame:
+def compare_spans(
+    a: pd.DataFrame, b: pd.DataFrame, *, tolerance: float = MIN_DIFF_SHARE, min_ms: float = MIN_DIFF_MS
+) -> pd.DataFrame:
     """Span durations of two runs (``store.spans``) row by row: ``span, a_ms, b_ms, change``.
 
     ``change`` is marked when a span is missing on one side, its status differs, or its
-    duration differs by more than ``tolerance`` (a fraction of the longer one).
+    duration differs by at least ``min_ms`` and at least ``tolerance`` (a fraction of the
+    longer one).
     """
 
     def keyed(df: pd.DataFrame) -> dict[str, tuple[float, str]]:
@@ -79,7 +88,7 @@ def compare_spans(a: pd.DataFrame, b: pd.DataFrame, *, tolerance: float = 0.2) -
             change = "only in " + ("B" if la is None else "A")
         elif la[1] != rb[1]:
             change = f"status {la[1]} / {rb[1]}"
-        elif abs(la[0] - rb[0]) > tolerance * max(la[0], rb[0], 1e-9):
+        elif abs(la[0] - rb[0]) >= max(min_ms, tolerance * max(la[0], rb[0])):
             change = f"{rb[0] - la[0]:+.2f} ms"
         else:
             change = ""
@@ -111,7 +120,9 @@ class RunCompare(pn.viewable.Viewer):
             pd.DataFrame(columns=["span", "A ms", "B ms", "change"]),
             disabled=True,
             show_index=False,
-            height=260,
+            # No fixed height: the table is as tall as its rows (260 px hid the ninth).
+            pagination="local",
+            page_size=PAGE_ROWS,
             sizing_mode="stretch_width",
             css_classes=["wb-compare-spans"],
         )
@@ -161,7 +172,7 @@ class RunCompare(pn.viewable.Viewer):
         message(
             self.info,
             f"{changed} of {len(rows)} outputs differ, {spans_changed} of {len(table)} spans "
-            f"(missing, other status, or duration off by more than 20%)",
+            f"(missing, other status, or {DIFF_RULE})",
             "info",
         )
         return table

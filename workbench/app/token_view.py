@@ -295,6 +295,10 @@ def _table_frame(steps: Sequence[TokenStep]) -> pd.DataFrame:
     )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def summary(steps: Sequence[TokenStep], vocab: int | None) -> str:
     """One line: tokens, how many steps each rail narrowed, the least likely chosen token."""
     if not steps:
@@ -304,14 +308,14 @@ def summary(steps: Sequence[TokenStep], vocab: int | None) -> str:
     for s in narrowed:
         for rail in filter(None, s.rails.split(",")):
             per_rail[rail] = per_rail.get(rail, 0) + 1
-    parts = [f"{len(steps)} tokens"]
+    parts = [_count(len(steps), "token")]
     if not narrowed:
         parts.append("no step narrowed by a rail")
     else:
         parts.append(
-            f"the rails narrowed {len(narrowed)} steps ("
+            f"the rails narrowed {_count(len(narrowed), 'step')} ("
             + ", ".join(f"{r}: {k}" for r, k in sorted(per_rail.items()))
-            + f"), removing {sum(s.cut for s in narrowed)} tokens"
+            + f"), removing {_count(sum(s.cut for s in narrowed), 'token')}"
         )
     if vocab:
         parts.append(f"vocabulary {vocab:,}")
@@ -359,6 +363,7 @@ class TokenView(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["wb-token-chart"],
         )
+        self.key = pn.pane.HTML(CHART_KEY, sizing_mode="stretch_width")
         self.table = pn.widgets.Tabulator(
             _table_frame([]),
             disabled=True,
@@ -368,6 +373,7 @@ class TokenView(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["wb-token-table"],
         )
+        self._draw("", None)  # nothing on show yet: no empty chart or table
         if run_id is not None:
             self.show_run(run_id)
         if span_id is not None:
@@ -423,6 +429,11 @@ class TokenView(pn.viewable.Viewer):
         rows = self.rows
         message(self.info, summary(rows, vocab) if span_id else "")
         self.strip.object = token_strip(rows) if rows else ""
+        # Without steps only the text above shows: an empty chart drew a -1..1 axis and
+        # crowded ticks, the table an empty pager.
+        for part in (self.only_narrowed, self.key, self.chart, self.table):
+            part.visible = bool(rows)
+        self.picker.visible = bool(self.picker.options)
         self.chart.object = steps_figure(rows)
         # the table opens on what the rails did (the strip above shows every token)
         self.only_narrowed.value = any(s.cut > 0 for s in rows)
@@ -437,7 +448,7 @@ class TokenView(pn.viewable.Viewer):
             pn.Row(self.picker, self.only_narrowed),
             self.info,
             self.strip,
-            pn.pane.HTML(CHART_KEY, sizing_mode="stretch_width"),
+            self.key,
             self.chart,
             self.table,
             sizing_mode="stretch_width",

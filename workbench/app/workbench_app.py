@@ -60,6 +60,11 @@ class FlowSession:
         self.rails.editor.param.watch(lambda _e: self.canvas._update_buttons(), "value")
 
 
+def _crumb_label(node: str, inner: str) -> str:
+    """A sub-flow's breadcrumb: its node, and the inner flow's name where that says more."""
+    return f"{node} (sub-flow)" if inner == node else f"{node} ({inner})"
+
+
 class Workbench(pn.viewable.Viewer):
     """The served app: ``flows`` maps names to flow files; ``save_to`` maps read-only ones."""
 
@@ -191,7 +196,7 @@ class Workbench(pn.viewable.Viewer):
         message(self.description, doc.flow.description or "")
         crumbs: list[Any] = []
         for depth, (level, node) in enumerate(self.stack):
-            label = level.doc.flow.name if node is None else f"{node} ({level.doc.flow.name})"
+            label = level.doc.flow.name if node is None else _crumb_label(node, level.doc.flow.name)
             if depth:
                 crumbs.append(pn.pane.HTML("›", margin=(12, 2)))
             button = pn.widgets.Button(
