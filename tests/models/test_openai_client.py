@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,24 +17,12 @@ from workbench.models.corpus import ORDER_SCHEMA, make_corpus
 from workbench.models.local import DEFAULT_MODEL_DIR, LocalModel
 from workbench.models.openai_client import ModelHTTPError, OpenAIModel, load_openai
 from workbench.models.registry import resolve_model
-from workbench.models.server import running_server
 
 needs_model = pytest.mark.skipif(
     not (DEFAULT_MODEL_DIR / "model.safetensors").exists(), reason="the tiny model is not trained"
 )
 PROMPT = make_corpus(1, seed=777, triage_share=0.0, heldout_templates=True)[0].prompt
 MESSAGES = [{"role": "user", "content": PROMPT}]
-
-
-@pytest.fixture(scope="module")
-def model() -> LocalModel:
-    return LocalModel.from_pretrained(DEFAULT_MODEL_DIR, name="default")
-
-
-@pytest.fixture(scope="module")
-def base(model: LocalModel) -> Iterator[str]:
-    with running_server(model, "default") as url:
-        yield url
 
 
 def _free_port() -> int:

@@ -34,17 +34,6 @@ RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "order", "sche
 
 
 @pytest.fixture(scope="module")
-def model() -> LocalModel:
-    return LocalModel.from_pretrained(DEFAULT_MODEL_DIR, name="default")
-
-
-@pytest.fixture(scope="module")
-def base(model: LocalModel) -> Iterator[str]:
-    with running_server(model, "default") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def http(base: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base, timeout=60) as client:
         yield client

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -17,25 +16,13 @@ import pytest
 
 from workbench.models.base import GenerationRequest
 from workbench.models.corpus import DESK_TOOLS, desk_messages
-from workbench.models.local import DEFAULT_MODEL_DIR, LocalModel
-from workbench.models.server import running_server
+from workbench.models.local import LocalModel
 
 from .tool_schemas import valid
 
 MESSAGES = desk_messages("BOLT shares jump after a record quarter", "1000.0")
 TOOLS = [json.loads(json.dumps(t)) for t in DESK_TOOLS]
 SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
-
-
-@pytest.fixture(scope="module")
-def model() -> LocalModel:
-    return LocalModel.from_pretrained(DEFAULT_MODEL_DIR, name="default")
-
-
-@pytest.fixture(scope="module")
-def base(model: LocalModel) -> Iterator[str]:
-    with running_server(model, "default") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
