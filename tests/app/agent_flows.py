@@ -6,7 +6,13 @@ these tests swap in the scripted server of ``tests.runtime.scripted_openai``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 from workbench.examples import flow_path
+
+from .conftest import Served, start_server, stop_server
 
 NEWS = "BOLT shares jump after a record quarter"
 FINAL = {"ticker": "BOLT", "qty": 8, "note": "bought 8 BOLT"}
@@ -18,3 +24,14 @@ def desk_text(base_url: str, name: str = "desk") -> str:
     model = f"model: {{openai: {{base_url: '{base_url}', model: scripted, timeout: 10}}}}"
     assert text.count("model: default") == 1 and text.startswith("flow: desk\n")
     return text.replace("model: default", model).replace("flow: desk\n", f"flow: {name}\n", 1)
+
+
+@contextlib.contextmanager
+def desk_served(cwd: Path, model_url: str) -> Iterator[Served]:
+    """``workbench serve`` in ``cwd`` offering the desk agent as ``deskbot``, its model at ``model_url``."""
+    (cwd / "deskbot.flow.yaml").write_text(desk_text(model_url, "deskbot"), encoding="utf-8")
+    server = start_server(cwd, cwd / "traces.duckdb")
+    try:
+        yield server
+    finally:
+        stop_server(server)

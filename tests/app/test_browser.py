@@ -51,6 +51,18 @@ def open_app(context: Any, server: Served, flow: str | None = None, node: str = 
     return page, seconds
 
 
+def fill_trader_form(page: Any, cash: str) -> None:
+    """Open the Run tab of the trader flow on ``page`` and fill its form (BOLT news at 12.50)."""
+    tab(page, "Run").click()
+    page.locator(".wb-run-form textarea").fill(
+        "BOLT shares jump after a record quarter; the stock trades at 12.50"
+    )
+    cash_box = page.locator(".wb-run-form input").first
+    cash_box.fill(cash)
+    cash_box.press("Tab")  # the spinner sends its value when it loses focus
+    page.wait_for_timeout(300)
+
+
 def text_of(page: Any, host: str) -> str:
     """The text a ``text_pane`` shows (inner_text does not enter Panel's shadow roots; CSS does)."""
     return page.locator(f"{host} .wb-text").first.inner_text()

@@ -20,7 +20,7 @@ from unittest import mock
 import pytest
 
 from .conftest import Served, save_shot, start_server, stop_server
-from .test_browser import browser, context, open_app, tab, text_of
+from .test_browser import browser, context, fill_trader_form, open_app, text_of
 
 __all__ = ["browser", "context"]  # the fixtures, shared with the main browser module
 
@@ -67,14 +67,7 @@ def test_the_analysts_answer_streams_into_the_run_view(
     context: Any, fast_server: Served, shots: Path
 ) -> None:
     page, _ = open_app(context, fast_server, "trader", "analyst")
-    tab(page, "Run").click()
-    page.locator(".wb-run-form textarea").fill(
-        "BOLT shares jump after a record quarter; the stock trades at 12.50"
-    )
-    cash = page.locator(".wb-run-form input").first
-    cash.fill("3")
-    cash.press("Tab")  # the spinner sends its value when it loses focus
-    page.wait_for_timeout(300)
+    fill_trader_form(page, "3")
     page.evaluate(SAMPLER)
     page.locator(".wb-run-button button").click()
     page.locator(".wb-run-status").get_by_text(": ok in").wait_for(timeout=60_000)

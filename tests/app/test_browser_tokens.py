@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .conftest import Served, save_shot
-from .test_browser import browser, context, open_app, tab, text_of
+from .test_browser import browser, context, fill_trader_form, open_app, tab, text_of
 
 __all__ = ["browser", "context"]  # the fixtures, shared with the main browser module
 
@@ -16,14 +16,7 @@ def test_token_view_shows_the_budget_rail_narrowing_the_price(
     context: Any, server: Served, shots: Path
 ) -> None:
     page, _ = open_app(context, server, "trader", "analyst")
-    tab(page, "Run").click()
-    page.locator(".wb-run-form textarea").fill(
-        "BOLT shares jump after a record quarter; the stock trades at 12.50"
-    )
-    cash = page.locator(".wb-run-form input").first
-    cash.fill("3")
-    cash.press("Tab")  # the spinner sends its value when it loses focus
-    page.wait_for_timeout(300)
+    fill_trader_form(page, "3")
     page.locator(".wb-run-button button").click()
     page.locator(".wb-run-status").get_by_text(": ok in").wait_for(timeout=60_000)
     run_id = text_of(page, ".wb-run-status").split()[1].rstrip(":")

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.app.agent_flows import NEWS, desk_text
+from tests.app.agent_flows import NEWS, desk_served
 from tests.runtime.scripted_openai import ScriptedServer, calls, scripted
 
 from .browser import launch_chromium
-from .conftest import Served, save_shot, start_server, stop_server
+from .conftest import Served, save_shot
 from .test_browser import open_app, tab, text_of
 
 # Bokeh destroys a session 15 s after its last connection went, looked for every 2 s here.
@@ -36,11 +36,8 @@ def model() -> Iterator[ScriptedServer]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, model: ScriptedServer) -> Iterator[Served]:
-    cwd = tmp_path_factory.mktemp("serve-cancel")
-    (cwd / "deskbot.flow.yaml").write_text(desk_text(model.url, "deskbot"), encoding="utf-8")
-    server = start_server(cwd, cwd / "traces.duckdb")
-    yield server
-    stop_server(server)
+    with desk_served(tmp_path_factory.mktemp("serve-cancel"), model.url) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
