@@ -330,7 +330,8 @@ class Engine:
     @staticmethod
     def _top(rows: list[Job], logp: torch.Tensor) -> None:
         """Record each row's most likely tokens of this step (rows that asked for them)."""
-        k = max(j.request.top_logprobs for j in rows if j.finish_reason is None)
+        # default: every row that asked may have been cancelled this very step
+        k = max((j.request.top_logprobs for j in rows if j.finish_reason is None), default=0)
         if k <= 0:
             return
         values, ids = logp.topk(k, dim=-1)

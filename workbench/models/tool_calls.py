@@ -252,7 +252,11 @@ class _RailedCalls:
     def advance(self, token_id: int) -> None:
         self.outer.advance(token_id)
         self.ids.append(token_id)
-        self.text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        piece = self.pieces[token_id] if token_id < len(self.pieces) else "\ufffd"
+        if "\ufffd" in piece:  # a character split across tokens: only the whole text decodes it
+            self.text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        else:  # the common case: one piece more, not the whole answer decoded again per token
+            self.text += piece
         if self.inner is not None:
             self.inner.advance(token_id)
             if _closed(self.text[self.args_from :]):

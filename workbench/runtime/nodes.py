@@ -478,6 +478,13 @@ class LlmRunner(Runner):
         if tokenizer is not None and getattr(tokenizer, "vocab_size", None):
             span.attributes["workbench.decode.vocab_size"] = int(tokenizer.vocab_size)  # for shares
         logprobs = generation.logprobs or []
+        # With decode rails the constraint has already built the text of every token (cached):
+        # the tokens they removed are looked up there, not decoded one call each.
+        pieces: tuple[str, ...] = ()
+        if steps and tokenizer is not None:
+            from workbench.decoding.vocab import token_table  # numpy: only runs with decode rails
+
+            pieces = token_table(tokenizer).pieces
         for step, token_id in enumerate(generation.token_ids):
             attributes: dict[str, Any] = {
                 "workbench.decode.step": step,
@@ -494,7 +501,7 @@ class LlmRunner(Runner):
                     attributes["workbench.decode.rails"] = ",".join(steps[step].rails)
                 if steps[step].removed and tokenizer is not None:
                     attributes["workbench.decode.removed"] = [
-                        tokenizer.decode([t]) for t in steps[step].removed
+                        pieces[t] if t < len(pieces) else tokenizer.decode([t]) for t in steps[step].removed
                     ]
             tracer.add_event(span, "workbench.decode.step", attributes)
 
