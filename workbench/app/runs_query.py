@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.processes import pid_alive
+from workbench.traces.store import mark_incomplete
 
 __all__ = ["ANY", "STATUSES", "RunFilter", "find_runs", "flow_names"]
 
@@ -77,13 +77,7 @@ def find_runs(store: Any, flt: RunFilter, *, limit: int = 50, offset: int = 0) -
         f"FROM ({_RUNS}) m WHERE {where} ORDER BY start_ns DESC, run_id LIMIT ? OFFSET ?",
         [*params, int(limit), int(offset)],
     )
-    if len(page):
-        gone = [
-            status == "running"
-            and not pid_alive(None if pd.isna(pid) else int(pid), None if pd.isna(host) else str(host))
-            for status, pid, host in zip(page["status"], page["pid"], page["host"])
-        ]
-        page.loc[gone, "status"] = "incomplete"
+    mark_incomplete(page)
     return page.drop(columns=["trace_id", "pid", "host"]), total
 
 

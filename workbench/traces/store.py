@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pandas is needed only by whoever asks for a DataFrame
 
     from workbench.runtime.replay import ModelAnswers
 
-__all__ = ["TraceStore"]
+__all__ = ["TraceStore", "mark_incomplete"]
 
 _RUN_FILTER = " WHERE trace_id IN (SELECT trace_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[])))"
 _SPAN_FILTER = " WHERE span_id IN (SELECT unnest(?::VARCHAR[]))"
@@ -121,12 +121,7 @@ class TraceStore:
             f"FROM runs r{where} ORDER BY r.start_ns DESC" + (f" LIMIT {int(limit)}" if limit else "")
         )
         df = self.query(sql, [flow] if flow else None)
-        if len(df):
-            dead = [
-                status == "running" and not pid_alive(_opt_int(pid), host)  # None for NaN/pandas.NA
-                for status, pid, host in zip(df["status"], df["pid"], df["host"])
-            ]
-            df.loc[dead, "status"] = "incomplete"
+        mark_incomplete(df)
         return df
 
     def resolve_run(self, run_id: str) -> str:
@@ -366,3 +361,16 @@ def _remote_query(url: str, token: str | None, sql: str, params: list[Any]) -> p
         raise TraceStoreError(
             f"cannot reach the trace sink at {url}: {getattr(exc, 'reason', exc)}"
         ) from None
+
+
+def mark_incomplete(runs: pd.DataFrame) -> None:
+    """In a frame of runs (``status``, ``pid``, ``host``), a ``running`` run whose process is
+    gone reads ``incomplete`` (changed in place)."""
+    if not len(runs):
+        return
+    dead = [
+        status == "running"
+        and not pid_alive(_opt_int(pid), host)  # a pid of NaN/pandas.NA is None: unknown, alive
+        for status, pid, host in zip(runs["status"], runs["pid"], runs["host"])
+    ]
+    runs.loc[dead, "status"] = "incomplete"
