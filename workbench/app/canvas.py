@@ -33,7 +33,7 @@ from workbench.types import Bool, Enum, Float, Int, List, Record, Str, Type
 from .document import KIND_TEMPLATES, FlowDocument
 from .inspector import FIELDS, config_value, kind_details
 from .layout import INPUTS_ID, NODE_WIDTH, OUTPUTS_ID, auto_layout, bounds, node_height
-from .text import message, text_pane
+from .text import message, plural, text_pane
 
 __all__ = ["TYPE_COLOURS", "FlowCanvas", "type_colour"]
 
@@ -111,10 +111,6 @@ def _on_click(button: pn.widgets.Button, action: Callable[[], object]) -> None:
 def _no_editor(*_args: Any, **_kwargs: Any) -> None:
     """panel-reactflow's editor factory for nodes and edges that have none."""
     return None
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _css_id(value: str) -> str:
@@ -523,7 +519,7 @@ class FlowCanvas(pn.viewable.Viewer):
             return None
         self.selected, self.selection = node, [node]
         ports = self.doc.flow.nodes[node]
-        counts = f"{_count(len(ports.inputs), 'input')}, {_count(len(ports.outputs), 'output')}"
+        counts = f"{plural(len(ports.inputs), 'input')}, {plural(len(ports.outputs), 'output')}"
         self.say(f"grouped {', '.join(chosen)} as {node} ({counts})", "ok")
         self._changed()
         return node
@@ -688,7 +684,7 @@ class FlowCanvas(pn.viewable.Viewer):
         if node is None:
             lines = [
                 f"flow {flow.name}",
-                f"{_count(len(flow.nodes), 'node')}, {_count(len(flow.wires), 'wire')}",
+                f"{plural(len(flow.nodes), 'node')}, {plural(len(flow.wires), 'wire')}",
             ]
             if flow.description:
                 lines.append(flow.description)

@@ -16,7 +16,9 @@ from bokeh.models import ColumnDataSource, DataRange1d, FactorRange, HoverTool, 
 from bokeh.plotting import figure
 from bokeh.transform import jitter
 
-__all__ = ["LAST_RUNS", "latency_by_node", "latency_figure", "node_durations", "plural"]
+from .text import plural
+
+__all__ = ["LAST_RUNS", "latency_by_node", "latency_figure", "node_durations"]
 
 LAST_RUNS = 500  # runs of a flow the distribution covers (the newest)
 BOX_CALLS = 5  # calls a node needs before its box and percentile line are drawn
@@ -31,11 +33,6 @@ LEFT JOIN spans p ON p.trace_id = s.trace_id AND p.span_id = s.parent_id
 WHERE s.node IS NOT NULL AND coalesce(s.span_kind, '') <> 'GUARDRAIL'
   AND (p.node IS NULL OR p.node <> s.node)
 ORDER BY r.start_ns DESC, s.start_ns"""
-
-
-def plural(n: int, word: str) -> str:
-    """``1 call``, ``2 calls``."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def node_durations(store: Any, flow_name: str, last_runs: int = LAST_RUNS) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from typing import Any
 
 import panel as pn
 
-__all__ = ["message", "text_html", "text_pane"]
+__all__ = ["message", "plural", "text_html", "text_pane"]
 
 _STYLES = {
     "info": "color:#1f2937;background:#eef2ff;border:1px solid #c7d2fe",
@@ -51,3 +51,8 @@ def message(pane: pn.pane.HTML, text: str, style: str | None = None) -> None:
     """Replace the text of a pane made by ``text_pane`` (empty text clears it)."""
     old_style, pre = _STYLE_OF.get(pane, ("plain", False))
     pane.object = text_html(text, style or old_style, pre) if text else ""
+
+
+def plural(n: int, word: str) -> str:
+    """``1 call``, ``2 calls``, ``1,000 calls``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"

@@ -29,7 +29,7 @@ from bokeh.plotting import figure
 from workbench.errors import WorkbenchError
 from workbench.traces import TraceStore
 
-from .text import message, text_pane
+from .text import message, plural, text_pane
 
 __all__ = ["TokenStep", "TokenView", "decoded_spans", "read_steps", "token_steps", "token_strip", "visible"]
 
@@ -295,10 +295,6 @@ def _table_frame(steps: Sequence[TokenStep]) -> pd.DataFrame:
     )
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def summary(steps: Sequence[TokenStep], vocab: int | None) -> str:
     """One line: tokens, how many steps each rail narrowed, the least likely chosen token."""
     if not steps:
@@ -308,14 +304,14 @@ def summary(steps: Sequence[TokenStep], vocab: int | None) -> str:
     for s in narrowed:
         for rail in filter(None, s.rails.split(",")):
             per_rail[rail] = per_rail.get(rail, 0) + 1
-    parts = [_count(len(steps), "token")]
+    parts = [plural(len(steps), "token")]
     if not narrowed:
         parts.append("no step narrowed by a rail")
     else:
         parts.append(
-            f"the rails narrowed {_count(len(narrowed), 'step')} ("
+            f"the rails narrowed {plural(len(narrowed), 'step')} ("
             + ", ".join(f"{r}: {k}" for r, k in sorted(per_rail.items()))
-            + f"), removing {_count(sum(s.cut for s in narrowed), 'token')}"
+            + f"), removing {plural(sum(s.cut for s in narrowed), 'token')}"
         )
     if vocab:
         parts.append(f"vocabulary {vocab:,}")

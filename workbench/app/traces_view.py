@@ -18,11 +18,11 @@ import panel as pn
 
 from workbench.errors import WorkbenchError
 
-from .latency import BOX_CALLS, LAST_RUNS, latency_by_node, latency_figure, node_durations, plural, summarise
+from .latency import BOX_CALLS, LAST_RUNS, latency_by_node, latency_figure, node_durations, summarise
 from .run_compare import RunCompare
 from .runs_query import ANY, STATUSES, RunFilter, find_runs, flow_names
 from .sql_console import SqlConsole
-from .text import message, text_pane
+from .text import message, plural, text_pane
 from .timeline import span_details, span_rows, timeline_figure
 from .token_view import TokenView
 
