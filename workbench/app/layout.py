@@ -121,8 +121,10 @@ def _columns(flow: Flow) -> dict[int, list[str]]:
 
 def row_width(flow: Flow) -> float:
     """The width bound of ``auto_layout``'s bands: ``MAX_ROW_WIDTH``, or more for a long flow."""
-    columns = _columns(flow)
-    heights = _heights(flow)
+    return _row_width(_columns(flow), _heights(flow))
+
+
+def _row_width(columns: dict[int, list[str]], heights: dict[str, float]) -> float:
     # A band's height, estimated by the mean height of a column and the gap below the band.
     stacks = [sum(heights[n] + NODE_GAP for n in ids) - NODE_GAP for ids in columns.values()]
     band = sum(stacks) / len(stacks) + BAND_GAP
@@ -146,14 +148,14 @@ def auto_layout(
     keep = keep or {}
     columns = _columns(flow)
     last = max(columns)
+    heights = _heights(flow)
     if max_width is None:
-        max_width = row_width(flow)
+        max_width = _row_width(columns, heights)  # the layering and heights computed once
     preds: dict[str, list[str]] = {}
     for wire in flow.wires:
         src = wire.source.node or INPUTS_ID
         dst = wire.target.node or OUTPUTS_ID
         preds.setdefault(dst, []).append(src)
-    heights = _heights(flow)
     per_band = max(1, int((max_width - NODE_WIDTH) // COLUMN_WIDTH) + 1)
     # As many bands as that takes, but equally full: six columns make 3 + 3, not 4 + 2.
     per_band = math.ceil((last + 1) / math.ceil((last + 1) / per_band))
