@@ -121,14 +121,16 @@ def vocab_size(store: TraceStore, span_id: str) -> int | None:
         return None
 
 
-def read_steps(store: TraceStore, span_id: str) -> list[TokenStep]:
-    """The decode steps of span ``span_id`` in order, one ``TokenStep`` a token."""
+def read_steps(store: TraceStore, span_id: str, vocab: int | None = None) -> list[TokenStep]:
+    """The decode steps of span ``span_id`` in order, one ``TokenStep`` a token (``vocab``: the
+    model's vocabulary size when the caller has it; read from the span otherwise)."""
     rows = store.arrow(
         "SELECT step, token, token_id, logprob, allowed, schema_allowed, rails, removed "
         "FROM decode_steps WHERE span_id = ? ORDER BY step",
         [span_id],
     ).to_pylist()
-    vocab = vocab_size(store, span_id)
+    if vocab is None:
+        vocab = vocab_size(store, span_id)
     steps = []
     for row in rows:
         logprob = None if row["logprob"] is None else float(row["logprob"])
@@ -407,8 +409,8 @@ class TokenView(pn.viewable.Viewer):
         """Show the tokens of model call ``span_id``; returns its steps (``token_steps``)."""
         try:
             store = self._store()
-            rows = read_steps(store, span_id)
             vocab = vocab_size(store, span_id)
+            rows = read_steps(store, span_id, vocab)
         except WorkbenchError as exc:
             message(self.info, f"cannot read span {span_id}: {exc}", "error")
             return steps_frame([])
