@@ -55,9 +55,8 @@ class FlowSession:
             on_start=self.canvas.clear_run_marks,
             on_done=on_run,
         )
+        # Rail edits go through the document too: its listeners keep the canvas's undo button right.
         self.canvas.listeners += [lambda _d: self.rails.refresh_soon(), lambda _d: self.run.rebuild_form()]
-        # A rail edit changes the document too: the undo button must know.
-        self.rails.editor.param.watch(lambda _e: self.canvas._update_buttons(), "value")
 
 
 def _crumb_label(node: str, inner: str) -> str:
