@@ -75,47 +75,21 @@ class MatcherState:
         return self.matcher.is_stopped() or self.matcher.is_error()
 
 
-class JsonSchemaConstraint:
-    """A ``Constraint`` that lets the model write only JSON valid for ``schema`` (llguidance).
-
-    A stand-in until the decoding layer's type-and-rail constraints land: same protocol, so
-    the server switches by constructing theirs. Built and checked against ``tokenizer`` up
-    front: ``start`` runs inside the runtime's batch, where an error would fail every
-    request in the batch, not just this one.
-    """
-
-    def __init__(self, schema: dict[str, Any], tokenizer: Any) -> None:
-        try:
-            import llguidance
-        except ImportError:
-            raise UsageError(
-                "response_format with a JSON schema needs the llguidance package on the server "
-                "(pip install llguidance); without it this server cannot guarantee the format"
-            ) from None
-        self._llguidance = llguidance
-        self.schema = schema
-        self.grammar = _grammar(json.dumps(schema, sort_keys=False))
-        self.start(tokenizer)
-
-    def start(self, tokenizer: Any) -> MatcherState:
-        """A matcher at the start of the grammar, for one sequence."""
-        matcher = self._llguidance.LLMatcher(_ll_tokenizer(tokenizer), self.grammar, log_level=0)
-        if matcher.is_error():
-            raise UsageError(f"response_format schema is not usable: {matcher.get_error()}")
-        return MatcherState(matcher)
-
-
 class GrammarConstraint:
     """A ``Constraint`` from an llguidance grammar (lark syntax, ``%json`` schemas inside), such
-    as the grammar of tool calls; checked against ``tokenizer`` up front, as ``JsonSchemaConstraint``."""
+    as the grammar of tool calls. Built and checked against ``tokenizer`` up front: ``start``
+    runs inside the runtime's batch, where an error would fail every request in the batch,
+    not just this one."""
+
+    # What a missing llguidance or a grammar it refuses is reported as (subclasses reword).
+    install_hint = "constraining {what} needs the llguidance package (pip install llguidance)"
+    unusable = "the {what} are not usable as a grammar: {error}"
 
     def __init__(self, grammar: str, tokenizer: Any, *, what: str = "grammar") -> None:
         try:
             import llguidance
         except ImportError:
-            raise UsageError(
-                f"constraining {what} needs the llguidance package (pip install llguidance)"
-            ) from None
+            raise UsageError(self.install_hint.format(what=what)) from None
         self._llguidance = llguidance
         self.what = what
         self.grammar = grammar
@@ -125,5 +99,19 @@ class GrammarConstraint:
         """A matcher at the start of the grammar, for one sequence."""
         matcher = self._llguidance.LLMatcher(_ll_tokenizer(tokenizer), self.grammar, log_level=0)
         if matcher.is_error():
-            raise UsageError(f"the {self.what} are not usable as a grammar: {matcher.get_error()}")
+            raise UsageError(self.unusable.format(what=self.what, error=matcher.get_error()))
         return MatcherState(matcher)
+
+
+class JsonSchemaConstraint(GrammarConstraint):
+    """A ``Constraint`` that lets the model write only JSON valid for ``schema`` (llguidance)."""
+
+    install_hint = (
+        "response_format with a JSON schema needs the llguidance package on the server "
+        "(pip install llguidance); without it this server cannot guarantee the format"
+    )
+    unusable = "response_format schema is not usable: {error}"
+
+    def __init__(self, schema: dict[str, Any], tokenizer: Any) -> None:
+        self.schema = schema
+        super().__init__(_grammar(json.dumps(schema, sort_keys=False)), tokenizer, what="schema")
