@@ -18,7 +18,7 @@ import html
 import json
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import panel as pn
 
@@ -29,6 +29,8 @@ from workbench.flow.verify import check_report, explain_rail
 
 from .document import FlowDocument
 from .text import message, text_html, text_pane
+
+T = TypeVar("T")
 
 __all__ = ["RailsPanel", "explain_text", "parse_problem", "status_lines"]
 
@@ -198,15 +200,12 @@ class RailsPanel(pn.viewable.Viewer):
         message(self.checking, "checking…", "info")
         flow = self.doc.flow.copy()  # later edits must not change what is being checked
 
-        def done(future: Future[dict[str, Any]]) -> None:
-            try:
-                report = future.result()
-            except Exception as exc:  # a crash in the checker must not leave "checking…" forever
-                report = {"errors": [f"the rails check failed: {exc}"], "rails": [], "notes": []}
-            # Bokeh runs next-tick callbacks on the server loop with the document locked.
-            doc.add_next_tick_callback(functools.partial(self._deliver, generation, report))
-
-        _CHECKER.submit(check_report, flow).add_done_callback(done)
+        _off_loop(
+            doc,
+            functools.partial(check_report, flow),
+            lambda exc: {"errors": [f"the rails check failed: {exc}"], "rails": [], "notes": []},
+            functools.partial(self._deliver, generation),
+        )
 
     def _deliver(self, generation: int, report: dict[str, Any]) -> None:
         """Show ``report`` if it checks the newest edit (latest edit wins); else drop it."""
@@ -276,14 +275,12 @@ class RailsPanel(pn.viewable.Viewer):
         self._explain_show(f"explaining {name}…")
         flow = self.doc.flow.copy()
 
-        def done(future: Future[str]) -> None:
-            try:
-                text = future.result()
-            except Exception as exc:  # a crash in Z3 must not leave "explaining…" forever
-                text = f"cannot explain rail {name}: {exc}"
-            doc.add_next_tick_callback(functools.partial(self._explain_deliver, asked, text))
-
-        _CHECKER.submit(explain_text, flow, name).add_done_callback(done)
+        _off_loop(
+            doc,
+            functools.partial(explain_text, flow, name),
+            lambda exc: f"cannot explain rail {name}: {exc}",
+            functools.partial(self._explain_deliver, asked),
+        )
 
     def _explain_deliver(self, asked: int, text: str) -> None:
         if asked == self._explaining:
@@ -388,3 +385,20 @@ class RailsPanel(pn.viewable.Viewer):
             self.new_feedback,
             sizing_mode="stretch_width",
         )
+
+
+def _off_loop(
+    doc: Any, work: Callable[[], T], failed: Callable[[Exception], T], deliver: Callable[[T], None]
+) -> None:
+    """Run ``work`` on the checker thread, then hand its result to ``deliver`` on ``doc``'s next
+    tick (Bokeh runs those on the server loop with the document locked). A crash gives
+    ``failed(exc)`` instead, so a panel never stays at "checking…" for ever."""
+
+    def done(future: Future[T]) -> None:
+        try:
+            result = future.result()
+        except Exception as exc:
+            result = failed(exc)
+        doc.add_next_tick_callback(functools.partial(deliver, result))
+
+    _CHECKER.submit(work).add_done_callback(done)
