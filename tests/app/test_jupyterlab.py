@@ -141,8 +141,20 @@ def test_show_draws_answers_and_runs_in_jupyterlab(browser: Any, lab: Lab, shots
     assert page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').count() == 0
 
     # A click on a node reaches the kernel and comes back as the inspector's text.
-    output.locator('.react-flow__node[data-id="prioritise"]').click()
-    page.locator(".jp-OutputArea .wb-text").filter(has_text="prioritise · tool").first.wait_for()
+    # Clicked again until it lands: under load the canvas may still be fitting its view (the
+    # nodes move) when the first click comes.
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # the browser fixture checked it
+
+    node = output.locator('.react-flow__node[data-id="prioritise"]')
+    inspector = page.locator(".jp-OutputArea .wb-text").filter(has_text="prioritise · tool").first
+    for _ in range(10):
+        node.click()
+        try:
+            inspector.wait_for(timeout=6_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    inspector.wait_for()
 
     # The run view runs the flow in the kernel and shows outputs and rail verdicts.
     tab(page, "Run").click()
